@@ -1,0 +1,51 @@
+"""The ``updraft`` command. Each group lives in its own module; this one wires them together."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+# (module, attribute) of every command group; imported lazily so `updraft --help` stays fast.
+COMMAND_GROUPS = {
+    "db": ("updraft.cli.db", "db"),
+    "dags": ("updraft.cli.dags", "dags"),
+    "tasks": ("updraft.cli.tasks", "tasks"),
+    "variables": ("updraft.cli.variables", "variables"),
+    "connections": ("updraft.cli.connections", "connections"),
+    "pools": ("updraft.cli.pools", "pools"),
+    "config": ("updraft.cli.config_cmd", "config"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when used."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._available()))
+
+    def _available(self):
+        names = []
+        for name, (module, _attr) in COMMAND_GROUPS.items():
+            if importlib.util.find_spec(module) is not None:
+                names.append(name)
+        return names
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        if name not in COMMAND_GROUPS:
+            return None
+        module, attr = COMMAND_GROUPS[name]
+        if importlib.util.find_spec(module) is None:
+            return None
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="updraft")
+def main() -> None:
+    """Updraft: author, schedule and watch workflows written as Python DAGs."""
+

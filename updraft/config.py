@@ -1,0 +1,200 @@
+"""Configuration: defaults, then ``$UPDRAFT_HOME/updraft.toml`` (or ``$UPDRAFT_CONFIG``), then
+``UPDRAFT__SECTION__KEY`` environment variables, highest last.
+
+``conf.get("core", "executor")`` returns the merged value, converted to the type of its default.
+``reload()`` re-reads everything; tests call it after changing the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "core": {
+        "dags_folder": "",  # empty: $UPDRAFT_HOME/dags
+        "executor": "dask",
+        "parallelism": 32,
+        "max_active_tasks_per_dag": 16,
+        "max_active_runs_per_dag": 16,
+        "dags_are_paused_at_creation": True,
+        "load_examples": False,
+        "default_timezone": "UTC",
+        "dagbag_import_timeout": 30.0,
+        "dag_discovery_safe_mode": True,
+        "fernet_key": "",  # empty: generated once into $UPDRAFT_HOME/fernet.key
+        "xcom_max_size": 1_048_576,
+        "default_pool_slots": 128,
+        "airflow_compat": True,
+        "default_retry_delay": 300,
+        "max_retry_delay": 86400,
+        "hide_sensitive_var_conn_fields": True,
+        "sensitive_var_conn_names": "",
+    },
+    "database": {
+        "sql_alchemy_conn": "",  # empty: sqlite:///$UPDRAFT_HOME/updraft.db
+        "pool_size": 5,
+        "echo": False,
+    },
+    "logging": {
+        "base_log_folder": "",  # empty: $UPDRAFT_HOME/logs
+        "level": "INFO",
+    },
+    "scheduler": {
+        "dag_dir_list_interval": 30.0,
+        "min_file_process_interval": 30.0,
+        "parsing_processes": 2,
+        "reconcile_interval": 5.0,
+        "task_heartbeat_interval": 5.0,
+        "zombie_threshold": 60.0,
+        "catchup_by_default": False,
+    },
+    "dask": {
+        "scheduler_address": "",  # empty: start a LocalCluster
+        "n_workers": 2,
+        "threads_per_worker": 4,
+        "processes": True,
+        "dashboard_address": "127.0.0.1:8787",
+    },
+    "nats": {
+        "servers": "nats://127.0.0.1:4222",
+        "subject_prefix": "updraft",
+        "user": "",
+        "password": "",
+        "token": "",
+        "nkeys_seed": "",
+        "creds_file": "",
+        "tls_ca": "",
+        "tls_cert": "",
+        "tls_key": "",
+    },
+    "web": {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "secret_key": "",
+        "session_lifetime_minutes": 720,
+    },
+    "smtp": {
+        "host": "localhost",
+        "port": 25,
+        "starttls": False,
+        "ssl": False,
+        "user": "",
+        "password": "",
+        "mail_from": "updraft@localhost",
+        "timeout": 30,
+        "retry_limit": 5,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that is missing, unknown or of the wrong type."""
+
+
+def updraft_home() -> Path:
+    """The folder that holds the SQLite store, logs, keys and the default DAGs folder."""
+    return Path(os.environ.get("UPDRAFT_HOME") or Path.home() / "updraft").expanduser()
+
+
+def _convert(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    return value if isinstance(value, str) else str(value)
+
+
+class UpdraftConfig:
+    """Merged configuration; read once, cheap to query."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, Any]] = {}
+        self.reload()
+
+    def config_file(self) -> Path:
+        """The TOML file read, whether or not it exists."""
+        return Path(os.environ.get("UPDRAFT_CONFIG") or updraft_home() / "updraft.toml")
+
+    def reload(self) -> None:
+        """Re-read the file and the environment."""
+        values = {section: dict(keys) for section, keys in DEFAULTS.items()}
+        path = self.config_file()
+        if path.exists():
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+            for section, keys in data.items():
+                if not isinstance(keys, dict):
+                    raise ConfigError(f"{path}: [{section}] must be a table")
+                target = values.setdefault(section, {})
+                for key, value in keys.items():
+                    default = DEFAULTS.get(section, {}).get(key)
+                    where = f"{path} [{section}] {key}"
+                    target[key] = value if default is None else _convert(value, default, where)
+        for name, value in os.environ.items():
+            if not name.startswith("UPDRAFT__"):
+                continue
+            parts = name[len("UPDRAFT__"):].lower().split("__", 1)
+            if len(parts) != 2 or not all(parts):
+                continue
+            section, key = parts
+            default = DEFAULTS.get(section, {}).get(key)
+            target = values.setdefault(section, {})
+            target[key] = value if default is None else _convert(value, default, name)
+        self._values = values
+
+    def get(self, section: str, key: str, fallback: Any = ...) -> Any:
+        """Return the value of ``[section] key``; raise ConfigError if unset and no fallback."""
+        try:
+            return self._values[section][key]
+        except KeyError:
+            if fallback is not ...:
+                return fallback
+            raise ConfigError(f"unknown configuration option [{section}] {key}") from None
+
+    def getint(self, section: str, key: str) -> int:
+        return int(self.get(section, key))
+
+    def getfloat(self, section: str, key: str) -> float:
+        return float(self.get(section, key))
+
+    def getboolean(self, section: str, key: str) -> bool:
+        return bool(_convert(self.get(section, key), False, f"[{section}] {key}"))
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """Every section and value (secrets included: do not print it as is)."""
+        return {section: dict(keys) for section, keys in self._values.items()}
+
+    # Paths derived from UPDRAFT_HOME when not set explicitly.
+
+    def dags_folder(self) -> Path:
+        return Path(self.get("core", "dags_folder") or updraft_home() / "dags").expanduser()
+
+    def log_folder(self) -> Path:
+        return Path(self.get("logging", "base_log_folder") or updraft_home() / "logs").expanduser()
+
+    def sql_alchemy_conn(self) -> str:
+        url = self.get("database", "sql_alchemy_conn")
+        return url or f"sqlite:///{updraft_home() / 'updraft.db'}"
+
+
+conf = UpdraftConfig()
