@@ -1,0 +1,111 @@
+"""Exceptions that DAG authors raise or catch, with Airflow's meaning (and, via compat, names)."""
+
+from __future__ import annotations
+
+
+class UpdraftException(Exception):
+    """Base of Updraft's own errors."""
+
+    status_code = 500
+
+
+class UpdraftNotFoundException(UpdraftException):
+    """Something asked for (a DAG, a connection, a variable, a run) does not exist."""
+
+    status_code = 404
+
+
+class UpdraftBadRequest(UpdraftException):
+    """A request whose content is wrong."""
+
+    status_code = 400
+
+
+class UpdraftConfigException(UpdraftException):
+    """Configuration that cannot work."""
+
+
+class UpdraftSkipException(UpdraftException):
+    """Raise inside a task to mark it skipped."""
+
+
+class UpdraftFailException(UpdraftException):
+    """Raise inside a task to fail it at once, without retrying."""
+
+
+class UpdraftSensorTimeout(UpdraftException):
+    """A sensor did not succeed within its timeout."""
+
+
+class UpdraftTaskTimeout(UpdraftException):
+    """A try ran past its execution_timeout."""
+
+
+class UpdraftRescheduleException(UpdraftException):
+    """A sensor in reschedule mode asks to be poked again at ``reschedule_date``."""
+
+    def __init__(self, reschedule_date):
+        super().__init__(reschedule_date)
+        self.reschedule_date = reschedule_date
+
+
+class TaskDeferred(UpdraftException):
+    """Deferrable operators are not supported; raised so that use is never silent."""
+
+
+class DagDefinitionError(UpdraftException, ValueError):
+    """A DAG file that builds an invalid DAG."""
+
+
+class DagCycleException(DagDefinitionError):
+    """The dependencies of a DAG form a cycle."""
+
+
+class DuplicateTaskIdFound(DagDefinitionError):
+    """Two tasks of one DAG have the same id."""
+
+
+class TaskAlreadyInTaskGroup(DagDefinitionError):
+    """A task was put in two task groups."""
+
+
+class InvalidIdentifier(DagDefinitionError):
+    """A dag id, task id or group id with characters Updraft does not allow."""
+
+
+class ParamValidationError(UpdraftException, ValueError):
+    """A param value that does not match its schema."""
+
+    status_code = 400
+
+
+class DagNotFound(UpdraftNotFoundException):
+    """No DAG with that id."""
+
+
+class DagRunNotFound(UpdraftNotFoundException):
+    """No run with that id."""
+
+
+class TaskNotFound(UpdraftNotFoundException):
+    """No task with that id."""
+
+
+class DagRunAlreadyExists(UpdraftBadRequest):
+    """A run with that run id (or logical date) exists already."""
+
+
+class XComForMappedNotFound(UpdraftNotFoundException):
+    """A mapped task pulled as a whole has no XCom for one of its indexes."""
+
+
+class UnmappableXComTypePushed(UpdraftException):
+    """A task that feeds ``expand`` returned something that is neither a list nor a dict."""
+
+
+class NotSupportedByUpdraft(UpdraftException):
+    """An Airflow feature Updraft does not have; never ignored silently."""
+
+
+class RemovedInUpdraftWarning(DeprecationWarning):
+    """Something that works now and will go away."""
