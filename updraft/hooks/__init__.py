@@ -1,0 +1,1 @@
+"""Hooks: clients for outside systems, configured from connections (see ``hooks.base``)."""
