@@ -36,7 +36,8 @@ class StoreNotReadyError(RuntimeError):
     """The store cannot be reached, or its schema is not at the newest revision."""
 
 
-def _display_url(url: str | None) -> str:
+def display_url(url: str | None = None) -> str:
+    """The store URL with its password hidden, for messages."""
     from sqlalchemy.engine import make_url
 
     from updraft.store.engine import normalise_url
@@ -85,7 +86,7 @@ def _connect(url: str | None) -> Iterator[Connection]:
         connection = get_engine(url).connect()
     except DBAPIError as exc:
         reason = str(exc.orig).strip() or type(exc.orig).__name__
-        raise StoreNotReadyError(f"cannot reach the store at {_display_url(url)}: {reason}") from exc
+        raise StoreNotReadyError(f"cannot reach the store at {display_url(url)}: {reason}") from exc
     with connection:
         yield connection
 
@@ -177,7 +178,7 @@ def check(url: str | None = None) -> str:
         current = _current_revision_on(connection)
         dialect = connection.dialect.name
     head = head_revision()
-    where = _display_url(url)
+    where = display_url(url)
     if current is None:
         raise StoreNotReadyError(
             f"the store at {where} has no Updraft schema: run `updraft db migrate`")
@@ -208,7 +209,7 @@ def ensure_migrated(url: str | None = None) -> None:
 
     Cheap after the first call for a URL in this process.
     """
-    key = _display_url(url)
+    key = display_url(url)
     if key in _ready_urls:
         return
     current = current_revision(url)
@@ -225,9 +226,9 @@ def ensure_migrated(url: str | None = None) -> None:
 
 def _mark_ready(url: str | None) -> None:
     with _ready_lock:
-        _ready_urls.add(_display_url(url))
+        _ready_urls.add(display_url(url))
 
 
 def _forget_ready(url: str | None) -> None:
     with _ready_lock:
-        _ready_urls.discard(_display_url(url))
+        _ready_urls.discard(display_url(url))
