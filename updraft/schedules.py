@@ -1,0 +1,878 @@
+"""Timetables: when a DAG runs and which data interval each run covers, with Airflow 2 semantics.
+
+A run's *logical date* is the start of its data interval, and a scheduled run is due once its
+interval has ended (``run_after == data_interval.end``). ``create_timetable`` turns what a DAG
+file gives as ``schedule`` (None, ``"@once"``, ``"@continuous"``, a preset, a cron string, a
+``timedelta`` / ``relativedelta`` or a ``Timetable``) into one of the classes below.
+
+Timetables are pure: every decision that depends on the clock takes ``now`` as an argument, so
+the scheduler (the only place that reads the clock) and the tests drive time. Every datetime
+they return is timezone-aware UTC; cron expressions are evaluated on the wall clock of the DAG's
+timezone, so ``0 2 * * *`` in Europe/Amsterdam stays at 02:00 local time across DST changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone as dt_timezone, tzinfo
+from typing import Any, ClassVar, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+from dateutil.relativedelta import relativedelta, weekday
+
+UTC = dt_timezone.utc
+
+CRON_PRESETS: dict[str, str] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@midnight": "0 0 * * *",
+}
+PRESETS: tuple[str, ...] = ("@once", "@continuous", *CRON_PRESETS)
+
+_PRESET_DESCRIPTIONS = {
+    "@hourly": "At the start of every hour",
+    "@daily": "At 00:00 every day",
+    "@midnight": "At 00:00 every day",
+    "@weekly": "At 00:00 every Sunday",
+    "@monthly": "At 00:00 on the first day of every month",
+    "@quarterly": "At 00:00 on the first day of January, April, July and October",
+    "@yearly": "At 00:00 on January 1",
+    "@annually": "At 00:00 on January 1",
+}
+
+# Wider than any DST shift in the tz database (2 hours at most), so that a cron candidate whose
+# instant moved across a transition is still looked at.
+_DST_MARGIN = timedelta(hours=3)
+
+
+class ScheduleError(ValueError):
+    """A schedule, timezone or date that Updraft cannot use; the message says what is wrong."""
+
+
+# -- time helpers ----------------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _plain_utc(value: datetime) -> datetime:
+    # Rebuild as a plain datetime: pendulum and other subclasses do not survive JSON or pickling
+    # between nodes the same way, and their arithmetic differs from the stdlib's.
+    value = value.astimezone(UTC)
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                    value.microsecond, tzinfo=UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ScheduleError(f"expected a timezone-aware datetime, got naive {value.isoformat()}")
+    return _plain_utc(value)
+
+
+_OFFSET_RE = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def parse_timezone(value: Any = None) -> tzinfo:
+    """A tzinfo for an IANA name, a tzinfo object (pendulum/pytz ones by their name) or None.
+
+    None means ``[core] default_timezone``. Named zones come back as ``ZoneInfo``; fixed
+    offsets ("+02:00" or a ``datetime.timezone``) as ``datetime.timezone``; UTC as
+    ``ZoneInfo("UTC")``.
+    """
+    if value is None:
+        from updraft.config import conf
+
+        value = conf.get("core", "default_timezone")
+    if isinstance(value, ZoneInfo):
+        return value
+    if isinstance(value, str):
+        name = value.strip()
+        if name.upper() in ("UTC", "Z", "ETC/UTC"):
+            return ZoneInfo("UTC")
+        match = _OFFSET_RE.match(name)
+        if match:
+            sign, hours, minutes = match.groups()
+            offset = timedelta(hours=int(hours), minutes=int(minutes))
+            if offset >= timedelta(hours=24):
+                raise ScheduleError(f"unknown timezone {value!r}: offset out of range")
+            return parse_timezone(dt_timezone(-offset if sign == "-" else offset))
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScheduleError(
+                f"unknown timezone {value!r}: not a name from the IANA time zone database "
+                "(such as 'UTC', 'Europe/Amsterdam' or 'America/New_York')") from None
+    if isinstance(value, dt_timezone):
+        offset = value.utcoffset(None)
+        return ZoneInfo("UTC") if offset == timedelta(0) else value
+    if isinstance(value, tzinfo):
+        # pendulum zones have .name, pytz zones .zone, dateutil tzfile ._filename.
+        for attr in ("key", "name", "zone", "_filename"):
+            name = getattr(value, attr, None)
+            if isinstance(name, str) and name and not name.startswith("/"):
+                return parse_timezone(name)
+        offset = value.utcoffset(None)
+        if offset is not None:
+            return parse_timezone(dt_timezone(offset))
+        raise ScheduleError(f"cannot use timezone {value!r}: give an IANA name such as "
+                            "'Europe/Amsterdam'")
+    raise ScheduleError(f"timezone must be an IANA name or a tzinfo, got {type(value).__name__}")
+
+
+def timezone_name(tz: tzinfo) -> str:
+    """The name that ``parse_timezone`` turns back into ``tz`` ("Europe/Amsterdam", "+02:00")."""
+    tz = parse_timezone(tz)
+    if isinstance(tz, ZoneInfo):
+        return tz.key
+    offset = tz.utcoffset(None) or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def coerce_datetime(value: Any, timezone: Any = "UTC") -> datetime | None:
+    """An aware UTC datetime from a datetime, a date or an ISO 8601 string; None stays None.
+
+    Naive values are wall-clock times in ``timezone`` (the DAG's), then converted to UTC.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ScheduleError(
+                f"invalid date {text!r}: expected ISO 8601 such as '2024-01-31' or "
+                "'2024-01-31T06:00:00+01:00'") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    elif not isinstance(value, datetime):
+        raise ScheduleError(f"expected a datetime, a date or an ISO 8601 string, "
+                            f"got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=parse_timezone(timezone))
+    return _plain_utc(value)
+
+
+# -- data intervals and run infos -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataInterval:
+    """The period of data a run covers: ``[start, end)``, both aware UTC datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ScheduleError(f"data interval ends ({self.end.isoformat()}) before it starts "
+                                f"({self.start.isoformat()})")
+
+    @classmethod
+    def exact(cls, at: datetime) -> DataInterval:
+        """An empty interval at one instant (manual runs of unscheduled DAGs, @once)."""
+        return cls(at, at)
+
+
+@dataclass(frozen=True)
+class DagRunInfo:
+    """What the timetable says about one run: when it may start and the data it covers."""
+
+    run_after: datetime
+    data_interval: DataInterval
+
+    @property
+    def logical_date(self) -> datetime:
+        """The run's logical date: the start of its data interval."""
+        return self.data_interval.start
+
+    @classmethod
+    def interval(cls, start: datetime, end: datetime) -> DagRunInfo:
+        """A run for ``[start, end)``, due when the interval has ended."""
+        return cls(run_after=end, data_interval=DataInterval(start, end))
+
+    @classmethod
+    def exact(cls, at: datetime) -> DagRunInfo:
+        """A run due at ``at`` with an empty data interval there."""
+        return cls(run_after=at, data_interval=DataInterval.exact(at))
+
+
+@dataclass(frozen=True)
+class TimeRestriction:
+    """The bounds of a DAG's schedule: start_date, end_date (inclusive) and catchup."""
+
+    earliest: datetime | None
+    latest: datetime | None
+    catchup: bool
+
+
+# -- the timetable interface ------------------------------------------------------------------
+
+
+class Timetable:
+    """Base class: decides the scheduled runs of a DAG and the interval of a manual run.
+
+    Subclass it for a custom schedule the way Airflow's ``Timetable`` is subclassed; a custom
+    timetable is stored by class path and rebuilt with ``deserialize(serialize())``.
+    """
+
+    #: Short text shown in the UI next to the DAG ("@daily", "0 2 * * *").
+    summary: str = ""
+    #: Whether runs follow a fixed period (the UI uses it to draw the next runs).
+    periodic: bool = False
+    #: Whether the scheduler creates runs at all (False: manual and external triggers only).
+    can_be_scheduled: bool = True
+    #: How runs of this DAG are ordered in the UI.
+    run_ordering: tuple[str, ...] = ("data_interval_end", "logical_date")
+    #: Most runs that may be active at once regardless of the DAG (None: the DAG decides).
+    active_runs_limit: int | None = None
+
+    @property
+    def description(self) -> str:
+        """A sentence for people: when this timetable runs the DAG."""
+        return self.summary
+
+    def validate(self) -> None:
+        """Raise ScheduleError if the timetable cannot work."""
+
+    def serialize(self) -> dict[str, Any]:
+        """A JSON-safe dict that ``deserialize`` turns back into an equal timetable."""
+        return {}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        """Rebuild a timetable from what ``serialize`` returned."""
+        return cls()
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        """The data interval of a run triggered by hand at ``run_after``."""
+        return DataInterval.exact(_as_utc(run_after))
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        """The next scheduled run after the last one (None: no more runs).
+
+        The returned run may lie in the future: it is due when ``run_after <= now``.
+        """
+        raise NotImplementedError
+
+    def generate_run_id(self, *, run_type: Any, logical_date: datetime,
+                        data_interval: DataInterval | None = None, **extra: Any) -> str:
+        """The run id of a new run, ``<run_type>__<logical date ISO>`` as in Airflow."""
+        kind = getattr(run_type, "value", run_type)
+        return f"{kind}__{logical_date.isoformat()}"
+
+    def iter_dagrun_infos_between(self, earliest: datetime,
+                                  latest: datetime) -> Iterator[DagRunInfo]:
+        """Every scheduled run whose logical date is in ``[earliest, latest]`` (for backfills)."""
+        earliest, latest = _as_utc(earliest), _as_utc(latest)
+        if not self.can_be_scheduled or latest < earliest:
+            return
+        restriction = TimeRestriction(earliest, latest, catchup=True)
+        # With catchup the built-in timetables do not look at the clock; `latest` keeps this
+        # deterministic for custom ones that do.
+        info = next_dagrun_info_at(self, last_automated_data_interval=None,
+                                   restriction=restriction, now=latest)
+        while info is not None and info.logical_date <= latest:
+            yield info
+            following = next_dagrun_info_at(self, last_automated_data_interval=info.data_interval,
+                                            restriction=restriction, now=latest)
+            if following is not None and following.logical_date <= info.logical_date:
+                return  # a timetable that does not move forward would loop forever
+            info = following
+
+    def _key(self) -> tuple:
+        return ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.summary!r})"
+
+
+def next_dagrun_info_at(timetable: Timetable, *,
+                        last_automated_data_interval: DataInterval | None,
+                        restriction: TimeRestriction, now: datetime) -> DagRunInfo | None:
+    """Call ``timetable.next_dagrun_info`` at time ``now``, also for Airflow-style custom
+    timetables whose method takes no ``now`` (those read the clock themselves)."""
+    method = timetable.next_dagrun_info
+    if _accepts_now(type(timetable)):
+        return method(last_automated_data_interval=last_automated_data_interval,
+                      restriction=restriction, now=now)
+    return method(last_automated_data_interval=last_automated_data_interval,
+                  restriction=restriction)
+
+
+_ACCEPTS_NOW: dict[type, bool] = {}
+
+
+def _accepts_now(cls: type) -> bool:
+    known = _ACCEPTS_NOW.get(cls)
+    if known is None:
+        params = inspect.signature(cls.next_dagrun_info).parameters
+        known = "now" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        _ACCEPTS_NOW[cls] = known
+    return known
+
+
+class NullTimetable(Timetable):
+    """``schedule=None``: never scheduled; runs only when triggered."""
+
+    summary = "None"
+    can_be_scheduled = False
+
+    @property
+    def description(self) -> str:
+        return "Never, external triggers only"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "none"}
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        return None
+
+
+class OnceTimetable(Timetable):
+    """``"@once"``: one run at the start date, whatever catchup says."""
+
+    summary = "@once"
+
+    @property
+    def description(self) -> str:
+        return "Once, as soon as possible"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "once"}
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        if last_automated_data_interval is not None or restriction.earliest is None:
+            return None
+        if restriction.latest is not None and restriction.earliest > restriction.latest:
+            return None
+        return DagRunInfo.exact(restriction.earliest)
+
+
+class ContinuousTimetable(Timetable):
+    """``"@continuous"``: a new run as soon as the previous one ends (one at a time)."""
+
+    summary = "@continuous"
+    active_runs_limit = 1
+
+    @property
+    def description(self) -> str:
+        return "As frequently as possible, but only one run at a time"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "continuous"}
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        if restriction.earliest is None:
+            return None
+        now = utcnow() if now is None else _as_utc(now)
+        if last_automated_data_interval is not None:
+            start = last_automated_data_interval.end
+            end = max(start, now)
+        else:
+            start = restriction.earliest
+            end = max(restriction.earliest, now)
+        if restriction.latest is not None and end > restriction.latest:
+            return None
+        return DagRunInfo.interval(start, end)
+
+    def iter_dagrun_infos_between(self, earliest: datetime,
+                                  latest: datetime) -> Iterator[DagRunInfo]:
+        """A continuous DAG has no fixed intervals to backfill."""
+        return iter(())
+
+
+class _DataIntervalTimetable(Timetable):
+    """Shared logic of cron and delta timetables: runs cover back-to-back intervals."""
+
+    periodic = True
+
+    def _get_next(self, current: datetime) -> datetime:
+        raise NotImplementedError
+
+    def _get_prev(self, current: datetime) -> datetime:
+        raise NotImplementedError
+
+    def _align_to_next(self, current: datetime) -> datetime:
+        raise NotImplementedError
+
+    def _align_to_prev(self, current: datetime) -> datetime:
+        raise NotImplementedError
+
+    def _skip_to_latest(self, earliest: datetime | None, now: datetime) -> datetime:
+        raise NotImplementedError
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        now = utcnow() if now is None else _as_utc(now)
+        earliest = restriction.earliest
+        if not restriction.catchup:
+            earliest = self._skip_to_latest(earliest, now)
+        elif earliest is not None:
+            earliest = self._align_to_next(earliest)
+        if last_automated_data_interval is None:
+            if earliest is None:
+                return None
+            start = earliest
+        else:
+            # Aligning copes with a schedule changed since the last run.
+            start = self._align_to_prev(last_automated_data_interval.end)
+            if earliest is not None:
+                start = max(start, earliest)
+        if restriction.latest is not None and start > restriction.latest:
+            return None
+        return DagRunInfo.interval(start, self._get_next(start))
+
+
+# -- cron ------------------------------------------------------------------------------------
+
+_CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+    ("second", 0, 59),
+)
+_CRON_NAMES = {
+    "month": {name: i + 1 for i, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))},
+    "day-of-week": {name: i for i, name in enumerate(
+        ("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+_PLAIN_ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(.*))?$")
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+             "Sunday")
+
+
+def _cron_error(schedule: str, message: str, n_fields: int | None = None) -> ScheduleError:
+    if n_fields is None:
+        return ScheduleError(f"invalid schedule {schedule!r}: {message}")
+    names = " ".join(name for name, _, _ in _CRON_FIELDS[:n_fields])
+    return ScheduleError(f"invalid schedule {schedule!r}: {message} (cron fields: {names})")
+
+
+def _validate_cron(expression: str) -> None:
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        five = " ".join(name for name, _, _ in _CRON_FIELDS[:5])
+        raise _cron_error(expression, f"a cron expression has 5 fields ({five}) or 6 "
+                                      f"(then the sixth is the second), got {len(fields)}")
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS):
+        names = _CRON_NAMES.get(name, {})
+        allowed = f"{name} must be in {low}-{high}"
+        if names:
+            allowed += f" or {next(iter(names))}-{list(names)[-1]}"
+        for item in text.lower().split(","):
+            match = _PLAIN_ITEM.match(item)
+            if not match:
+                continue  # L, W, #, H and friends: croniter checks those below
+            base, step = match.groups()
+            if step is not None and (not step.isdigit() or int(step) == 0):
+                raise _cron_error(expression, f"{name} step must be a positive integer, "
+                                              f"got {step!r}", len(fields))
+            if base == "*":
+                continue
+            for part in base.split("-"):
+                if part.isdigit():
+                    if not low <= int(part) <= high:
+                        raise _cron_error(expression, allowed, len(fields))
+                elif part not in names and not (name in ("day-of-month", "day-of-week")
+                                                and ("l" in part or "w" in part)):
+                    raise _cron_error(expression, allowed, len(fields))
+    try:
+        cron = croniter(expression, datetime(2000, 1, 1))
+    except CroniterError as exc:
+        detail = str(exc).replace(f"[{expression}] is not acceptable", "").strip(" ,")
+        raise _cron_error(expression, detail or "not a valid cron expression",
+                          len(fields)) from None
+    try:
+        cron.get_next(datetime)
+    except CroniterBadDateError:
+        raise _cron_error(expression, "it never matches a date") from None
+
+
+def _describe_cron(expression: str) -> str | None:
+    fields = expression.split()
+    if len(fields) != 5:
+        return None
+    minute, hour, dom, month, dow = fields
+    if not minute.isdigit():
+        return None
+    if hour == "*" and (dom, month, dow) == ("*", "*", "*"):
+        return f"At minute {int(minute)} of every hour"
+    if not hour.isdigit():
+        return None
+    at = f"At {int(hour):02d}:{int(minute):02d}"
+    if (dom, month, dow) == ("*", "*", "*"):
+        return f"{at} every day"
+    if dom == "*" and month == "*" and dow.isdigit() and int(dow) <= 7:
+        return f"{at} every {_WEEKDAYS[int(dow)]}"
+    if dom.isdigit() and month == "*" and dow == "*":
+        return f"{at} on day {int(dom)} of every month"
+    return None
+
+
+class CronDataIntervalTimetable(_DataIntervalTimetable):
+    """A cron expression or preset evaluated in the DAG's timezone; each run covers the time
+    from one cron point to the next.
+
+    DST: a wall time that does not exist (spring forward) runs when the clock jumps past it,
+    shifted forward by the gap; a wall time that happens twice (fall back) runs once, at its
+    second occurrence, except for crons that fire every hour, which run in both.
+    """
+
+    def __init__(self, cron: str, timezone: Any = "UTC") -> None:
+        if not isinstance(cron, str):
+            raise ScheduleError(f"a cron expression must be a string, got {type(cron).__name__}")
+        original = " ".join(cron.split())
+        expression = CRON_PRESETS.get(original, original)
+        if expression.startswith("@"):
+            raise _unknown_preset(original)
+        _validate_cron(expression)
+        self._original = original
+        self._expression = expression
+        self._timezone = parse_timezone(timezone)
+        self._every_hour = croniter(expression).expanded[1] == ["*"]
+
+    @property
+    def expression(self) -> str:
+        """The cron expression as given (a preset stays a preset)."""
+        return self._original
+
+    @property
+    def timezone(self) -> tzinfo:
+        """The zone whose wall clock the cron expression follows."""
+        return self._timezone
+
+    @property
+    def summary(self) -> str:  # type: ignore[override]
+        return self._original
+
+    @property
+    def description(self) -> str:
+        text = (_PRESET_DESCRIPTIONS.get(self._original) or _describe_cron(self._expression)
+                or f"Cron schedule '{self._original}'")
+        name = timezone_name(self._timezone)
+        return text if name == "UTC" else f"{text} ({name})"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "cron", "expression": self._original,
+                "timezone": timezone_name(self._timezone)}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        return cls(data["expression"], data.get("timezone", "UTC"))
+
+    def _key(self) -> tuple:
+        return (self._expression, timezone_name(self._timezone))
+
+    def __repr__(self) -> str:
+        return (f"CronDataIntervalTimetable({self._original!r}, "
+                f"{timezone_name(self._timezone)!r})")
+
+    # The mapping between cron wall times and instants.
+
+    def _wall(self, instant: datetime) -> datetime:
+        return instant.astimezone(self._timezone).replace(tzinfo=None)
+
+    def _instants(self, wall: datetime) -> tuple[datetime, ...]:
+        first = wall.replace(tzinfo=self._timezone, fold=0)
+        second = wall.replace(tzinfo=self._timezone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return (first.astimezone(UTC),)
+        early, late = first.astimezone(UTC), second.astimezone(UTC)
+        if self._wall(early) != wall:
+            # In a gap: read with the offset from before the jump, which moves it forward.
+            return (early,)
+        if self._every_hour:
+            return tuple(sorted((early, late)))
+        return (max(early, late),)
+
+    def _stable_near(self, instant: datetime) -> bool:
+        tz = self._timezone
+        return ((instant - _DST_MARGIN).astimezone(tz).utcoffset()
+                == (instant + _DST_MARGIN).astimezone(tz).utcoffset())
+
+    def _get_next(self, current: datetime) -> datetime:
+        """The first cron instant strictly after ``current``."""
+        wall = self._wall(current)
+        if self._stable_near(current):
+            candidate = croniter(self._expression, wall).get_next(datetime)
+            instants = self._instants(candidate)
+            if len(instants) == 1 and instants[0] > current and self._stable_near(instants[0]):
+                return instants[0]
+        # Near a DST change the order of wall times and instants differs: scan around it.
+        cron = croniter(self._expression, wall - _DST_MARGIN)
+        best: datetime | None = None
+        while True:
+            candidate = cron.get_next(datetime)
+            if best is not None and candidate > self._wall(best) + _DST_MARGIN:
+                return best
+            for instant in self._instants(candidate):
+                if instant > current and (best is None or instant < best):
+                    best = instant
+
+    def _get_prev(self, current: datetime) -> datetime:
+        """The last cron instant strictly before ``current``."""
+        wall = self._wall(current)
+        if self._stable_near(current):
+            candidate = croniter(self._expression, wall).get_prev(datetime)
+            instants = self._instants(candidate)
+            if len(instants) == 1 and instants[0] < current and self._stable_near(instants[0]):
+                return instants[0]
+        cron = croniter(self._expression, wall + _DST_MARGIN)
+        best: datetime | None = None
+        while True:
+            candidate = cron.get_prev(datetime)
+            if best is not None and candidate < self._wall(best) - _DST_MARGIN:
+                return best
+            for instant in self._instants(candidate):
+                if instant < current and (best is None or instant > best):
+                    best = instant
+
+    def _align_to_next(self, current: datetime) -> datetime:
+        following = self._get_next(current)
+        return current if self._get_prev(following) == current else following
+
+    def _align_to_prev(self, current: datetime) -> datetime:
+        previous = self._get_prev(current)
+        return current if self._get_next(previous) == current else previous
+
+    def _skip_to_latest(self, earliest: datetime | None, now: datetime) -> datetime:
+        # The latest *complete* interval: the one that ended at or before now.
+        last_start = self._get_prev(now)
+        next_start = self._get_next(last_start)
+        new_start = last_start if next_start == now else self._get_prev(last_start)
+        if earliest is None:
+            return new_start
+        return max(new_start, self._align_to_next(earliest))
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        """The last complete interval ending at or before ``run_after``."""
+        end = self._align_to_prev(_as_utc(run_after))
+        return DataInterval(self._get_prev(end), end)
+
+
+# -- fixed delta ------------------------------------------------------------------------------
+
+
+def _describe_timedelta(delta: timedelta) -> str:
+    parts = []
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return "Every " + (", ".join(parts) if parts else str(delta))
+
+
+def _encode_relativedelta(delta: relativedelta) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for name in ("years", "months", "days", "leapdays", "hours", "minutes", "seconds",
+                 "microseconds", "year", "month", "day", "hour", "minute", "second",
+                 "microsecond"):
+        value = getattr(delta, name)
+        if value:
+            encoded[name] = value
+    if delta.weekday is not None:
+        encoded["weekday"] = [delta.weekday.weekday, delta.weekday.n]
+    return encoded
+
+
+def _decode_relativedelta(data: dict[str, Any]) -> relativedelta:
+    data = dict(data)
+    if "weekday" in data:
+        day, n = data.pop("weekday")
+        data["weekday"] = weekday(day, n)
+    return relativedelta(**data)
+
+
+class DeltaDataIntervalTimetable(_DataIntervalTimetable):
+    """A ``timedelta`` or ``relativedelta`` schedule: back-to-back intervals of that length
+    from the start date, computed in UTC as Airflow does."""
+
+    def __init__(self, delta: timedelta | relativedelta) -> None:
+        if not isinstance(delta, (timedelta, relativedelta)):
+            raise ScheduleError(f"a delta schedule needs a timedelta or a relativedelta, "
+                                f"got {type(delta).__name__}")
+        self._delta = delta
+        self.validate()
+
+    @property
+    def delta(self) -> timedelta | relativedelta:
+        """The length of each interval."""
+        return self._delta
+
+    def validate(self) -> None:
+        probe = datetime(2000, 1, 1, tzinfo=UTC)
+        if probe + self._delta <= probe:
+            raise ScheduleError(f"invalid schedule {self._delta!r}: the interval must be "
+                                "positive")
+
+    @property
+    def summary(self) -> str:  # type: ignore[override]
+        return str(self._delta)
+
+    @property
+    def description(self) -> str:
+        if isinstance(self._delta, timedelta):
+            return _describe_timedelta(self._delta)
+        return f"Every {self._delta!r}"
+
+    def serialize(self) -> dict[str, Any]:
+        if isinstance(self._delta, timedelta):
+            return {"type": "delta", "timedelta": self._delta.total_seconds()}
+        return {"type": "delta", "relativedelta": _encode_relativedelta(self._delta)}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        if "timedelta" in data:
+            return cls(timedelta(seconds=data["timedelta"]))
+        return cls(_decode_relativedelta(data["relativedelta"]))
+
+    def _key(self) -> tuple:
+        return (repr(self._delta),)
+
+    def __repr__(self) -> str:
+        return f"DeltaDataIntervalTimetable({self._delta!r})"
+
+    def _get_next(self, current: datetime) -> datetime:
+        return _plain_utc(current + self._delta)
+
+    def _get_prev(self, current: datetime) -> datetime:
+        return _plain_utc(current - self._delta)
+
+    def _align_to_next(self, current: datetime) -> datetime:
+        return current
+
+    def _align_to_prev(self, current: datetime) -> datetime:
+        return current
+
+    def _skip_to_latest(self, earliest: datetime | None, now: datetime) -> datetime:
+        new_start = self._get_prev(now)
+        return new_start if earliest is None else max(new_start, earliest)
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        """``[run_after - delta, run_after]``."""
+        run_after = _as_utc(run_after)
+        return DataInterval(self._get_prev(run_after), run_after)
+
+
+# -- building and storing timetables -----------------------------------------------------------
+
+
+def _unknown_preset(schedule: str) -> ScheduleError:
+    message = f"unknown preset; use one of {', '.join(PRESETS)}"
+    close = difflib.get_close_matches(schedule, PRESETS, n=1)
+    if close:
+        message += f" (did you mean {close[0]}?)"
+    return ScheduleError(f"invalid schedule {schedule!r}: {message}")
+
+
+def create_timetable(schedule: Any, timezone: Any = "UTC") -> Timetable:
+    """The timetable for what a DAG gives as ``schedule``; ScheduleError if it cannot be one."""
+    if isinstance(schedule, Timetable):
+        return schedule
+    if schedule is None:
+        return NullTimetable()
+    if isinstance(schedule, str):
+        text = " ".join(schedule.split())
+        if not text:
+            raise ScheduleError("invalid schedule '': empty; use None for a DAG that is only "
+                                "triggered")
+        if text == "@once":
+            return OnceTimetable()
+        if text == "@continuous":
+            return ContinuousTimetable()
+        if text.startswith("@") and text not in CRON_PRESETS:
+            raise _unknown_preset(schedule)
+        return CronDataIntervalTimetable(text, timezone)
+    if isinstance(schedule, (timedelta, relativedelta)):
+        return DeltaDataIntervalTimetable(schedule)
+    raise ScheduleError("schedule must be a cron string, a preset, a timedelta, a Timetable or "
+                        f"None, got {type(schedule).__name__}")
+
+
+_BUILTIN_TYPES: dict[str, type[Timetable]] = {
+    "none": NullTimetable,
+    "once": OnceTimetable,
+    "continuous": ContinuousTimetable,
+    "cron": CronDataIntervalTimetable,
+    "delta": DeltaDataIntervalTimetable,
+}
+_ALLOWED_KEYS = {
+    "none": {"type"},
+    "once": {"type"},
+    "continuous": {"type"},
+    "cron": {"type", "expression", "timezone"},
+    "delta": {"type", "timedelta", "relativedelta"},
+    "custom": {"type", "class", "data"},
+}
+
+
+def serialize_timetable(timetable: Timetable) -> dict[str, Any]:
+    """The JSON-safe form of any timetable, custom ones included (by class path)."""
+    if type(timetable) in _BUILTIN_TYPES.values():
+        return timetable.serialize()
+    cls = type(timetable)
+    return {"type": "custom", "class": f"{cls.__module__}.{cls.__qualname__}",
+            "data": timetable.serialize()}
+
+
+def deserialize_timetable(data: dict[str, Any]) -> Timetable:
+    """Rebuild a timetable from ``serialize_timetable`` (or a built-in's ``serialize``)."""
+    if not isinstance(data, dict):
+        raise ScheduleError(f"cannot deserialize a timetable from {type(data).__name__}")
+    kind = data.get("type")
+    if kind not in _ALLOWED_KEYS:
+        raise ScheduleError(f"cannot deserialize timetable: unknown type {kind!r}; expected "
+                            f"one of {', '.join(sorted(_ALLOWED_KEYS))}")
+    unknown = set(data) - _ALLOWED_KEYS[kind]
+    if unknown:
+        raise ScheduleError(f"cannot deserialize {kind} timetable: unknown fields "
+                            f"{', '.join(sorted(unknown))}")
+    if kind != "custom":
+        return _BUILTIN_TYPES[kind].deserialize(data)
+    path = data.get("class") or ""
+    module_name, _, qualname = path.rpartition(".")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ScheduleError(f"cannot deserialize timetable {path!r}: {exc}") from None
+    if not (isinstance(target, type) and issubclass(target, Timetable)):
+        raise ScheduleError(f"cannot deserialize timetable {path!r}: not a Timetable subclass")
+    return target.deserialize(data.get("data") or {})
