@@ -53,7 +53,6 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     cfg = Config()
     # ConfigParser interpolates "%": escape it in paths and URLs.
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions").replace("%", "%%"))
     if url:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     if connection is not None:
