@@ -162,7 +162,7 @@ def start_embedded_nats(workdir: Path, timeout: float = 10.0) -> NatsServer:
     workdir.mkdir(parents=True, exist_ok=True)
     ports_dir, store_dir = workdir / "ports", workdir / "jetstream"
     ports_dir.mkdir(exist_ok=True)
-    log = open(workdir / "nats-server.log", "wb")
+    log = open(workdir / "nats-server.log", "wb")  # noqa: SIM115 - closed by NatsServer.stop()
     process = subprocess.Popen(
         [binary, "-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir),
          "-sd", str(store_dir)], stdout=log, stderr=subprocess.STDOUT)

@@ -236,7 +236,7 @@ class SecretsMasker(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string: let the handler report it as usual
+        except (TypeError, ValueError, KeyError):  # a broken format: the handler reports it
             return True
         redacted = redact(message)
         if redacted != message:

@@ -22,7 +22,7 @@ from updraft.models.connection import (
     get_connection,
     list_connections,
 )
-from updraft.models.variable import Variable, list_variables
+from updraft.models.variable import Variable
 from updraft.models.xcom import (
     XComSizeError,
     clear_xcoms,
@@ -223,7 +223,7 @@ ALL_TYPES = {
 
 
 def test_xcom_round_trip_of_every_supported_type(store_url):
-    keys = dict(dag_id="d", run_id="r1", task_id="t")
+    keys = {"dag_id": "d", "run_id": "r1", "task_id": "t"}
     with session_scope() as session:
         set_xcom(session, **keys, map_index=-1, key="return_value", value=ALL_TYPES)
         for name, value in ALL_TYPES.items():

@@ -15,10 +15,11 @@ def _shown(key: str, value) -> str:
     if should_hide_value_for_key(key) or key in ("fernet_key", "sql_alchemy_conn", "nkeys_seed"):
         if key == "sql_alchemy_conn" and value:
             from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
 
             try:
                 return make_url(value).render_as_string(hide_password=True)
-            except Exception:
+            except ArgumentError:
                 return REDACTED
         return REDACTED if value not in ("", None) else ""
     return value if isinstance(value, str) else json.dumps(value)

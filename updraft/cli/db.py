@@ -38,8 +38,8 @@ def migrate_command() -> None:
     """Upgrade the store to the newest schema (creates it if new; keeps data)."""
     from updraft.store.migrate import (
         StoreNotReadyError,
-        display_url,
         current_revision,
+        display_url,
         head_revision,
         migrate,
     )

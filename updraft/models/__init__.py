@@ -19,7 +19,16 @@ _LAZY = {
     "TaskInstance": ("updraft.runtime_models", "TaskInstance"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DAG",
+    "BaseOperator",
+    "Connection",
+    "DagBag",
+    "DagRun",
+    "TaskInstance",
+    "Variable",
+    "XCom",
+]
 
 
 def __getattr__(name: str) -> Any:
