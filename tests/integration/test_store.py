@@ -381,3 +381,21 @@ def test_every_command_has_help():
         for line in result.output.split("Commands:")[1].splitlines():
             if line.strip():
                 assert "Usage:" in cli(group, line.split()[0], "--help").output
+
+
+def test_cli_rotate_fernet_key(store_url, monkeypatch):
+    from updraft.secrets import generate_fernet_key
+
+    old, new = generate_fernet_key(), generate_fernet_key()
+    monkeypatch.setenv("UPDRAFT__CORE__FERNET_KEY", old)
+    conf.reload()
+    Variable.set("v", "value-1")
+    add_connection(Connection(conn_id="c", conn_type="http", password="pw-1", extra={"a": 1}))
+    monkeypatch.setenv("UPDRAFT__CORE__FERNET_KEY", f"{new},{old}")
+    conf.reload()
+    assert "Re-encrypted 1 variable(s) and 1 connection(s)" in cli("db", "rotate-fernet-key").output
+    monkeypatch.setenv("UPDRAFT__CORE__FERNET_KEY", new)
+    conf.reload()
+    assert Variable.get("v") == "value-1"
+    conn = get_connection("c")
+    assert (conn.password, conn.extra_dejson) == ("pw-1", {"a": 1})

@@ -85,3 +85,18 @@ def reset_command(yes: bool) -> None:
     except StoreNotReadyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Reset {where}: every table dropped and created again.")
+
+
+@db.command("rotate-fernet-key")
+@store_command
+def rotate_fernet_key_command() -> None:
+    """Re-encrypt every secret with the first key of [core] fernet_key (NEW,OLD during a rotation)."""
+    from updraft.models.connection import rotate_connections
+    from updraft.models.variable import rotate_variables
+    from updraft.store.engine import session_scope
+
+    with session_scope() as session:
+        variables = rotate_variables(session)
+        connections = rotate_connections(session)
+    click.echo(f"Re-encrypted {variables} variable(s) and {connections} connection(s) "
+               "with the first key; the old key may now be removed.")

@@ -197,7 +197,8 @@ class Connection:
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return hash(self.conn_id)
 
     # Lookup -----------------------------------------------------------------------------
 
@@ -357,3 +358,25 @@ def list_connections(session: Session | None = None) -> list[Connection]:
     with _session(session) as s:
         rows = s.scalars(select(ConnectionModel).order_by(ConnectionModel.conn_id)).all()
         return [_from_row(r) for r in rows]
+
+
+def rotate_connections(session: Session) -> int:
+    """Re-encrypt every stored password and extra with the first Fernet key; does not commit."""
+    from sqlalchemy import select
+
+    from updraft.secrets import rotate
+    from updraft.store.models import ConnectionModel
+
+    count = 0
+    for row in session.scalars(select(ConnectionModel)):
+        if row.password is not None:
+            row.password = (rotate(row.password, what=f"the password of connection {row.conn_id}")
+                            if row.is_encrypted else encrypt(row.password))
+            row.is_encrypted = True
+        if row.extra is not None:
+            row.extra = (rotate(row.extra, what=f"the extra of connection {row.conn_id}")
+                         if row.is_extra_encrypted else encrypt(row.extra))
+            row.is_extra_encrypted = True
+        count += 1
+    session.flush()
+    return count

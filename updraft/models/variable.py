@@ -180,3 +180,21 @@ def list_variables(session: Session | None = None) -> list[dict[str, Any]]:
         rows = s.scalars(select(VariableModel).order_by(VariableModel.key)).all()
         return [{"key": r.key, "val": _protect(r.key, _decrypted(r)), "description": r.description}
                 for r in rows]
+
+
+def rotate_variables(session: Session) -> int:
+    """Re-encrypt every variable with the first Fernet key; return how many; does not commit."""
+    from sqlalchemy import select
+
+    from updraft.secrets import rotate
+    from updraft.store.models import VariableModel
+
+    count = 0
+    for row in session.scalars(select(VariableModel)):
+        if row.val is None:
+            continue
+        row.val = rotate(row.val, what=f"variable {row.key}") if row.is_encrypted else encrypt(row.val)
+        row.is_encrypted = True
+        count += 1
+    session.flush()
+    return count
