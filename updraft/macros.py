@@ -10,7 +10,7 @@ import json
 import random as _random_module
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dateutil
@@ -19,8 +19,16 @@ import dateutil.relativedelta
 import dateutil.tz
 
 __all__ = [
-    "datetime", "timedelta", "time", "uuid", "random", "json", "dateutil",
-    "ds_add", "ds_format", "datetime_diff_for_humans",
+    "datetime",
+    "datetime_diff_for_humans",
+    "dateutil",
+    "ds_add",
+    "ds_format",
+    "json",
+    "random",
+    "time",
+    "timedelta",
+    "uuid",
 ]
 
 
@@ -59,14 +67,14 @@ _UNITS = (("year", "years"), ("month", "months"), ("week", None), ("day", "days"
 
 
 def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def datetime_diff_for_humans(dt: datetime, since: datetime | None = None) -> str:
     """How far ``dt`` is from ``since`` (default: now) in words, as pendulum says it:
     "2 days ago", "in 3 hours", or with ``since`` "1 week before" / "5 minutes after"."""
     dt = _aware(dt)
-    other = _aware(since) if since is not None else datetime.now(timezone.utc)
+    other = _aware(since) if since is not None else datetime.now(UTC)
     later, earlier = (dt, other) if dt > other else (other, dt)
     diff = dateutil.relativedelta.relativedelta(later, earlier)
     count, unit = 0, "second"

@@ -17,15 +17,15 @@ import difflib
 import importlib
 import inspect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone as dt_timezone, tzinfo
-from typing import Any, ClassVar, Iterator
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import timezone as dt_timezone
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 from dateutil.relativedelta import relativedelta, weekday
-
-UTC = dt_timezone.utc
 
 CRON_PRESETS: dict[str, str] = {
     "@hourly": "0 * * * *",

@@ -19,8 +19,9 @@ import math
 import os
 import sys
 import weakref
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import jinja2
 import jinja2.nativetypes
@@ -276,7 +277,7 @@ def _json_safe(value: Any) -> Any:
 def _task_dag(task: Any) -> Any:
     try:
         return task.dag
-    except Exception:  # operators raise when not assigned to a DAG
+    except Exception:  # noqa: BLE001 - operators raise when not assigned to a DAG
         return None
 
 
@@ -392,8 +393,8 @@ def _aware_utc(value: Any) -> datetime | None:
         raise TypeError(f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         # Stored dates are UTC; a naive one lost its zone on the way, not its meaning.
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | None,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,7 +30,6 @@ from updraft.schedules import (
     timezone_name,
 )
 
-UTC = timezone.utc
 AMS = ZoneInfo("Europe/Amsterdam")
 
 
@@ -173,7 +173,7 @@ def test_daily_cron_at_a_wall_time_that_does_not_exist():
                                          date(2024, 4, 1)]
     assert [d.hour for d in local] == [2, 2, 3, 2]  # the missing 02:00 runs at 03:00 CEST
     assert runs[2].logical_date == utc(2024, 3, 31, 1)
-    for before, after in zip(runs, runs[1:]):
+    for before, after in pairwise(runs):
         assert before.data_interval.end == after.data_interval.start  # no gap, no overlap
     assert runs[2].data_interval.end - runs[2].data_interval.start == timedelta(hours=23)
 
@@ -347,24 +347,24 @@ def test_custom_timetable_without_now_argument():
 
 
 @pytest.mark.parametrize("value, message", [
-    ("61 * * * *", "invalid schedule '61 * * * *': minute must be in 0-59 "
-                   "(cron fields: minute hour day-of-month month day-of-week)"),
-    ("0 24 * * *", "invalid schedule '0 24 * * *': hour must be in 0-23 "
-                   "(cron fields: minute hour day-of-month month day-of-week)"),
-    ("0 0 0 * *", "invalid schedule '0 0 0 * *': day-of-month must be in 1-31 "
-                  "(cron fields: minute hour day-of-month month day-of-week)"),
-    ("0 0 * 13 *", "invalid schedule '0 0 * 13 *': month must be in 1-12 or jan-dec "
-                   "(cron fields: minute hour day-of-month month day-of-week)"),
-    ("0 0 * * funday", "invalid schedule '0 0 * * funday': day-of-week must be in 0-7 or "
-                       "sun-sat (cron fields: minute hour day-of-month month day-of-week)"),
-    ("*/0 * * * *", "invalid schedule '*/0 * * * *': minute step must be a positive integer, "
-                    "got '0' (cron fields: minute hour day-of-month month day-of-week)"),
-    ("0 0 * * * 60", "invalid schedule '0 0 * * * 60': second must be in 0-59 "
-                     "(cron fields: minute hour day-of-month month day-of-week second)"),
-    ("0 0 *", "invalid schedule '0 0 *': a cron expression has 5 fields (minute hour "
-              "day-of-month month day-of-week) or 6 (then the sixth is the second), got 3"),
-    ("0 0 30 2 *", "invalid schedule '0 0 30 2 *': it never matches a date"),
-    ("", "invalid schedule '': empty; use None for a DAG that is only triggered"),
+    ("61 * * * *", ("invalid schedule '61 * * * *': minute must be in 0-59 "
+                    "(cron fields: minute hour day-of-month month day-of-week)")),
+    ("0 24 * * *", ("invalid schedule '0 24 * * *': hour must be in 0-23 "
+                    "(cron fields: minute hour day-of-month month day-of-week)")),
+    ("0 0 0 * *", ("invalid schedule '0 0 0 * *': day-of-month must be in 1-31 "
+                   "(cron fields: minute hour day-of-month month day-of-week)")),
+    ("0 0 * 13 *", ("invalid schedule '0 0 * 13 *': month must be in 1-12 or jan-dec "
+                    "(cron fields: minute hour day-of-month month day-of-week)")),
+    ("0 0 * * funday", ("invalid schedule '0 0 * * funday': day-of-week must be in 0-7 or "
+                        "sun-sat (cron fields: minute hour day-of-month month day-of-week)")),
+    ("*/0 * * * *", ("invalid schedule '*/0 * * * *': minute step must be a positive integer, "
+                     "got '0' (cron fields: minute hour day-of-month month day-of-week)")),
+    ("0 0 * * * 60", ("invalid schedule '0 0 * * * 60': second must be in 0-59 "
+                      "(cron fields: minute hour day-of-month month day-of-week second)")),
+    ("0 0 *", ("invalid schedule '0 0 *': a cron expression has 5 fields (minute hour "
+               "day-of-month month day-of-week) or 6 (then the sixth is the second), got 3")),
+    ("0 0 30 2 *", ("invalid schedule '0 0 30 2 *': it never matches a date")),
+    ("", ("invalid schedule '': empty; use None for a DAG that is only triggered")),
 ])
 def test_cron_errors_are_precise(value, message):
     with pytest.raises(ScheduleError) as err:
@@ -473,7 +473,9 @@ def test_coerce_datetime_errors():
         coerce_datetime(20240101, "UTC")
 
 
-class PendulumLikeZone(timezone.__base__):  # a tzinfo subclass with pendulum's .name
+class PendulumLikeZone(tzinfo):
+    """A tzinfo with pendulum's ``.name``."""
+
     def __init__(self, name):
         self.name = name
 
@@ -484,7 +486,7 @@ class PendulumLikeZone(timezone.__base__):  # a tzinfo subclass with pendulum's 
 def test_parse_timezone():
     assert parse_timezone("Europe/Amsterdam") == AMS
     assert parse_timezone("utc") == ZoneInfo("UTC")
-    assert parse_timezone(timezone.utc) == ZoneInfo("UTC")
+    assert parse_timezone(UTC) == ZoneInfo("UTC")
     assert parse_timezone(PendulumLikeZone("Asia/Tokyo")) == ZoneInfo("Asia/Tokyo")
     fixed = parse_timezone("+05:30")
     assert fixed.utcoffset(None) == timedelta(hours=5, minutes=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import jinja2
@@ -23,8 +23,6 @@ from updraft.templating import (
     render_template,
     render_template_fields,
 )
-
-UTC = timezone.utc
 
 
 class FakeDag:
@@ -62,12 +60,12 @@ class Nested:
 
 
 def make_run(**overrides):
-    values = dict(run_id="scheduled__2024-03-05T00:00:00+00:00",
-                  logical_date=datetime(2024, 3, 5, tzinfo=UTC),
-                  data_interval_start=datetime(2024, 3, 5, tzinfo=UTC),
-                  data_interval_end=datetime(2024, 3, 6, tzinfo=UTC),
-                  conf={"table": "orders"}, run_type="scheduled",
-                  start_date=datetime(2024, 3, 6, 0, 1, tzinfo=UTC))
+    values = {"run_id": "scheduled__2024-03-05T00:00:00+00:00",
+              "logical_date": datetime(2024, 3, 5, tzinfo=UTC),
+              "data_interval_start": datetime(2024, 3, 5, tzinfo=UTC),
+              "data_interval_end": datetime(2024, 3, 6, tzinfo=UTC),
+              "conf": {"table": "orders"}, "run_type": "scheduled",
+              "start_date": datetime(2024, 3, 6, 0, 1, tzinfo=UTC)}
     values.update(overrides)
     return SimpleNamespace(**values)
 
