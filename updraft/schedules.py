@@ -230,8 +230,6 @@ class Timetable:
     timetable is stored by class path and rebuilt with ``deserialize(serialize())``.
     """
 
-    #: Short text shown in the UI next to the DAG ("@daily", "0 2 * * *").
-    summary: str = ""
     #: Whether runs follow a fixed period (the UI uses it to draw the next runs).
     periodic: bool = False
     #: Whether the scheduler creates runs at all (False: manual and external triggers only).
@@ -240,6 +238,11 @@ class Timetable:
     run_ordering: tuple[str, ...] = ("data_interval_end", "logical_date")
     #: Most runs that may be active at once regardless of the DAG (None: the DAG decides).
     active_runs_limit: int | None = None
+
+    @property
+    def summary(self) -> str:
+        """Short text shown in the UI next to the DAG ("@daily", "0 2 * * *")."""
+        return type(self).__name__
 
     @property
     def description(self) -> str:
@@ -339,7 +342,7 @@ def _accepts_now(cls: type) -> bool:
 class NullTimetable(Timetable):
     """``schedule=None``: never scheduled; runs only when triggered."""
 
-    summary = "None"
+    summary = "None"  # type: ignore[assignment]
     can_be_scheduled = False
 
     @property
@@ -358,7 +361,7 @@ class NullTimetable(Timetable):
 class OnceTimetable(Timetable):
     """``"@once"``: one run at the start date, whatever catchup says."""
 
-    summary = "@once"
+    summary = "@once"  # type: ignore[assignment]
 
     @property
     def description(self) -> str:
@@ -380,7 +383,7 @@ class OnceTimetable(Timetable):
 class ContinuousTimetable(Timetable):
     """``"@continuous"``: a new run as soon as the previous one ends (one at a time)."""
 
-    summary = "@continuous"
+    summary = "@continuous"  # type: ignore[assignment]
     active_runs_limit = 1
 
     @property
@@ -577,7 +580,7 @@ class CronDataIntervalTimetable(_DataIntervalTimetable):
         return self._timezone
 
     @property
-    def summary(self) -> str:  # type: ignore[override]
+    def summary(self) -> str:
         return self._original
 
     @property
@@ -742,7 +745,7 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
                                 "positive")
 
     @property
-    def summary(self) -> str:  # type: ignore[override]
+    def summary(self) -> str:
         return str(self._delta)
 
     @property
