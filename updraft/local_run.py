@@ -1,0 +1,160 @@
+"""Run a whole DAG once, here and now, without a scheduler: ``dag.test()`` and ``dags test``.
+
+The loop is the scheduler's in miniature: ask the run logic what is ready, queue it, run it
+with the shared task runner, repeat. Everything is recorded in the store like any other run,
+so ``updraft tasks states-for-dag-run`` and the web UI show it afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from updraft.exceptions import ParamValidationError
+from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+
+log = logging.getLogger(__name__)
+NODE = "dag.test"
+
+
+def _delete_run(session, dag_id: str, run_id: str | None, logical_date: datetime | None) -> None:
+    """Remove an earlier run at the same logical date (or with the same id), as Airflow does."""
+    from sqlalchemy import delete, or_, select
+
+    from updraft.store.models import (
+        DagRunModel, TaskInstanceModel, TaskInstanceTry, TaskReschedule, TiEvent, XComModel,
+    )
+
+    conditions = []
+    if run_id is not None:
+        conditions.append(DagRunModel.run_id == run_id)
+    if logical_date is not None:
+        conditions.append(DagRunModel.logical_date == logical_date)
+    run_ids = list(session.scalars(select(DagRunModel.run_id).where(
+        DagRunModel.dag_id == dag_id, or_(*conditions))))
+    for rid in run_ids:
+        for model in (TaskInstanceModel, TaskInstanceTry, TaskReschedule, TiEvent, XComModel):
+            session.execute(delete(model).where(model.dag_id == dag_id, model.run_id == rid))
+        session.execute(delete(DagRunModel).where(DagRunModel.dag_id == dag_id,
+                                                  DagRunModel.run_id == rid))
+
+
+def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict | None = None,
+                    run_id: str | None = None,
+                    progress: Callable[[str, Any], None] | None = None,
+                    store_url: str | None = None, echo_log=None):
+    """Create a manual run of ``dag`` and run all its tasks in this process; return the run."""
+    from updraft.runlogic import decide, specs_from_dag
+    from updraft.runtime import TryRequest, run_task_try
+    from updraft.runtime_models import DagRun
+    from updraft.schedules import coerce_datetime, utcnow
+    from updraft.store.engine import session_scope
+    from updraft.store.migrate import ensure_migrated
+    from updraft.store.runs import (
+        create_dag_run, expand_task, get_run, past_view, queue_task_instances, row_defaults_for,
+        set_run_state, set_ti_states, ti_views, xcom_lengths,
+    )
+
+    ensure_migrated(store_url)
+    dag.validate()
+    logical = coerce_datetime(logical_date, dag.timezone) if logical_date else utcnow()
+    try:
+        dag.params.resolve(conf or {})
+    except ParamValidationError as exc:
+        raise ParamValidationError(f"DAG {dag.dag_id!r} refused the run: {exc}") from None
+    interval = dag.timetable.infer_manual_data_interval(run_after=logical)
+    run_id = run_id or DagRunType.MANUAL.generate_run_id(logical)
+    specs = specs_from_dag(dag)
+    with session_scope(store_url) as session:
+        _delete_run(session, dag.dag_id, run_id, logical)
+        run = create_dag_run(session, dag_id=dag.dag_id, run_id=run_id,
+                             run_type=DagRunType.MANUAL, logical_date=logical,
+                             data_interval=(interval.start, interval.end), conf=conf or {},
+                             tasks=row_defaults_for(dag.task_dict), state=DagRunState.RUNNING,
+                             external_trigger=True, triggered_by="test")
+    if progress:
+        progress("run_started", run)
+
+    while True:
+        now = utcnow()
+        with session_scope(store_url) as session:
+            run = get_run(session, dag.dag_id, run_id)
+            views = ti_views(session, dag.dag_id, run_id)
+            past = past_view(session, dag.dag_id, run_id, run.logical_date,
+                             [s.task_id for s in specs.values() if s.depends_on_past])
+            decision = decide(specs, views, now, past)
+            if decision.changes:
+                set_ti_states(session, dag.dag_id, run_id, decision.changes, NODE, now)
+            for task_id in decision.expand:
+                mapped = dag.task_dict[task_id]
+                lengths = xcom_lengths(session, dag.dag_id, run_id, mapped.mapped_task_ids())
+                length = mapped.get_map_length(lengths) or 0
+                expand_task(session, dag.dag_id, run_id, task_id, length, NODE, now)
+            if decision.changes or decision.expand:
+                if progress:
+                    for task_id, map_index, state, cause in decision.changes:
+                        progress("state_changed", (task_id, map_index, state, cause))
+                continue
+            if decision.blocked_by_past and not decision.ready:
+                decision.run_state = DagRunState.FAILED
+                decision.run_reason = "blocked: " + "; ".join(sorted(set(
+                    decision.waiting.values())))
+            if decision.run_state is not None:
+                set_run_state(session, run, decision.run_state, now)
+                run_state, reason = decision.run_state, decision.run_reason
+                break
+            queued = queue_task_instances(session, dag.dag_id, run_id, decision.ready, NODE,
+                                          executor="dag.test", now=now)
+        if not queued:
+            wait = (decision.wake_at - utcnow()).total_seconds() if decision.wake_at else 0.5
+            time.sleep(min(max(wait, 0.01), 5.0))
+            continue
+        for (task_id, map_index), try_number in sorted(queued.items()):
+            request = TryRequest(dag.dag_id, run_id, task_id, map_index, try_number,
+                                 dag.fileloc, store_url)
+            outcome = run_task_try(request, dag, node=NODE, executor="dag.test",
+                                   echo_log=echo_log)
+            if progress:
+                progress("try_finished", (request, outcome))
+            if outcome.state == TI.FAILED and dag.fail_stop:
+                _fail_stop(dag, run_id, task_id, store_url)
+
+    with session_scope(store_url) as session:
+        row = get_run(session, dag.dag_id, run_id)
+        result = DagRun.from_row(row, dag=dag, store_url=store_url)
+    log.info("Dag run %s of %s finished: %s (%s)", run_id, dag.dag_id, run_state, reason)
+    _dag_callback(dag, result, run_state, reason)
+    if progress:
+        progress("run_finished", (result, reason))
+    return result
+
+
+def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> None:
+    """``fail_stop``: once a task fails, skip every other unfinished non-teardown task."""
+    from updraft.store.engine import session_scope
+    from updraft.store.runs import set_ti_states, ti_views
+
+    with session_scope(store_url) as session:
+        changes = [(v.task_id, v.map_index, TI.SKIPPED, f"fail_stop: {failed_task_id} failed")
+                   for v in ti_views(session, dag.dag_id, run_id)
+                   if v.task_id != failed_task_id and v.state in
+                   (TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)
+                   and not dag.task_dict[v.task_id].is_teardown]
+        set_ti_states(session, dag.dag_id, run_id, changes, NODE)
+
+
+def _dag_callback(dag, run, state: DagRunState, reason: str) -> None:
+    callback = dag.on_success_callback if state == DagRunState.SUCCESS else \
+        dag.on_failure_callback
+    if not callback:
+        return
+    context = {"dag": dag, "dag_run": run, "run_id": run.run_id, "reason": reason,
+               "logical_date": run.logical_date, "params": dag.params.dump()}
+    for func in callback if isinstance(callback, (list, tuple)) else [callback]:
+        try:
+            func(context)
+        except Exception:  # noqa: BLE001  (a failing callback does not change the run)
+            log.exception("DAG %s callback failed", dag.dag_id)

@@ -1,0 +1,1 @@
+"""Operators: the kinds of task a DAG is made of."""

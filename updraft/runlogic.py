@@ -1,0 +1,354 @@
+"""What happens next in a DAG run: the pure core shared by ``dag.test`` and the scheduler.
+
+``decide(tasks, tis, now, past)`` takes the shape of the DAG and the states of a run's task
+instances and returns decisions: which task instances change state (skipped,
+upstream_failed, removed) and why, which are ready to queue, which mapped tasks must be
+expanded first, and whether the run is over. It reads no clock, store or network, so tests
+drive it directly; the caller applies the decisions and calls it again.
+
+The rules are Airflow's: trigger rules on direct upstreams (counting each map index of a
+mapped upstream), early skip/upstream_failed propagation, depends_on_past and
+wait_for_downstream, setup/teardown, and the run's state decided by its leaves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from updraft.state import DagRunState, TaskInstanceState as TI, TriggerRule as TR
+
+SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE})
+FINISHED = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED})
+SUCCESS_LIKE = frozenset({TI.SUCCESS, TI.SKIPPED})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the run logic needs to know about one task."""
+
+    task_id: str
+    upstream: frozenset[str]
+    downstream: frozenset[str]
+    trigger_rule: str = TR.ALL_SUCCESS
+    is_mapped: bool = False
+    is_setup: bool = False
+    is_teardown: bool = False
+    on_failure_fail_dagrun: bool = False
+    depends_on_past: bool = False
+    wait_for_downstream: bool = False
+    ignore_first_depends_on_past: bool = True
+    start_date: datetime | None = None
+
+
+@dataclass
+class TiView:
+    """One task instance as the run logic sees it."""
+
+    task_id: str
+    map_index: int
+    state: TI
+    next_retry_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.task_id, self.map_index
+
+
+@dataclass
+class PastView:
+    """The previous run of the DAG, for depends_on_past; ``exists`` False when there is none."""
+
+    exists: bool = False
+    logical_date: datetime | None = None
+    states: Mapping[tuple[str, int], TI] = field(default_factory=dict)
+    #: Task ids that have a task instance in any earlier run (ignore_first_depends_on_past).
+    tasks_with_history: frozenset[str] = frozenset()
+
+
+@dataclass
+class Decision:
+    """What ``decide`` found."""
+
+    changes: list[tuple[str, int, TI, str]] = field(default_factory=list)
+    ready: list[tuple[str, int]] = field(default_factory=list)
+    expand: list[str] = field(default_factory=list)
+    run_state: DagRunState | None = None
+    run_reason: str = ""
+    #: The earliest time a waiting retry or reschedule becomes ready.
+    wake_at: datetime | None = None
+    #: Why each task instance that cannot run yet is waiting (the "why not running" story).
+    waiting: dict[tuple[str, int], str] = field(default_factory=dict)
+    blocked_by_past: bool = False
+
+
+def effective_leaves(tasks: Mapping[str, TaskSpec]) -> set[str]:
+    """Tasks whose states decide the run's state: leaves, looking through teardowns."""
+
+    def is_leaf(spec: TaskSpec) -> bool:
+        for down in spec.downstream:
+            down_spec = tasks[down]
+            if not down_spec.is_teardown or down_spec.on_failure_fail_dagrun:
+                return False
+        return not spec.is_teardown or spec.on_failure_fail_dagrun
+
+    leaves = {tid for tid, spec in tasks.items() if is_leaf(spec)}
+    return leaves or {tid for tid, spec in tasks.items() if not spec.downstream}
+
+
+def _topological(tasks: Mapping[str, TaskSpec]) -> list[str]:
+    indegree = {tid: len(spec.upstream) for tid, spec in tasks.items()}
+    order = [tid for tid, n in indegree.items() if n == 0]
+    i = 0
+    while i < len(order):
+        for down in tasks[order[i]].downstream:
+            indegree[down] -= 1
+            if indegree[down] == 0:
+                order.append(down)
+        i += 1
+    return order
+
+
+class _Evaluation:
+    def __init__(self, tasks, states, tis_by_task, past):
+        self.tasks = tasks
+        self.states = states
+        self.tis_by_task = tis_by_task
+        self.past = past
+
+    def upstream_counts(self, spec: TaskSpec):
+        counter: Counter = Counter()
+        total = 0
+        setups_total = setups_success = setups_skipped = 0
+        for up in spec.upstream:
+            indexes = self.tis_by_task.get(up, [])
+            up_spec = self.tasks[up]
+            for map_index in indexes:
+                state = self.states[(up, map_index)]
+                total += 1
+                if state in FINISHED:
+                    counter[state] += 1
+                if up_spec.is_setup:
+                    setups_total += 1
+                    setups_success += state == TI.SUCCESS
+                    setups_skipped += state == TI.SKIPPED
+        return counter, total, (setups_total, setups_success, setups_skipped)
+
+    def evaluate(self, spec: TaskSpec, map_index: int) -> tuple[TI | None, bool, str]:
+        """(state to set or None, whether it may run now, why not)."""
+        rule = TR(spec.trigger_rule)
+        if not spec.upstream or rule == TR.ALWAYS:
+            return None, True, ""
+        counter, upstream, (setups, setup_success, setup_skipped) = self.upstream_counts(spec)
+        success = counter[TI.SUCCESS]
+        skipped = counter[TI.SKIPPED]
+        failed = counter[TI.FAILED]
+        upstream_failed = counter[TI.UPSTREAM_FAILED]
+        removed = counter[TI.REMOVED]
+        done = success + skipped + failed + upstream_failed + removed
+        upstream_done = done >= upstream
+        new_state: TI | None = None
+        cause = ""
+        if rule == TR.ALL_SUCCESS:
+            if upstream_failed or failed:
+                new_state, cause = TI.UPSTREAM_FAILED, "an upstream task failed"
+            elif skipped:
+                new_state, cause = TI.SKIPPED, "an upstream task was skipped"
+        elif rule == TR.ALL_FAILED:
+            if success or skipped:
+                new_state, cause = TI.SKIPPED, "an upstream task did not fail (all_failed)"
+        elif rule == TR.ONE_SUCCESS:
+            if upstream_done and done == skipped:
+                new_state, cause = TI.SKIPPED, "all upstream tasks were skipped (one_success)"
+            elif upstream_done and success <= 0:
+                new_state, cause = TI.UPSTREAM_FAILED, "no upstream task succeeded (one_success)"
+        elif rule == TR.ONE_FAILED:
+            if upstream_done and not (failed or upstream_failed):
+                new_state, cause = TI.SKIPPED, "no upstream task failed (one_failed)"
+        elif rule == TR.ONE_DONE:
+            if upstream_done and not (failed or success):
+                new_state, cause = TI.SKIPPED, "no upstream task succeeded or failed (one_done)"
+        elif rule == TR.NONE_FAILED:
+            if upstream_failed or failed:
+                new_state, cause = TI.UPSTREAM_FAILED, "an upstream task failed (none_failed)"
+        elif rule == TR.NONE_FAILED_MIN_ONE_SUCCESS:
+            if upstream_failed or failed:
+                new_state, cause = TI.UPSTREAM_FAILED, "an upstream task failed"
+            elif skipped == upstream:
+                new_state, cause = TI.SKIPPED, "all upstream tasks were skipped"
+        elif rule == TR.NONE_SKIPPED:
+            if skipped:
+                new_state, cause = TI.SKIPPED, "an upstream task was skipped (none_skipped)"
+        elif rule == TR.ALL_SKIPPED:
+            if success or failed or upstream_failed:
+                new_state, cause = TI.SKIPPED, "an upstream task was not skipped (all_skipped)"
+        elif rule == TR.ALL_DONE_SETUP_SUCCESS:
+            if upstream_done and setups and setup_skipped >= setups:
+                new_state, cause = TI.SKIPPED, "all its setup tasks were skipped"
+            elif upstream_done and setups and setup_success == 0:
+                new_state, cause = TI.UPSTREAM_FAILED, "none of its setup tasks succeeded"
+        if new_state is not None:
+            return new_state, False, cause
+
+        mapped_removed = removed if map_index > -1 else 0
+        wait = ""
+        if rule == TR.ONE_SUCCESS:
+            if success <= 0:
+                wait = "waits for one upstream task to succeed (one_success)"
+        elif rule == TR.ONE_FAILED:
+            if not failed and not upstream_failed:
+                wait = "waits for one upstream task to fail (one_failed)"
+        elif rule == TR.ONE_DONE:
+            if success + failed <= 0:
+                wait = "waits for one upstream task to succeed or fail (one_done)"
+        elif rule == TR.ALL_SUCCESS:
+            if upstream - success - mapped_removed > 0:
+                wait = (f"waits for all upstream tasks to succeed: {success} of {upstream} "
+                        "done (all_success)")
+        elif rule == TR.ALL_FAILED:
+            if upstream - failed - upstream_failed - mapped_removed > 0:
+                wait = "waits for all upstream tasks to fail (all_failed)"
+        elif rule == TR.ALL_DONE:
+            if not upstream_done:
+                wait = f"waits for all upstream tasks to finish: {done} of {upstream} (all_done)"
+        elif rule == TR.ALL_DONE_SETUP_SUCCESS:
+            if not upstream_done:
+                wait = f"waits for all upstream tasks to finish: {done} of {upstream}"
+            elif setups and setup_success < setups:
+                wait = "waits for its setup tasks to succeed"
+        elif rule in (TR.NONE_FAILED, TR.NONE_FAILED_MIN_ONE_SUCCESS):
+            if upstream - success - skipped - mapped_removed > 0:
+                wait = f"waits for upstream tasks to finish without failing ({rule})"
+        elif rule == TR.NONE_SKIPPED:
+            if not upstream_done or skipped > 0:
+                wait = "waits for all upstream tasks to finish (none_skipped)"
+        elif rule == TR.ALL_SKIPPED:
+            if upstream - skipped > 0:
+                wait = "waits for all upstream tasks to be skipped (all_skipped)"
+        return None, not wait, wait
+
+    def past_allows(self, spec: TaskSpec, map_index: int) -> tuple[bool, str]:
+        if not spec.depends_on_past:
+            return True, ""
+        past = self.past
+        if past is None or not past.exists:
+            return True, ""
+        if spec.start_date and past.logical_date and past.logical_date < spec.start_date:
+            return True, ""
+        prev = past.states.get((spec.task_id, map_index))
+        if prev is None:
+            if spec.ignore_first_depends_on_past and spec.task_id not in past.tasks_with_history:
+                return True, ""
+            return False, ("depends_on_past is true for this task, but the previous task "
+                           "instance has not run yet")
+        if prev not in SUCCESS_LIKE:
+            return False, (f"depends_on_past is true for this task, but the previous task "
+                           f"instance is in the state '{prev}' which is not a successful state")
+        if spec.wait_for_downstream:
+            for down in spec.downstream:
+                down_state = past.states.get((down, map_index), past.states.get((down, -1)))
+                if down_state not in SUCCESS_LIKE:
+                    return False, ("wait_for_downstream is true for this task, but the "
+                                   "downstream tasks of the previous run are not done")
+        return True, ""
+
+
+def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
+           past: PastView | None = None) -> Decision:
+    """Evaluate every unfinished task instance of one run; see the module docstring."""
+    tis = list(tis)
+    states = {ti.key: TI(ti.state) for ti in tis}
+    retry_at = {ti.key: ti.next_retry_at for ti in tis}
+    tis_by_task: dict[str, list[int]] = {}
+    for ti in tis:
+        tis_by_task.setdefault(ti.task_id, []).append(ti.map_index)
+    for indexes in tis_by_task.values():
+        indexes.sort()
+    evaluation = _Evaluation(tasks, states, tis_by_task, past)
+    decision = Decision()
+
+    for task_id in _topological(tasks):
+        spec = tasks[task_id]
+        for map_index in tis_by_task.get(task_id, []):
+            key = (task_id, map_index)
+            state = states[key]
+            if state not in SCHEDULABLE_STATES:
+                continue
+            new_state, may_run, why = evaluation.evaluate(spec, map_index)
+            if new_state is not None:
+                states[key] = new_state
+                decision.changes.append((task_id, map_index, new_state, why))
+                continue
+            if not may_run:
+                decision.waiting[key] = why
+                continue
+            allowed, why_past = evaluation.past_allows(spec, map_index)
+            if not allowed:
+                decision.waiting[key] = why_past
+                decision.blocked_by_past = True
+                continue
+            if state in (TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE):
+                at = retry_at.get(key)
+                if at is not None and at > now:
+                    kind = "retry" if state == TI.UP_FOR_RETRY else "reschedule"
+                    decision.waiting[key] = f"waits for its {kind} time {at.isoformat()}"
+                    if decision.wake_at is None or at < decision.wake_at:
+                        decision.wake_at = at
+                    continue
+            if spec.is_mapped and map_index < 0:
+                decision.expand.append(task_id)
+                decision.waiting[key] = "is about to be expanded"
+                continue
+            decision.ready.append(key)
+
+    _decide_run_state(tasks, states, decision)
+    return decision
+
+
+def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, int], TI],
+                      decision: Decision) -> None:
+    unfinished = [k for k, s in states.items() if s not in FINISHED]
+    if unfinished:
+        active = [k for k in unfinished if states[k] in (TI.QUEUED, TI.RUNNING)]
+        if not active and not decision.ready and not decision.expand and \
+                decision.wake_at is None and not decision.blocked_by_past:
+            decision.run_state = DagRunState.FAILED
+            stuck = ", ".join(f"{t}[{i}]" if i >= 0 else t for t, i in sorted(unfinished)[:10])
+            decision.run_reason = f"deadlock: no task can run any more ({stuck})"
+        return
+    leaves = effective_leaves(tasks)
+    leaf_states = [s for (tid, _i), s in states.items() if tid in leaves and s != TI.REMOVED]
+    if any(s in (TI.FAILED, TI.UPSTREAM_FAILED) for s in leaf_states):
+        decision.run_state = DagRunState.FAILED
+        failed = sorted({tid for (tid, _i), s in states.items()
+                         if tid in leaves and s in (TI.FAILED, TI.UPSTREAM_FAILED)})
+        decision.run_reason = f"leaf task(s) failed: {', '.join(failed)}"
+    else:
+        decision.run_state = DagRunState.SUCCESS
+        decision.run_reason = "all leaf tasks succeeded or were skipped"
+
+
+def specs_from_dag(dag) -> dict[str, TaskSpec]:
+    """TaskSpecs of a DAG object (the scheduler builds them from the serialized form)."""
+    return {t.task_id: spec_from_task(t) for t in dag.tasks}
+
+
+def spec_from_task(task) -> TaskSpec:
+    return TaskSpec(
+        task_id=task.task_id,
+        upstream=frozenset(task.upstream_task_ids),
+        downstream=frozenset(task.downstream_task_ids),
+        trigger_rule=str(task.trigger_rule),
+        is_mapped=bool(getattr(task, "is_mapped", False)),
+        is_setup=bool(task.is_setup),
+        is_teardown=bool(task.is_teardown),
+        on_failure_fail_dagrun=bool(getattr(task, "on_failure_fail_dagrun", False)),
+        depends_on_past=bool(task.depends_on_past),
+        wait_for_downstream=bool(task.wait_for_downstream),
+        ignore_first_depends_on_past=bool(getattr(task, "ignore_first_depends_on_past", True)),
+        start_date=task.start_date,
+    )
+
+

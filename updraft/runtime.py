@@ -1,0 +1,594 @@
+"""Run one try of one task instance: the task runner every executor calls.
+
+``run_task_try(request)`` claims the try (``queued -> running`` compare-and-set on the try
+number), builds the context, renders templates, runs the operator with its timeout while
+capturing the try's log, and records the outcome with a second compare-and-set
+(``running -> outcome`` for that try number) in the same transaction as the XComs, the
+branch skips and the row in ``task_instance_try`` whose unique key makes a try count once.
+A duplicate or stale delivery is refused at either step and changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from updraft.exceptions import (
+    UpdraftException,
+    UpdraftFailException,
+    UpdraftRescheduleException,
+    UpdraftSensorTimeout,
+    UpdraftSkipException,
+    UpdraftTaskTimeout,
+    UnmappableXComTypePushed,
+    XComForMappedNotFound,
+)
+from updraft.state import TaskInstanceState as TI
+
+log = logging.getLogger(__name__)
+MAX_RETRY_DELAY_SECONDS = 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class TryRequest:
+    """Everything a worker needs to run one try; small and JSON-friendly."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    fileloc: str
+    store_url: str | None = None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TryRequest":
+        return cls(**data)
+
+    @property
+    def label(self) -> str:
+        index = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{index} {self.run_id} try {self.try_number}"
+
+
+@dataclass
+class TryOutcome:
+    """What became of a try. ``refused`` means the store said another runner owns it."""
+
+    state: TI | None
+    try_number: int
+    refused: bool = False
+    error: str | None = None
+    log_path: str | None = None
+    duration: float | None = None
+    next_retry_at: datetime | None = None
+
+
+def utcnow() -> datetime:
+    from updraft.store.models import utcnow as _now
+
+    return _now()
+
+
+# -- retries -------------------------------------------------------------------------------
+
+def next_retry_datetime(task, *, dag_id: str, logical_date: Any, try_number: int,
+                        failed_at: datetime) -> datetime:
+    """When the next try may start: retry_delay, or Airflow's exponential backoff."""
+    delay: timedelta = task.retry_delay
+    if task.retry_exponential_backoff:
+        min_backoff = max(1, math.ceil(delay.total_seconds() * (2 ** (try_number - 1))))
+        digest = hashlib.sha1(f"{dag_id}#{task.task_id}#{logical_date}#{try_number}"
+                              .encode()).hexdigest()
+        modded = min_backoff + int(digest, 16) % min_backoff
+        delay = timedelta(seconds=min(modded, MAX_RETRY_DELAY_SECONDS))
+        if task.max_retry_delay is not None:
+            delay = min(task.max_retry_delay, delay)
+    return failed_at + delay
+
+
+# -- loading the task ------------------------------------------------------------------------
+
+_dag_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_dag_cache_lock = threading.Lock()
+
+
+def load_dag(fileloc: str, dag_id: str):
+    """The DAG ``dag_id`` from ``fileloc``, parsed once per file version in this process."""
+    from updraft.dagbag import DagBag
+    from updraft.exceptions import DagNotFound
+
+    mtime = os.stat(fileloc).st_mtime
+    with _dag_cache_lock:
+        cached = _dag_cache.get((fileloc, dag_id))
+        if cached and cached[0] == mtime:
+            return cached[1]
+    bag = DagBag(dag_folder=fileloc, include_examples=False, safe_mode=False)
+    dag = bag.dags.get(dag_id)
+    if dag is None:
+        problem = bag.import_errors.get(fileloc)
+        raise DagNotFound(f"DAG {dag_id!r} not found in {fileloc}" +
+                          (f": {problem}" if problem else ""))
+    with _dag_cache_lock:
+        _dag_cache[(fileloc, dag_id)] = (mtime, dag)
+    return dag
+
+
+# -- heartbeats ------------------------------------------------------------------------------
+
+class _Heartbeats:
+    """One thread per process that marks every running try as alive, in one UPDATE."""
+
+    def __init__(self):
+        self._keys: dict[tuple, str | None] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, key: tuple, store_url: str | None) -> None:
+        with self._lock:
+            self._keys[key] = store_url
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="updraft-heartbeat",
+                                                daemon=True)
+                self._thread.start()
+
+    def remove(self, key: tuple) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def _loop(self) -> None:
+        from sqlalchemy import tuple_, update
+
+        from updraft.config import conf
+        from updraft.store.engine import session_scope
+        from updraft.store.models import TaskInstanceModel
+
+        interval = conf.getfloat("scheduler", "task_heartbeat_interval")
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                by_url: dict[str | None, list[tuple]] = {}
+                for key, url in self._keys.items():
+                    by_url.setdefault(url, []).append(key)
+            for url, keys in by_url.items():
+                try:
+                    with session_scope(url) as session:
+                        session.execute(update(TaskInstanceModel).where(
+                            tuple_(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
+                                   TaskInstanceModel.task_id, TaskInstanceModel.map_index,
+                                   TaskInstanceModel.try_number).in_(keys),
+                            TaskInstanceModel.state == str(TI.RUNNING),
+                        ).values(heartbeat_at=utcnow()))
+                except Exception:  # noqa: BLE001  (a missed beat is retried next interval)
+                    log.warning("task heartbeat failed", exc_info=True)
+
+
+heartbeats = _Heartbeats()
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+def call_with_timeout(func: Callable[[], Any], timeout: timedelta | None,
+                      on_kill: Callable[[], None], label: str) -> Any:
+    """Call ``func``; past ``timeout`` raise UpdraftTaskTimeout (and call ``on_kill``)."""
+    if timeout is None:
+        return func()
+    seconds = timeout.total_seconds()
+    message = f"Timeout, PID: {os.getpid()}: {label} ran longer than {timeout}"
+    if threading.current_thread() is threading.main_thread():
+        def _raise(_signum, _frame):
+            raise UpdraftTaskTimeout(message)
+
+        previous = signal.signal(signal.SIGALRM, _raise)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return func()
+        except UpdraftTaskTimeout:
+            on_kill()
+            raise
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    # Worker threads cannot take signals: run in a helper thread and abandon it on timeout.
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["result"] = func()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller)
+            box["error"] = exc
+
+    from updraft.tasklog import _routes
+
+    sink = _routes.get(threading.get_ident())
+    from updraft.runtime_context import _local
+
+    stack = list(getattr(_local, "stack", []) or [])
+
+    def routed_target():
+        if sink is not None:
+            _routes[threading.get_ident()] = sink
+        _local.stack = stack
+        try:
+            target()
+        finally:
+            _routes.pop(threading.get_ident(), None)
+
+    worker = threading.Thread(target=routed_target, name=f"updraft-task-{label}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        on_kill()
+        raise UpdraftTaskTimeout(message)
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+def _claim(request: TryRequest, node: str | None, executor: str | None):
+    """queued -> running for exactly this try; returns (run row, ti row) or None if refused."""
+    from sqlalchemy import select, update
+
+    from updraft.models.xcom import clear_xcoms
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel, TaskInstanceModel
+    from updraft.store.runs import add_event
+
+    now = utcnow()
+    key = (TaskInstanceModel.dag_id == request.dag_id,
+           TaskInstanceModel.run_id == request.run_id,
+           TaskInstanceModel.task_id == request.task_id,
+           TaskInstanceModel.map_index == request.map_index)
+    with session_scope(request.store_url) as session:
+        result = session.execute(update(TaskInstanceModel).where(
+            *key, TaskInstanceModel.try_number == request.try_number,
+            TaskInstanceModel.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)]),
+        ).values(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
+                 hostname=socket.getfqdn(), pid=os.getpid(), heartbeat_at=now,
+                 executor=executor or TaskInstanceModel.executor, updated_at=now))
+        if not result.rowcount:
+            return None
+        clear_xcoms(session, dag_id=request.dag_id, run_id=request.run_id,
+                    task_id=request.task_id, map_index=request.map_index)
+        add_event(session, dag_id=request.dag_id, run_id=request.run_id,
+                  task_id=request.task_id, map_index=request.map_index,
+                  try_number=request.try_number, old=str(TI.QUEUED), new=str(TI.RUNNING),
+                  cause=f"try {request.try_number} started on {socket.gethostname()}",
+                  node=node, when=now)
+        run = session.scalar(select(DagRunModel).where(DagRunModel.dag_id == request.dag_id,
+                                                       DagRunModel.run_id == request.run_id))
+        ti = session.scalar(select(TaskInstanceModel).where(*key))
+        session.expunge_all()
+        return run, ti
+
+
+def _previous_success(request: TryRequest, logical_date) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from updraft.state import DagRunState
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel
+
+    if logical_date is None:
+        return {}
+    with session_scope(request.store_url) as session:
+        prev = session.execute(select(
+            DagRunModel.data_interval_start, DagRunModel.data_interval_end,
+            DagRunModel.start_date, DagRunModel.end_date).where(
+            DagRunModel.dag_id == request.dag_id, DagRunModel.logical_date < logical_date,
+            DagRunModel.state == str(DagRunState.SUCCESS)).order_by(
+            DagRunModel.logical_date.desc()).limit(1)).first()
+    if prev is None:
+        return {}
+    return {"prev_data_interval_start_success": prev.data_interval_start,
+            "prev_data_interval_end_success": prev.data_interval_end,
+            "prev_start_date_success": prev.start_date,
+            "prev_end_date_success": prev.end_date}
+
+
+def _has_mapped_dependants(task) -> bool:
+    from updraft.mapping import MappedOperator
+
+    dag = task.dag
+    for down_id in task.downstream_task_ids:
+        down = dag.task_dict[down_id]
+        if isinstance(down, MappedOperator) and task.task_id in down.mapped_task_ids():
+            return True
+    return False
+
+
+def _collect_xcoms(task, ti, result: Any) -> None:
+    """Queue the return value (and each key with multiple_outputs) as XComs."""
+    if _has_mapped_dependants(task):
+        if result is None:
+            raise XComForMappedNotFound(
+                f"Task {task.task_id!r} feeds a mapped task but returned None; return a list "
+                "or a dict to map over")
+        if isinstance(result, (str, bytes)) or not isinstance(result, (list, tuple, dict)):
+            raise UnmappableXComTypePushed(
+                f"Task {task.task_id!r} feeds a mapped task but returned a "
+                f"{type(result).__name__}; only a list or a dict can be mapped over")
+    if not task.do_xcom_push or result is None:
+        return
+    if task.multiple_outputs:
+        if not isinstance(result, dict):
+            raise TypeError(f"Returned output was type {type(result)} expected dictionary for "
+                            "multiple_outputs")
+        for key in result:
+            if not isinstance(key, str):
+                raise TypeError(f"Returned dictionary keys must be strings when using "
+                                f"multiple_outputs, found {key} ({type(key)}) instead")
+        for key, value in result.items():
+            ti.xcom_push(key=key, value=value)
+    ti.xcom_push(key="return_value", value=result)
+
+
+def _prepare_task(dag, request: TryRequest, run, ti_row, store_url):
+    """Build the operator, the TaskInstance and the context for this try."""
+    from updraft.mapping import MappedOperator
+    from updraft.params import ParamsDict
+    from updraft.runtime_models import DagRun, TaskInstance
+    from updraft.templating import build_context
+
+    declared = dag.get_task(request.task_id)
+    run_view = DagRun.from_row(run, dag=dag, store_url=store_url)
+    ti = TaskInstance.from_row(ti_row, run=run_view, task=declared, store_url=store_url)
+    params = ParamsDict()
+    params.update(dag.params)
+    params.update(declared.params)
+    resolved_params = params.resolve(run_view.conf or {})
+    previous = _previous_success(request, run_view.logical_date)
+    context = build_context(dag=dag, task=declared, ti=ti, dag_run=run_view,
+                            params=resolved_params, **previous)
+    if isinstance(declared, MappedOperator):
+        mapped_kwargs = declared.resolve_expansion_kwargs(context, request.map_index)
+        task = declared.unmap(mapped_kwargs)
+    else:
+        try:
+            task = copy.deepcopy(declared)
+        except Exception:  # noqa: BLE001  (uncopyable attributes: render on a shallow copy)
+            task = copy.copy(declared)
+    ti.task = task
+    context["task"] = task
+    context["expanded_ti_count"] = None
+    return task, ti, context
+
+
+def _render(task, context) -> dict[str, Any]:
+    from updraft.xcom_arg import resolve_xcom_args
+
+    for field in task.template_fields:
+        value = getattr(task, field, None)
+        if value is not None:
+            setattr(task, field, resolve_xcom_args(value, context))
+    return task.render_template_fields(context) or {}
+
+
+def _run_callbacks(callbacks, context, label: str) -> None:
+    if not callbacks:
+        return
+    for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
+        try:
+            callback(context)
+        except Exception:  # noqa: BLE001  (a failing callback must not change the outcome)
+            log.exception("Error when executing %s callback", label)
+
+
+def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
+                 executor: str | None = None, on_log_line: Callable[[str], None] | None = None,
+                 echo_log=None) -> TryOutcome:
+    """Run one try of one task instance and record its outcome; see the module docstring."""
+    from updraft.config import conf
+    from updraft.runtime_context import set_current_context
+    from updraft.tasklog import capture_try_log, try_log_path
+
+    claimed = _claim(request, node, executor)
+    if claimed is None:
+        return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                          error="the store refused the claim: this try is not queued "
+                                "(already running elsewhere, finished, cleared or marked)")
+    run, ti_row = claimed
+    path = try_log_path(conf.log_folder(), request.dag_id, request.run_id, request.task_id,
+                        request.map_index, request.try_number)
+    key = (request.dag_id, request.run_id, request.task_id, request.map_index,
+           request.try_number)
+    heartbeats.add(key, request.store_url)
+    started = time.monotonic()
+    state: TI = TI.FAILED
+    error: str | None = None
+    exception: BaseException | None = None
+    reschedule_at: datetime | None = None
+    task = ti = context = None
+    rendered: dict[str, Any] = {}
+    try:
+        with capture_try_log(path, on_line=on_log_line, echo=echo_log):
+            log.info("Running %s on host %s", request.label, socket.gethostname())
+            try:
+                dag = dag or load_dag(request.fileloc, request.dag_id)
+                task, ti, context = _prepare_task(dag, request, run, ti_row, request.store_url)
+                with set_current_context(context):
+                    rendered = _render(task, context)
+                    _run_callbacks(task.on_execute_callback, context, "on_execute")
+                    task.pre_execute(context)
+
+                    def execute():
+                        return task.execute(context)
+
+                    result = call_with_timeout(execute, task.execution_timeout, task.on_kill,
+                                               request.label)
+                    task.post_execute(context, result)
+                    _collect_xcoms(task, ti, result)
+                state = TI.SUCCESS
+                log.info("Marking task as SUCCESS. dag_id=%s, task_id=%s, run_id=%s, "
+                         "map_index=%s", request.dag_id, request.task_id, request.run_id,
+                         request.map_index)
+            except UpdraftSkipException as exc:
+                state, exception = TI.SKIPPED, exc
+                log.info("Marking task as SKIPPED: %s", exc)
+            except UpdraftRescheduleException as exc:
+                state, exception, reschedule_at = TI.UP_FOR_RESCHEDULE, exc, exc.reschedule_date
+                log.info("Rescheduling task, next poke at %s", reschedule_at)
+            except (UpdraftFailException, UpdraftSensorTimeout) as exc:
+                state, exception = TI.FAILED, exc
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("Task failed without retrying: %s", exc, exc_info=True)
+            except BaseException as exc:  # noqa: BLE001  (every error of user code is recorded)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)) and \
+                        not isinstance(exc, SystemExit):
+                    raise
+                exception = exc
+                error = f"{type(exc).__name__}: {exc}"
+                retries = task.retries if task is not None else 0
+                eligible = retries and request.try_number <= (ti_row.max_tries or 0)
+                state = TI.UP_FOR_RETRY if eligible else TI.FAILED
+                log.error("Task failed with exception", exc_info=True)
+                log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, map_index=%s",
+                         "UP_FOR_RETRY" if eligible else "FAILED", request.dag_id,
+                         request.task_id, request.run_id, request.map_index)
+            outcome = _record_outcome(request, run, task, ti, state, error, rendered,
+                                      reschedule_at, node, started)
+            if outcome.refused:
+                log.warning("Outcome not recorded: %s", outcome.error)
+            elif context is not None and task is not None:
+                context["exception"] = exception
+                callbacks = {TI.SUCCESS: (task.on_success_callback, "on_success"),
+                             TI.FAILED: (task.on_failure_callback, "on_failure"),
+                             TI.UP_FOR_RETRY: (task.on_retry_callback, "on_retry"),
+                             TI.SKIPPED: (task.on_skipped_callback, "on_skipped")}.get(state)
+                with set_current_context(context):
+                    if callbacks:
+                        _run_callbacks(callbacks[0], context, callbacks[1])
+                    _send_alert_email(task, ti, state, exception, context)
+    finally:
+        heartbeats.remove(key)
+    outcome.log_path = str(path)
+    return outcome
+
+
+def _send_alert_email(task, ti, state: TI, exception, context) -> None:
+    """Email on failure or retry when the task asks for it (and SMTP is configured)."""
+    if state == TI.FAILED and not task.email_on_failure:
+        return
+    if state == TI.UP_FOR_RETRY and not task.email_on_retry:
+        return
+    if state not in (TI.FAILED, TI.UP_FOR_RETRY) or not task.email:
+        return
+    try:
+        from updraft.alerts import send_task_alert
+
+        send_task_alert(task, ti, state, exception, context)
+    except Exception:  # noqa: BLE001  (an alert that cannot be sent is logged, not fatal)
+        log.exception("Failed to send email alert for %s", ti)
+
+
+def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | None,
+                    rendered: dict, reschedule_at: datetime | None, node: str | None,
+                    started: float) -> TryOutcome:
+    """running -> outcome for exactly this try, with XComs, skips and the try row."""
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import IntegrityError
+
+    from updraft.models.xcom import set_xcom
+    from updraft.store.engine import new_session
+    from updraft.store.models import TaskInstanceModel, TaskInstanceTry, TaskReschedule
+    from updraft.store.runs import add_event, skip_task_instances
+
+    now = utcnow()
+    duration = time.monotonic() - started
+    next_retry_at = None
+    if state == TI.UP_FOR_RETRY and task is not None:
+        next_retry_at = next_retry_datetime(task, dag_id=request.dag_id,
+                                            logical_date=run.logical_date,
+                                            try_number=request.try_number, failed_at=now)
+    elif state == TI.UP_FOR_RESCHEDULE:
+        next_retry_at = reschedule_at
+    session = new_session(request.store_url)
+    try:
+        result = session.execute(update(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == request.dag_id,
+            TaskInstanceModel.run_id == request.run_id,
+            TaskInstanceModel.task_id == request.task_id,
+            TaskInstanceModel.map_index == request.map_index,
+            TaskInstanceModel.try_number == request.try_number,
+            TaskInstanceModel.state == str(TI.RUNNING),
+        ).values(state=str(state), end_date=now, duration=duration,
+                 next_retry_at=next_retry_at, rendered_fields=_json_safe(rendered),
+                 updated_at=now))
+        if not result.rowcount:
+            session.rollback()
+            return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                              error="the task instance was changed by someone else while it "
+                                    "ran (cleared, marked or failed as a zombie)",
+                              duration=duration)
+        if state == TI.UP_FOR_RESCHEDULE:
+            session.execute(insert(TaskReschedule).values(
+                dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
+                map_index=request.map_index, try_number=request.try_number,
+                start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
+                reschedule_date=reschedule_at))
+        else:
+            session.execute(insert(TaskInstanceTry).values(
+                dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
+                map_index=request.map_index, try_number=request.try_number, state=str(state),
+                start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
+                hostname=socket.getfqdn(), error=(error or "")[:4000] or None))
+        if ti is not None:
+            for key, value in ti.pending_xcoms.items():
+                set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
+                         task_id=request.task_id, map_index=request.map_index, key=key,
+                         value=value)
+            if state == TI.SUCCESS and ti.skipped_downstream:
+                branch = (f"branch chose {', '.join(ti.followed_branches)}"
+                          if ti.followed_branches is not None else "short-circuited")
+                skip_task_instances(session, request.dag_id, request.run_id,
+                                    ti.skipped_downstream,
+                                    cause=f"skipped by {request.task_id}: {branch}", node=node,
+                                    now=now)
+        cause = {TI.SUCCESS: "try succeeded", TI.SKIPPED: "task skipped itself",
+                 TI.UP_FOR_RETRY: f"try failed ({error}); retry at {next_retry_at}",
+                 TI.UP_FOR_RESCHEDULE: f"sensor rescheduled to {reschedule_at}",
+                 TI.FAILED: f"try failed: {error}"}[state]
+        add_event(session, dag_id=request.dag_id, run_id=request.run_id,
+                  task_id=request.task_id, map_index=request.map_index,
+                  try_number=request.try_number, old=str(TI.RUNNING), new=str(state),
+                  cause=cause, node=node, when=now)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                          error="this try was already recorded", duration=duration)
+    finally:
+        session.close()
+    return TryOutcome(state=state, try_number=request.try_number, error=error,
+                      duration=duration, next_retry_at=next_retry_at)
+
+
+def _json_safe(value: Any) -> Any:
+    import json
+
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=repr))
+
+
+__all__ = ["TryRequest", "TryOutcome", "run_task_try", "next_retry_datetime", "load_dag",
+           "UpdraftException", "traceback"]

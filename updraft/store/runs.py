@@ -1,0 +1,304 @@
+"""Store operations on DAG runs and task instances, shared by ``dag.test`` and the scheduler.
+
+Every function takes the caller's session and never commits. State changes are
+compare-and-set updates (``WHERE state IN (expected)``) and each one writes a ``ti_event``
+row, so the story of a task instance can always be told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from updraft.runlogic import PastView, TiView
+from updraft.state import DagRunState, TaskInstanceState as TI, check_transition
+from updraft.store.models import (
+    DagRunModel,
+    TaskInstanceModel,
+    TiEvent,
+    XComModel,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class TaskRowDefaults:
+    """What a new task instance row copies from its task."""
+
+    task_id: str
+    max_tries: int
+    pool: str
+    pool_slots: int
+    queue: str
+    priority_weight: int
+    operator: str
+
+
+def priority_weights(tasks: Mapping[str, Any]) -> dict[str, int]:
+    """Effective priority of each task under its weight rule (downstream, upstream, absolute)."""
+    result: dict[str, int] = {}
+    cache_down: dict[str, set[str]] = {}
+    cache_up: dict[str, set[str]] = {}
+
+    def relatives(task_id: str, attr: str, cache: dict[str, set[str]]) -> set[str]:
+        if task_id in cache:
+            return cache[task_id]
+        found: set[str] = set()
+        for rel in getattr(tasks[task_id], attr):
+            found.add(rel)
+            found |= relatives(rel, attr, cache)
+        cache[task_id] = found
+        return found
+
+    for task_id, task in tasks.items():
+        own = int(task.priority_weight)
+        rule = str(task.weight_rule)
+        if rule == "downstream":
+            ids = relatives(task_id, "downstream_task_ids", cache_down)
+        elif rule == "upstream":
+            ids = relatives(task_id, "upstream_task_ids", cache_up)
+        else:
+            ids = set()
+        result[task_id] = own + sum(int(tasks[i].priority_weight) for i in ids)
+    return result
+
+
+def row_defaults_for(tasks: Mapping[str, Any]) -> list[TaskRowDefaults]:
+    """Row defaults for every task (operators or serialized tasks with the same attributes)."""
+    weights = priority_weights(tasks)
+    return [TaskRowDefaults(task_id=tid, max_tries=int(t.retries or 0), pool=t.pool,
+                            pool_slots=int(t.pool_slots), queue=t.queue,
+                            priority_weight=weights[tid], operator=t.operator_name)
+            for tid, t in tasks.items()]
+
+
+def add_event(session: Session, *, dag_id: str, run_id: str, task_id: str, map_index: int,
+              try_number: int, old: str | None, new: str | None, cause: str,
+              node: str | None = None, when: datetime | None = None) -> None:
+    """Write one line of a task instance's story."""
+    session.execute(insert(TiEvent).values(
+        dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+        try_number=try_number, old_state=old, new_state=new, cause=cause[:2000], node=node,
+        timestamp=when or utcnow()))
+
+
+def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
+                   logical_date: datetime | None, data_interval: tuple | None,
+                   conf: dict | None, tasks: Iterable[TaskRowDefaults],
+                   state: DagRunState = DagRunState.QUEUED, dag_hash: str | None = None,
+                   external_trigger: bool = False, triggered_by: str | None = None,
+                   now: datetime | None = None) -> DagRunModel:
+    """Insert a run and one task instance (map index -1) per task; the caller commits."""
+    now = now or utcnow()
+    run = DagRunModel(
+        dag_id=dag_id, run_id=run_id, run_type=str(run_type), state=str(state),
+        logical_date=logical_date,
+        data_interval_start=data_interval[0] if data_interval else None,
+        data_interval_end=data_interval[1] if data_interval else None,
+        conf=conf or {}, queued_at=now, external_trigger=external_trigger,
+        triggered_by=triggered_by, dag_hash=dag_hash,
+        start_date=now if state == DagRunState.RUNNING else None)
+    session.add(run)
+    session.flush()
+    rows = [dict(dag_id=dag_id, run_id=run_id, task_id=t.task_id, map_index=-1,
+                 state=str(TI.NONE), try_number=0, max_tries=t.max_tries, pool=t.pool,
+                 pool_slots=t.pool_slots, queue=t.queue, priority_weight=t.priority_weight,
+                 operator=t.operator, updated_at=now) for t in tasks]
+    if rows:
+        session.execute(insert(TaskInstanceModel), rows)
+    return run
+
+
+def get_run(session: Session, dag_id: str, run_id: str) -> DagRunModel | None:
+    return session.scalar(select(DagRunModel).where(DagRunModel.dag_id == dag_id,
+                                                    DagRunModel.run_id == run_id))
+
+
+def ti_views(session: Session, dag_id: str, run_id: str) -> list[TiView]:
+    """The run's task instances as the run logic sees them."""
+    rows = session.execute(select(
+        TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state,
+        TaskInstanceModel.next_retry_at).where(TaskInstanceModel.dag_id == dag_id,
+                                               TaskInstanceModel.run_id == run_id))
+    return [TiView(r.task_id, r.map_index, TI(r.state), r.next_retry_at) for r in rows]
+
+
+def past_view(session: Session, dag_id: str, run_id: str, logical_date: datetime | None,
+              task_ids: Iterable[str]) -> PastView:
+    """The run before this one by logical date, for depends_on_past."""
+    task_ids = list(task_ids)
+    if logical_date is None or not task_ids:
+        return PastView()
+    prev = session.execute(
+        select(DagRunModel.run_id, DagRunModel.logical_date)
+        .where(DagRunModel.dag_id == dag_id, DagRunModel.logical_date < logical_date,
+               DagRunModel.run_id != run_id)
+        .order_by(DagRunModel.logical_date.desc()).limit(1)).first()
+    if prev is None:
+        return PastView()
+    states = {(r.task_id, r.map_index): TI(r.state) for r in session.execute(
+        select(TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state)
+        .where(TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == prev.run_id))}
+    history = {r[0] for r in session.execute(
+        select(TaskInstanceModel.task_id).distinct()
+        .join(DagRunModel, and_(DagRunModel.dag_id == TaskInstanceModel.dag_id,
+                                DagRunModel.run_id == TaskInstanceModel.run_id))
+        .where(TaskInstanceModel.dag_id == dag_id, DagRunModel.logical_date < logical_date,
+               TaskInstanceModel.task_id.in_(task_ids)))}
+    return PastView(exists=True, logical_date=prev.logical_date, states=states,
+                    tasks_with_history=frozenset(history))
+
+
+def set_ti_states(session: Session, dag_id: str, run_id: str,
+                  changes: Iterable[tuple[str, int, TI, str]], node: str | None = None,
+                  now: datetime | None = None) -> int:
+    """Apply the run logic's state changes (compare-and-set on schedulable states)."""
+    now = now or utcnow()
+    applied = 0
+    for task_id, map_index, new_state, cause in changes:
+        row = session.execute(select(TaskInstanceModel.state, TaskInstanceModel.try_number).where(
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index)
+        ).first()
+        if row is None:
+            continue
+        check_transition(row.state, new_state)
+        values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
+        if new_state in (TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED):
+            values.update(start_date=func.coalesce(TaskInstanceModel.start_date, now),
+                          end_date=now)
+        result = session.execute(update(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+            TaskInstanceModel.state == row.state).values(**values))
+        if result.rowcount:
+            applied += 1
+            add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
+                      map_index=map_index, try_number=row.try_number, old=row.state,
+                      new=str(new_state), cause=cause, node=node, when=now)
+    return applied
+
+
+def queue_task_instances(session: Session, dag_id: str, run_id: str,
+                         keys: Iterable[tuple[str, int]], node: str | None = None,
+                         executor: str | None = None,
+                         now: datetime | None = None) -> dict[tuple[str, int], int]:
+    """Move ready task instances to queued, starting their next try; return try numbers.
+
+    A reschedule continues the same try; anything else starts a new one. Only rows still in
+    a schedulable state are queued (a concurrent clear or mark wins).
+    """
+    now = now or utcnow()
+    queued: dict[tuple[str, int], int] = {}
+    for task_id, map_index in keys:
+        row = session.execute(select(TaskInstanceModel.state, TaskInstanceModel.try_number).where(
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index)
+        ).first()
+        if row is None or row.state not in (TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY,
+                                            TI.UP_FOR_RESCHEDULE):
+            continue
+        try_number = row.try_number if row.state == TI.UP_FOR_RESCHEDULE and row.try_number \
+            else row.try_number + 1
+        result = session.execute(update(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+            TaskInstanceModel.state == row.state,
+            TaskInstanceModel.try_number == row.try_number,
+        ).values(state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
+                 executor=executor, next_retry_at=None, updated_at=now))
+        if result.rowcount:
+            queued[(task_id, map_index)] = try_number
+            add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
+                      map_index=map_index, try_number=try_number, old=row.state,
+                      new=str(TI.QUEUED), cause=f"dependencies met; try {try_number} queued",
+                      node=node, when=now)
+    return queued
+
+
+def xcom_lengths(session: Session, dag_id: str, run_id: str,
+                 task_ids: Iterable[str]) -> dict[str, int | None]:
+    """How many items each task pushed as its return value (summed over map indexes)."""
+    from updraft.models.xcom import deserialize_value
+
+    lengths: dict[str, int | None] = {}
+    task_ids = list(task_ids)
+    rows = session.execute(select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id,
+        XComModel.task_id.in_(task_ids), XComModel.key == "return_value"))
+    for row in rows:
+        value = deserialize_value(row.value)
+        if row.map_index >= 0:
+            lengths[row.task_id] = (lengths.get(row.task_id) or 0) + 1
+        else:
+            lengths[row.task_id] = len(value) if hasattr(value, "__len__") else None
+    for task_id in task_ids:
+        lengths.setdefault(task_id, 0)
+    return lengths
+
+
+def expand_task(session: Session, dag_id: str, run_id: str, task_id: str, length: int,
+                node: str | None = None, now: datetime | None = None) -> int:
+    """Turn the placeholder (-1) of a mapped task into ``length`` task instances."""
+    now = now or utcnow()
+    placeholder = session.scalar(select(TaskInstanceModel).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == -1))
+    if placeholder is None:
+        return 0
+    if length == 0:
+        set_ti_states(session, dag_id, run_id,
+                      [(task_id, -1, TI.SKIPPED, "mapped over an empty list")], node, now)
+        return 0
+    base = {c: getattr(placeholder, c) for c in (
+        "dag_id", "run_id", "task_id", "max_tries", "pool", "pool_slots", "queue",
+        "priority_weight", "operator")}
+    session.execute(update(TaskInstanceModel).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == -1,
+    ).values(map_index=0, updated_at=now))
+    if length > 1:
+        session.execute(insert(TaskInstanceModel), [
+            {**base, "map_index": i, "state": str(TI.NONE), "try_number": 0, "updated_at": now}
+            for i in range(1, length)])
+    add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=-1,
+              try_number=0, old=str(placeholder.state), new=str(placeholder.state),
+              cause=f"expanded into {length} mapped task instances", node=node, when=now)
+    return length
+
+
+def set_run_state(session: Session, run: DagRunModel, state: DagRunState,
+                  now: datetime | None = None) -> bool:
+    """Compare-and-set the run's state; returns whether this call changed it."""
+    now = now or utcnow()
+    values: dict[str, Any] = {"state": str(state), "updated_at": now}
+    if state in (DagRunState.SUCCESS, DagRunState.FAILED):
+        values["end_date"] = now
+    if state == DagRunState.RUNNING:
+        values["start_date"] = func.coalesce(DagRunModel.start_date, now)
+        values["end_date"] = None
+    result = session.execute(update(DagRunModel).where(
+        DagRunModel.id == run.id, DagRunModel.state == run.state).values(**values))
+    if result.rowcount:
+        session.refresh(run)
+        return True
+    return False
+
+
+def skip_task_instances(session: Session, dag_id: str, run_id: str, task_ids: Iterable[str],
+                        cause: str, node: str | None = None, now: datetime | None = None) -> int:
+    """Mark the not-yet-started task instances of ``task_ids`` skipped (branching)."""
+    now = now or utcnow()
+    keys = [(r.task_id, r.map_index) for r in session.execute(
+        select(TaskInstanceModel.task_id, TaskInstanceModel.map_index).where(
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id.in_(list(task_ids)),
+            or_(TaskInstanceModel.state == str(TI.NONE),
+                TaskInstanceModel.state == str(TI.SCHEDULED))))]
+    return set_ti_states(session, dag_id, run_id,
+                         [(t, i, TI.SKIPPED, cause) for t, i in keys], node, now)
