@@ -1,0 +1,230 @@
+"""``updraft dags``: list, show, test, trigger, pause and backfill DAGs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from updraft.cli.common import find_run, get_dag_or_fail, iso, load_dagbag, parse_date
+from updraft.cli.db import store_command
+from updraft.cli.options import dags_folder_option, output_option, parse_json_option, print_rows
+
+
+@click.group()
+def dags() -> None:
+    """List, show, test, trigger, pause and backfill DAGs."""
+
+
+@dags.command("list")
+@dags_folder_option
+@output_option
+@store_command
+def list_dags(output: str) -> None:
+    """List the DAGs found in the DAGs folder."""
+    from sqlalchemy import select
+
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagModel
+
+    bag = load_dagbag()
+    with session_scope() as session:
+        paused = dict(session.execute(select(DagModel.dag_id, DagModel.is_paused)).all())
+    rows = [{"dag_id": dag.dag_id, "fileloc": dag.fileloc, "owners": dag.owner,
+             "is_paused": paused.get(dag.dag_id, None), "schedule": dag.timetable.summary,
+             "tags": ",".join(dag.tags)}
+            for dag in sorted(bag.dags.values(), key=lambda d: d.dag_id)]
+    print_rows(rows, output, ["dag_id", "fileloc", "owners", "is_paused", "schedule", "tags"])
+    if bag.import_errors and output == "table":
+        click.echo(f"\n{len(bag.import_errors)} file(s) failed to import; see "
+                   "`updraft dags list-import-errors`.", err=True)
+
+
+@dags.command("list-import-errors")
+@dags_folder_option
+@output_option
+def list_import_errors(output: str) -> None:
+    """List the DAG files that failed to import, with their errors."""
+    bag = load_dagbag()
+    rows = [{"filepath": path, "error": error} for path, error in sorted(bag.import_errors.items())]
+    if output == "table" and rows:
+        for row in rows:
+            click.echo(f"{row['filepath']}\n{row['error']}")
+        return
+    print_rows(rows, output, ["filepath", "error"])
+    if rows:
+        sys.exit(1)
+
+
+@dags.command("show")
+@click.argument("dag_id")
+@click.option("--dot", "as_dot", is_flag=True, help="Print Graphviz DOT instead of a tree.")
+@dags_folder_option
+def show_dag(dag_id: str, as_dot: bool) -> None:
+    """Show a DAG's tasks and dependencies as a text tree (or DOT)."""
+    dag = get_dag_or_fail(dag_id)
+    if not as_dot:
+        click.echo(dag.tree_view())
+        return
+    click.echo(f'digraph "{dag.dag_id}" {{')
+    click.echo("  rankdir=LR;")
+    for task in dag.tasks:
+        click.echo(f'  "{task.task_id}" [shape=box, label="{task.task_id}"];')
+    for task in dag.tasks:
+        for down in sorted(task.downstream_task_ids):
+            label = dag.get_edge_info(task.task_id, down).get("label")
+            extra = f' [label="{label}"]' if label else ""
+            click.echo(f'  "{task.task_id}" -> "{down}"{extra};')
+    click.echo("}")
+
+
+@dags.command("details")
+@click.argument("dag_id")
+@dags_folder_option
+@output_option
+def dag_details(dag_id: str, output: str) -> None:
+    """Show a DAG's settings."""
+    dag = get_dag_or_fail(dag_id)
+    row = {"dag_id": dag.dag_id, "fileloc": dag.fileloc, "description": dag.description,
+           "schedule": dag.timetable.summary, "start_date": iso(dag.start_date),
+           "end_date": iso(dag.end_date), "catchup": dag.catchup,
+           "max_active_runs": dag.max_active_runs, "max_active_tasks": dag.max_active_tasks,
+           "tags": dag.tags, "owners": dag.owner, "timezone": str(dag.timezone),
+           "tasks": len(dag.tasks), "params": dag.params.dump()}
+    if output == "json":
+        click.echo(json.dumps(row, indent=2, default=str))
+    else:
+        for key, value in row.items():
+            click.echo(f"{key:18} {value}")
+
+
+class _TestProgress:
+    """Prints one line per finished try, and the tail of the log of failed ones."""
+
+    SYMBOLS = {"success": "ok", "failed": "FAILED", "up_for_retry": "retry",
+               "skipped": "skipped", "upstream_failed": "upstream_failed",
+               "up_for_reschedule": "rescheduled"}
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, payload) -> None:
+        elapsed = time.monotonic() - self.started
+        if kind == "run_started":
+            click.echo(f"Running {payload.dag_id} (run {payload.run_id}, {self.total} tasks)")
+        elif kind == "state_changed":
+            task_id, map_index, state, cause = payload
+            label = f"{task_id}[{map_index}]" if map_index >= 0 else task_id
+            click.echo(f"[{elapsed:7.2f}s] {label}: {state} ({cause})")
+        elif kind == "try_finished":
+            request, outcome = payload
+            label = f"{request.task_id}[{request.map_index}]" if request.map_index >= 0 \
+                else request.task_id
+            state = str(outcome.state) if outcome.state else "refused"
+            duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
+            click.echo(f"[{elapsed:7.2f}s] {label}: {self.SYMBOLS.get(state, state)} "
+                       f"(try {outcome.try_number}, {duration})")
+            if outcome.state is not None and str(outcome.state) in ("failed", "up_for_retry") \
+                    and outcome.log_path:
+                try:
+                    with open(outcome.log_path, encoding="utf-8") as handle:
+                        tail = handle.read().splitlines()[-15:]
+                except OSError:
+                    tail = []
+                for line in tail:
+                    click.echo(f"    | {line}")
+        elif kind == "run_finished":
+            run, reason = payload
+            click.echo(f"Dag run {run.run_id} finished: {run.state} ({reason}) in "
+                       f"{elapsed:.2f}s")
+
+
+@dags.command("test")
+@click.argument("dag_id")
+@click.argument("logical_date", required=False)
+@click.option("--conf", "-c", "conf_json", help="JSON object passed as the run's conf.")
+@click.option("--run-id", help="Run id (default manual__<logical date>).")
+@click.option("--show-logs", is_flag=True, help="Print every task's log as it runs.")
+@dags_folder_option
+@store_command
+def test_dag(dag_id: str, logical_date: str | None, conf_json: str | None, run_id: str | None,
+             show_logs: bool) -> None:
+    """Run every task of a DAG once, here and now, and exit 0 only if the run succeeded."""
+    from updraft.exceptions import ParamValidationError
+    from updraft.local_run import run_dag_locally
+
+    conf_value = parse_json_option(conf_json)
+    dag = get_dag_or_fail(dag_id)
+    when = parse_date(logical_date, dag.timezone, "LOGICAL_DATE")
+    progress = _TestProgress(len(dag.tasks))
+    try:
+        run = run_dag_locally(dag, logical_date=when, conf=conf_value, run_id=run_id,
+                              progress=progress, echo_log=sys.stdout if show_logs else None)
+    except ParamValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_summary(run)
+    sys.exit(0 if str(run.state) == "success" else 1)
+
+
+def _print_summary(run) -> None:
+    from collections import Counter
+
+    counts = Counter(str(ti.state) for ti in run.get_task_instances())
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    click.echo(f"Summary: {summary}")
+
+
+@dags.command("list-runs")
+@click.argument("dag_id")
+@click.option("--state", help="Only runs in this state.")
+@click.option("--start-date", "-s", help="Only runs with a logical date on or after this.")
+@click.option("--end-date", "-e", help="Only runs with a logical date on or before this.")
+@click.option("--no-backfill", is_flag=True, help="Leave out backfill runs.")
+@output_option
+@store_command
+def list_runs(dag_id: str, state: str | None, start_date: str | None, end_date: str | None,
+              no_backfill: bool, output: str) -> None:
+    """List the runs of a DAG, newest first."""
+    from sqlalchemy import select
+
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel
+
+    query = select(DagRunModel).where(DagRunModel.dag_id == dag_id)
+    if state:
+        query = query.where(DagRunModel.state == state)
+    if start_date:
+        query = query.where(DagRunModel.logical_date >= parse_date(start_date))
+    if end_date:
+        query = query.where(DagRunModel.logical_date <= parse_date(end_date))
+    if no_backfill:
+        query = query.where(DagRunModel.run_type != "backfill")
+    with session_scope() as session:
+        runs = session.scalars(query.order_by(DagRunModel.logical_date.desc())).all()
+        rows = [{"dag_id": r.dag_id, "run_id": r.run_id, "state": r.state,
+                 "run_type": r.run_type, "logical_date": iso(r.logical_date),
+                 "start_date": iso(r.start_date), "end_date": iso(r.end_date),
+                 "data_interval_start": iso(r.data_interval_start),
+                 "data_interval_end": iso(r.data_interval_end), "conf": r.conf}
+                for r in runs]
+    print_rows(rows, output, ["dag_id", "run_id", "state", "run_type", "logical_date",
+                              "start_date", "end_date"])
+
+
+@dags.command("state")
+@click.argument("dag_id")
+@click.argument("run_id_or_date")
+@store_command
+def run_state(dag_id: str, run_id_or_date: str) -> None:
+    """Print the state of a run (given by run id or logical date)."""
+    from updraft.store.engine import session_scope
+
+    with session_scope() as session:
+        run = find_run(session, dag_id, run_id_or_date)
+        if run is None:
+            raise click.ClickException(f"No run {run_id_or_date!r} of DAG {dag_id!r}")
+        click.echo(run.state)
