@@ -216,8 +216,8 @@ class _Evaluation:
         elif rule == TR.ALL_DONE_SETUP_SUCCESS:
             if not upstream_done:
                 wait = f"waits for all upstream tasks to finish: {done} of {upstream}"
-            elif setups and setup_success < setups:
-                wait = "waits for its setup tasks to succeed"
+            elif setups and not setup_success:
+                wait = "waits for one of its setup tasks to succeed"
         elif rule in (TR.NONE_FAILED, TR.NONE_FAILED_MIN_ONE_SUCCESS):
             if upstream - success - skipped - mapped_removed > 0:
                 wait = f"waits for upstream tasks to finish without failing ({rule})"
