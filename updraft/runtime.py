@@ -52,6 +52,7 @@ class TryRequest:
     try_number: int
     fileloc: str
     store_url: str | None = None
+    queue: str = "default"  # the task's queue: executors route it (Dask: worker resources)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
