@@ -10,6 +10,7 @@ import copy
 import functools
 import inspect
 import sys
+import types
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -478,3 +479,18 @@ def dag(dag_id: str | Callable | None = None, **dag_kwargs):
         return factory
 
     return wrapper
+
+
+class _DagModule(types.ModuleType):
+    """This module, callable as the ``@dag`` decorator.
+
+    Importing ``updraft.dag`` binds the submodule to the name ``dag`` of the ``updraft``
+    package, so ``from updraft import DAG, dag`` finds the module, not the decorator; making
+    the module callable keeps that documented import working in any order.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return dag(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _DagModule

@@ -302,6 +302,9 @@ class BaseOperatorMeta(type):
             if accepts_var_kw or "default_args" in names:
                 kwargs["default_args"] = default_args
             init(self, **kwargs)
+            # As Airflow: an XComArg in a templated field makes its task an upstream.
+            if getattr(self, "_dag", None) is not None:
+                self.set_xcomargs_dependencies()
 
         wrapper._updraft_wrapped = True  # type: ignore[attr-defined]
         wrapper._updraft_original = init  # type: ignore[attr-defined]
