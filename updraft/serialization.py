@@ -173,18 +173,6 @@ def _xcomarg_length(arg: dict, lengths: Mapping[str, int | None]) -> int | None:
     raise SerializationError(f"serialized DAG has an XComArg of unknown type {kind!r}")
 
 
-def _xcomarg_task_ids(arg: dict) -> set[str]:
-    kind = arg.get("type")
-    if kind == "xcom":
-        return {arg["task_id"]}
-    if kind == "map":
-        return _xcomarg_task_ids(arg["arg"])
-    if kind == "zip":
-        return {t for a in arg["args"] if isinstance(a, dict) and "type" in a
-                for t in _xcomarg_task_ids(a)}
-    return set()
-
-
 @dataclass(frozen=True, eq=False)
 class SerializedTask:
     """One task as the scheduler and the web see it; read its attributes, never set them."""
@@ -679,11 +667,8 @@ def _expand_input(data: dict | None, where: str) -> ExpandInput | None:
     _check_fields(data, EXPAND_FIELDS, f" in the expand input{where}")
     kind = data["kind"]
     value = data["value"]
-    if kind == "dict_of_lists" and isinstance(value, dict):
-        pass
-    elif kind == "list_of_dicts" and isinstance(value, (list, dict)):
-        pass
-    else:
+    valid = {"dict_of_lists": (dict,), "list_of_dicts": (list, dict)}
+    if kind not in valid or not isinstance(value, valid[kind]):
         raise SerializationError(f"serialized DAG has an invalid expand input of kind "
                                  f"{kind!r}{where}")
     return ExpandInput(kind=kind, mapped_argument_names=tuple(data["mapped_argument_names"]),
