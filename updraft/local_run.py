@@ -133,7 +133,10 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
 
 
 def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> None:
-    """``fail_stop``: once a task fails, skip every other unfinished non-teardown task."""
+    """``fail_stop``: once a task fails, skip every other unfinished non-teardown task.
+
+    Queued ones too (as Airflow), so tries queued in the same batch are refused at claim.
+    """
     from updraft.store.engine import session_scope
     from updraft.store.runs import set_ti_states, ti_views
 
@@ -141,7 +144,7 @@ def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> 
         changes = [(v.task_id, v.map_index, TI.SKIPPED, f"fail_stop: {failed_task_id} failed")
                    for v in ti_views(session, dag.dag_id, run_id)
                    if v.task_id != failed_task_id and v.state in
-                   (TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)
+                   (TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)
                    and not dag.task_dict[v.task_id].is_teardown]
         set_ti_states(session, dag.dag_id, run_id, changes, NODE)
 
