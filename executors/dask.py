@@ -1,0 +1,314 @@
+"""The Dask executor (the default): every try is one Dask task on a distributed cluster.
+
+Cluster: a ``distributed.LocalCluster`` built from ``[dask]`` (``n_workers``,
+``threads_per_worker``, ``processes``, ``dashboard_address``; an empty dashboard address
+turns the dashboard off), or the running cluster at ``[dask] scheduler_address``. Each try
+runs ``executors.dask_worker.run_on_dask`` in a worker thread, which calls ``run_task_try``
+(per-try logs are routed by thread, so threads sharing stdout is fine). User code may run
+Dask work of its own on the same cluster with ``distributed.worker_client()``, which
+secedes from the worker's thread pool while it waits, so it does not deadlock.
+
+Nothing here blocks on a result. ``submit`` sends a batch with one ``client.map`` per
+queue; each future's done-callback (on Dask's callback thread) hands it to a collector
+thread, which gathers finished results in batches, queues the events and calls the
+wakeup. Dask keys read ``updraft-<dag>-<run>-<task>-<map index>-<try>-<submission>``, with
+every character outside ``[A-Za-z0-9_.-]`` replaced by ``_``; the submission number makes
+a duplicate submission a separate Dask task (its claim is then refused by the store).
+
+Queues: a task whose ``queue`` is not ``default`` is submitted with the Dask resource
+``queue-<name>: 1``, so it only runs on workers started with that resource, e.g.
+``dask worker SCHEDULER --resources "queue-gpu=1000"`` (1000 = no practical limit; the
+worker's threads bound concurrency). A queue no worker serves leaves its tries waiting in
+Dask (they count in ``running()`` until a worker appears or the scheduler cancels them).
+``cluster_options={"resources": {...}}`` gives the LocalCluster's workers queues to serve.
+
+Worker death: when a Dask worker dies mid-try, distributed re-runs the task elsewhere (up
+to ``distributed.scheduler.allowed-failures`` times, default 3, then ``KilledWorker``).
+The re-run's claim is refused because the store says ``running`` for that try, so the
+event is an error event with the refused outcome; ``KilledWorker`` is an error event
+without outcome. Either way the scheduler's zombie handling applies the retry policy
+(see ``executors.base``). Dask's own retries are never used: retries are Updraft's.
+
+Cancel: ``Future.cancel`` stops a try that has not started. A try already running in a
+worker thread cannot be interrupted; it runs to its end and its outcome is recorded only
+if the store still expects it (compare-and-set on state and try number).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from executors.base import BaseExecutor, TryKey
+from updraft.runtime import TryRequest
+
+log = logging.getLogger(__name__)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_UNSET: Any = object()
+
+
+def dask_key(request: TryRequest, submission: int) -> str:
+    """The Dask key of one submission of a try (readable, safe in URLs and the dashboard)."""
+    raw = (f"updraft-{request.dag_id}-{request.run_id}-{request.task_id}-"
+           f"{request.map_index}-{request.try_number}-{submission}")
+    return _UNSAFE.sub("_", raw)
+
+
+def queue_resource(queue_name: str | None) -> str | None:
+    """The Dask worker resource that serves ``queue_name`` (None for the default queue)."""
+    if not queue_name or queue_name == "default":
+        return None
+    return f"queue-{queue_name}"
+
+
+class DaskExecutor(BaseExecutor):
+    """Runs tries as Dask tasks; options default to the ``[dask]`` configuration."""
+
+    name = "dask"
+
+    def __init__(self, parallelism: int | None = None, *, scheduler_address: str | None = None,
+                 n_workers: int | None = None, threads_per_worker: int | None = None,
+                 processes: bool | None = None, dashboard_address: str | None = _UNSET,
+                 cluster_options: dict[str, Any] | None = None, client: Any = None) -> None:
+        from updraft.config import conf
+
+        super().__init__(parallelism)
+        self.scheduler_address = (conf.get("dask", "scheduler_address")
+                                  if scheduler_address is None else scheduler_address) or None
+        self.n_workers = conf.getint("dask", "n_workers") if n_workers is None else n_workers
+        self.threads_per_worker = (conf.getint("dask", "threads_per_worker")
+                                   if threads_per_worker is None else threads_per_worker)
+        self.processes = conf.getboolean("dask", "processes") if processes is None else processes
+        if dashboard_address is _UNSET:
+            dashboard_address = conf.get("dask", "dashboard_address")
+        if isinstance(dashboard_address, str) and \
+                dashboard_address.strip().lower() in ("", "none", "off", "false"):
+            dashboard_address = None
+        self.dashboard_address = dashboard_address
+        self.cluster_options = dict(cluster_options or {})
+        self._client = client
+        self._owns_client = client is None
+        self._cluster: Any = None
+        self._futures: dict[int, Any] = {}
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._collector: threading.Thread | None = None
+        self._threads = 0
+        self._default_store_url: str | None = None
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` in use (None before ``start``)."""
+        return self._client
+
+    # -- interface -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the LocalCluster or connect to the scheduler; blocks until connected."""
+        if self._collector is not None:
+            return
+        from distributed import Client, LocalCluster
+
+        from updraft.config import conf
+
+        self._default_store_url = conf.sql_alchemy_conn()
+        if self._client is None:
+            if self.scheduler_address:
+                self._client = Client(self.scheduler_address, set_as_default=False)
+            else:
+                # processes=False must not get host="127.0.0.1" (it fails to start): leave
+                # host out; LocalCluster listens on localhost by default anyway.
+                options = dict(n_workers=self.n_workers,
+                               threads_per_worker=self.threads_per_worker,
+                               processes=self.processes,
+                               dashboard_address=self.dashboard_address)
+                options.update(self.cluster_options)
+                self._cluster = LocalCluster(**options)
+                self._client = Client(self._cluster, set_as_default=False)
+        self._refresh_threads()
+        super().start()
+        self._collector = threading.Thread(target=self._collect, name="updraft-dask-collector",
+                                           daemon=True)
+        self._collector.start()
+
+    def submit(self, requests: Iterable[TryRequest]) -> None:
+        """Send the tries to Dask, one ``client.map`` per queue. Never waits for results."""
+        from executors.dask_worker import run_on_dask
+
+        self._check_accepting()
+        groups: dict[str | None, list[tuple[int, TryRequest]]] = {}
+        for request in requests:
+            token = self._accept(request)
+            groups.setdefault(queue_resource(request.queue), []).append((token, request))
+        for resource, items in groups.items():
+            store_urls = [request.store_url or self._default_store_url for _, request in items]
+            try:
+                futures = self._client.map(
+                    run_on_dask, [request.to_json() for _, request in items], store_urls,
+                    key=[dask_key(request, token) for token, request in items], pure=False,
+                    resources={resource: 1} if resource else None, retries=0)
+            except Exception as exc:  # noqa: BLE001  (reported per try, the scheduler retries)
+                log.exception("could not submit %d tries to Dask", len(items))
+                for token, _ in items:
+                    self._finish(token, error=f"could not submit to Dask: "
+                                              f"{type(exc).__name__}: {exc}")
+                continue
+            with self._lock:
+                for (token, _), future in zip(items, futures):
+                    self._futures[token] = future
+            for (token, _), future in zip(items, futures):
+                future.add_done_callback(functools.partial(self._on_done, token))
+
+    def cancel(self, key: TryKey) -> bool:
+        """Cancel the Dask futures of ``key``; blocks for one round trip to the scheduler."""
+        tokens = self._tokens_for(key)
+        with self._lock:
+            futures = [self._futures.pop(token) for token in tokens if token in self._futures]
+        if futures:
+            try:
+                self._client.cancel(futures, reason="cancelled by the Updraft scheduler")
+            except Exception:  # noqa: BLE001  (the event below is what the scheduler needs)
+                log.warning("Dask cancel failed", exc_info=True)
+        cancelled = False
+        for token in tokens:
+            cancelled |= self._finish(
+                token, error="cancelled; if it had started on a worker thread it runs to its "
+                             "end, and the store records it only if it still expects it")
+        return cancelled
+
+    def queue_depth(self) -> int:
+        """Estimate: tries in flight beyond the cluster's total threads."""
+        identity = getattr(self._client, "_scheduler_identity", None) or {}
+        threads = identity.get("total_threads") or self._threads or self.parallelism
+        with self._lock:
+            return max(0, len(self._in_flight) - int(threads))
+
+    def stop(self, wait: bool = True) -> None:
+        """Wait for (or cancel) the tries in flight, then close the client and our cluster."""
+        self._stopping = True
+        if self._collector is None:
+            return
+        if wait:
+            self.join()
+        else:
+            with self._lock:
+                pending = dict(self._futures)
+                self._futures.clear()
+            if pending:
+                try:
+                    self._client.cancel(list(pending.values()),
+                                        reason="the Updraft executor stopped")
+                except Exception:  # noqa: BLE001
+                    log.warning("Dask cancel failed", exc_info=True)
+            for token in pending:
+                self._finish(token, error="cancelled: the executor stopped")
+        self._done.put(None)
+        self._collector.join(30)
+        self._collector = None
+        if self._owns_client and self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def health(self) -> dict[str, Any]:
+        """Adds the scheduler address, dashboard link and workers (one round trip)."""
+        info = super().health()
+        info.update(scheduler_address=self.scheduler_address, local_cluster=bool(self._cluster),
+                    dashboard_link=None, workers=[])
+        if self._client is None:
+            return info
+        try:
+            identity = self._client.scheduler_info(n_workers=-1)
+            info["scheduler_address"] = identity.get("address")
+            if identity.get("services", {}).get("dashboard"):
+                info["dashboard_link"] = self._client.dashboard_link
+            info["workers"] = [
+                {"name": str(w.get("name")), "address": address, "nthreads": w.get("nthreads"),
+                 "resources": w.get("resources") or {}, "status": w.get("status")}
+                for address, w in identity.get("workers", {}).items()]
+            info["total_threads"] = identity.get("total_threads")
+            self._threads = int(identity.get("total_threads") or 0)
+        except Exception as exc:  # noqa: BLE001  (the health page shows the problem)
+            info["error"] = f"{type(exc).__name__}: {exc}"
+        return info
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _refresh_threads(self) -> None:
+        try:
+            self._threads = int(self._client.scheduler_info(n_workers=0)
+                                .get("total_threads") or 0)
+        except Exception:  # noqa: BLE001  (only an estimate for queue_depth)
+            self._threads = 0
+
+    def _on_done(self, token: int, future: Any) -> None:
+        """Dask's callback thread: hand the future to the collector, never block here."""
+        self._done.put((token, future))
+
+    def _collect(self) -> None:
+        """Collector thread: turn finished futures into events, gathering in batches."""
+        running = True
+        while running:
+            batch = [self._done.get()]
+            while True:
+                try:
+                    batch.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:
+                running = False
+                batch = [item for item in batch if item is not None]
+            try:
+                self._handle(batch)
+            except Exception:  # noqa: BLE001  (keep collecting; the tries show as zombies)
+                log.exception("Dask executor collector failed on a batch")
+
+    def _handle(self, batch: list[tuple[int, Any]]) -> None:
+        finished = []
+        for token, future in batch:
+            with self._lock:
+                owned = self._futures.pop(token, None) is not None
+            if not owned:  # cancelled meanwhile: its event is already queued
+                continue
+            if future.status == "finished":
+                finished.append((token, future))
+            elif future.status == "error":
+                self._finish(token, error=self._describe_error(future))
+            else:
+                self._finish(token, error=f"Dask reports the task {future.status} (scheduler "
+                                          "connection lost, cluster restarted or cancelled "
+                                          "outside Updraft)")
+        if not finished:
+            return
+        try:
+            results = self._client.gather([future for _, future in finished])
+        except Exception:  # noqa: BLE001  (one lost result must not hide the others)
+            results = []
+            for _, future in finished:
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+        for (token, _), result in zip(finished, results):
+            if isinstance(result, BaseException):
+                self._finish(token, error=f"result lost: {type(result).__name__}: {result}")
+            else:
+                self._finish(token, result["outcome"], worker=result.get("worker"))
+
+    @staticmethod
+    def _describe_error(future: Any) -> str:
+        from distributed import KilledWorker
+
+        try:
+            exc = future.exception()
+        except Exception as problem:  # noqa: BLE001
+            return f"the Dask task failed and its error could not be read: {problem}"
+        if isinstance(exc, KilledWorker):
+            return (f"KilledWorker: the workers running this try died too often "
+                    f"(last: {getattr(exc, 'last_worker', None)}); {exc}")
+        return f"the task runner failed on the Dask worker: {type(exc).__name__}: {exc}"

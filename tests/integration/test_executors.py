@@ -1,0 +1,383 @@
+"""Executor conformance: one suite run against every executor, plus what is specific to each.
+
+Real runs in a real (SQLite) store feed the executors: a DAG file written to ``tmp_path`` is
+loaded with DagBag, a run is created, its task instances are queued, and the TryRequests
+built from them are submitted. The store is then checked, since it is the truth; the events
+are only checked for what they promise (one per submission, errors when a try is lost).
+Dask runs on an in-process LocalCluster (``processes=False``), except the worker-death test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from executors import EXECUTORS, executor_class, get_executor
+from executors.base import BaseExecutor, ExecutorEvent, try_key
+from updraft.runtime import TryRequest
+from updraft.state import DagRunState, TaskInstanceState as TI
+
+
+DAG_FILE = '''
+import os
+import signal
+import time
+from datetime import datetime
+
+from updraft import DAG, task
+
+with DAG("executor_suite", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def hello():
+        print("hello from updraft")
+        return 1
+
+    @task(retries=2)
+    def flaky():
+        raise ValueError("flaky failed")
+
+    @task
+    def broken():
+        raise RuntimeError("broken for good")
+
+    def nap():
+        time.sleep(1.0)
+        return "rested"
+
+    for name in ("nap_1", "nap_2", "nap_3"):
+        task(task_id=name)(nap)()
+
+    @task
+    def suicide():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @task
+    def inner_dask():
+        from distributed import worker_client
+
+        with worker_client() as client:
+            return client.submit(sum, [1, 2, 3]).result()
+
+    @task(queue="gpu")
+    def on_gpu():
+        from distributed import get_worker
+
+        return get_worker().name
+
+    @task(queue="nowhere")
+    def unserved():
+        return "never"
+
+    hello(); flaky(); broken(); suicide(); inner_dask(); on_gpu(); unserved()
+'''
+
+_runs = itertools.count(1)
+
+
+@pytest.fixture
+def store_url(updraft_home, monkeypatch, _sqlite_template):
+    """A migrated SQLite store, the default store of the test (executors are not about SQL
+    dialects: tests/integration/test_store.py covers those)."""
+    import shutil
+
+    from updraft.config import conf
+
+    path = updraft_home / "updraft.db"
+    shutil.copyfile(_sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", url)
+    conf.reload()
+    return url
+
+
+@pytest.fixture
+def dag(tmp_path):
+    from updraft.dagbag import DagBag
+
+    path = tmp_path / "dags" / "executor_suite.py"
+    path.parent.mkdir()
+    path.write_text(textwrap.dedent(DAG_FILE))
+    bag = DagBag(dag_folder=path, include_examples=False, safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["executor_suite"]
+
+
+def queue_tries(store_url: str, dag, task_ids: list[str]) -> list[TryRequest]:
+    """Create a running dag run, queue ``task_ids`` in it and return their requests."""
+    from updraft.store.engine import session_scope
+    from updraft.store.runs import create_dag_run, queue_task_instances, row_defaults_for
+
+    run_id = f"manual__suite_{next(_runs)}"
+    with session_scope(store_url) as session:
+        create_dag_run(session, dag_id=dag.dag_id, run_id=run_id, run_type="manual",
+                       logical_date=None, data_interval=None, conf={},
+                       tasks=row_defaults_for(dag.task_dict), state=DagRunState.RUNNING)
+    with session_scope(store_url) as session:
+        queued = queue_task_instances(session, dag.dag_id, run_id,
+                                      [(task_id, -1) for task_id in task_ids])
+    return [TryRequest(dag.dag_id, run_id, task_id, -1, queued[(task_id, -1)], dag.fileloc,
+                       store_url, queue=dag.task_dict[task_id].queue) for task_id in task_ids]
+
+
+def ti_row(store_url: str, request: TryRequest):
+    from updraft.store.engine import session_scope
+    from updraft.store.models import TaskInstanceModel
+
+    with session_scope(store_url) as session:
+        row = session.scalar(select(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == request.dag_id,
+            TaskInstanceModel.run_id == request.run_id,
+            TaskInstanceModel.task_id == request.task_id,
+            TaskInstanceModel.map_index == request.map_index))
+        session.expunge_all()
+        return row
+
+
+def try_rows(store_url: str, request: TryRequest) -> int:
+    from updraft.store.engine import session_scope
+    from updraft.store.models import TaskInstanceTry
+
+    with session_scope(store_url) as session:
+        return session.scalar(select(func.count()).select_from(TaskInstanceTry).where(
+            TaskInstanceTry.dag_id == request.dag_id, TaskInstanceTry.run_id == request.run_id,
+            TaskInstanceTry.task_id == request.task_id))
+
+
+def wait_events(executor: BaseExecutor, count: int, timeout: float = 20.0,
+                collected: list | None = None) -> list[ExecutorEvent]:
+    """Collect ``count`` events, woken by the executor's wakeup (no fixed sleeps)."""
+    woken = threading.Event()
+    executor.set_wakeup(woken.set)
+    events = collected if collected is not None else []
+    deadline = time.monotonic() + timeout
+    while len(events) < count:
+        events.extend(executor.events())
+        if len(events) >= count:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{len(events)} of {count} events after {timeout}s: {events}")
+        woken.wait(min(remaining, 0.5))
+        woken.clear()
+    return events
+
+
+def wait_state(store_url: str, request: TryRequest, state: TI, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while ti_row(store_url, request).state != state:
+        assert time.monotonic() < deadline, f"{request.task_id} never became {state}"
+        time.sleep(0.02)
+
+
+def build(kind: str, **options) -> BaseExecutor:
+    if kind == "dask":
+        options = {"n_workers": 1, "threads_per_worker": 2, "processes": False,
+                   "dashboard_address": None, "scheduler_address": "", **options}
+    return get_executor(kind, parallelism=2, **options)
+
+
+@pytest.fixture(params=["sequential", "local", "dask"])
+def executor(request, store_url):
+    executor = build(request.param)
+    executor.start()
+    yield executor
+    executor.stop(wait=False)
+
+
+# -- the conformance suite ---------------------------------------------------------------------
+
+def test_outcomes_land_in_the_store(executor, store_url, dag):
+    requests = queue_tries(store_url, dag, ["hello", "flaky", "broken"])
+    executor.submit(requests)
+    events = {event.key[2]: event for event in wait_events(executor, 3)}
+
+    assert {name: (e.outcome.state, e.error) for name, e in events.items()} == {
+        "hello": (TI.SUCCESS, None), "flaky": (TI.UP_FOR_RETRY, None),
+        "broken": (TI.FAILED, None)}
+    hello, flaky, broken = (ti_row(store_url, r) for r in requests)
+    assert (hello.state, flaky.state, broken.state) == ("success", "up_for_retry", "failed")
+    assert flaky.next_retry_at is not None and hello.executor == executor.name
+    assert events["hello"].try_number == 1 and events["hello"].key == try_key(requests[0])
+    log_text = Path(events["hello"].outcome.log_path).read_text()
+    assert "hello from updraft" in log_text
+    assert "flaky failed" in Path(events["flaky"].outcome.log_path).read_text()
+    assert executor.running() == set() and executor.slots_available() == 2
+    assert executor.events() == []
+
+
+def test_slots_and_running_follow_tries_in_flight(executor, store_url, dag):
+    wakeups: list[str] = []
+    executor.set_wakeup(lambda: wakeups.append(threading.current_thread().name))
+    [nap] = queue_tries(store_url, dag, ["nap_1"])
+    assert executor.slots_available() == 2
+    executor.submit([nap])
+    assert executor.slots_available() == 1
+    assert executor.running() == {try_key(nap)}
+    wait_state(store_url, nap, TI.RUNNING)
+    assert executor.slots_available() == 1 and wakeups == []
+    assert executor.join(timeout=20)
+    [event] = executor.events()
+    assert event.outcome.state == TI.SUCCESS and len(wakeups) == 1
+    assert executor.slots_available() == 2 and executor.running() == set()
+    assert executor.queue_depth() == 0
+    health = executor.health()
+    assert health["kind"] == executor.name and health["parallelism"] == 2
+
+
+def test_cancel_stops_a_try_that_has_not_started(executor, store_url, dag):
+    first, second, third = queue_tries(store_url, dag, ["nap_1", "nap_2", "nap_3"])
+    executor.submit([first, second, third])
+    wait_state(store_url, first, TI.RUNNING)
+    if executor.name != "sequential":  # two slots: the first two run together
+        wait_state(store_url, second, TI.RUNNING)
+    assert executor.cancel(try_key(third)) is True
+    assert executor.cancel(try_key(third)) is False  # nothing left to cancel
+    assert try_key(third) not in executor.running()
+    events = {event.key[2]: event for event in wait_events(executor, 3)}
+    assert events["nap_3"].outcome is None and "cancel" in events["nap_3"].error
+    assert events["nap_1"].outcome.state == TI.SUCCESS
+    assert events["nap_2"].outcome.state == TI.SUCCESS
+    assert ti_row(store_url, third).state == "queued"  # the scheduler decides what it becomes
+
+
+def test_the_same_request_twice_runs_once(executor, store_url, dag):
+    [hello] = queue_tries(store_url, dag, ["hello"])
+    executor.submit([hello])
+    executor.submit([hello])
+    events = wait_events(executor, 2)
+    ran = [e for e in events if e.error is None]
+    refused = [e for e in events if e.refused]
+    assert len(ran) == 1 and len(refused) == 1, events
+    assert ran[0].outcome.state == TI.SUCCESS
+    assert refused[0].lost and "refused" in refused[0].error
+    assert ti_row(store_url, hello).state == "success" and try_rows(store_url, hello) == 1
+
+
+def test_submit_needs_start_and_stop_waits(store_url, dag):
+    executor = build("sequential")
+    with pytest.raises(RuntimeError, match="start"):
+        executor.submit([])
+    executor.start()
+    requests = queue_tries(store_url, dag, ["hello", "broken"])
+    executor.submit(requests)
+    executor.stop(wait=True)
+    assert len(executor.events()) == 2 and executor.running() == set()
+    with pytest.raises(RuntimeError, match="stopping"):
+        executor.submit(requests)
+
+
+# -- executor-specific behaviour ---------------------------------------------------------------
+
+def test_get_executor_by_name_and_config(monkeypatch):
+    from updraft.config import conf
+
+    assert set(EXECUTORS) >= {"dask", "local", "sequential", "nats_queue"}
+    assert EXECUTORS["nats_queue"] == "executors.nats_queue:NatsQueueExecutor"
+    assert executor_class("local").__name__ == "LocalExecutor"
+    assert executor_class("executors.sequential:SequentialExecutor").name == "sequential"
+    with pytest.raises(ValueError, match="unknown executor"):
+        get_executor("carrier_pigeon")
+    monkeypatch.setenv("UPDRAFT__CORE__EXECUTOR", "local")
+    monkeypatch.setenv("UPDRAFT__CORE__PARALLELISM", "7")
+    conf.reload()
+    executor = get_executor()
+    assert executor.name == "local" and executor.parallelism == 7
+    assert get_executor("sequential").parallelism == 1  # one at a time unless told
+    monkeypatch.delenv("UPDRAFT__CORE__EXECUTOR")
+    conf.reload()
+    assert executor_class(conf.get("core", "executor")).name == "dask"
+
+
+def test_local_worker_killed_mid_try_is_reported_and_replaced(store_url, dag):
+    with build("local") as executor:
+        suicide, hello = queue_tries(store_url, dag, ["suicide", "hello"])
+        executor.submit([suicide])
+        [event] = wait_events(executor, 1)
+        assert event.outcome is None and "died" in event.error and "signal 9" in event.error
+        assert ti_row(store_url, suicide).state == "running"  # zombie handling fails it
+        executor.submit([hello])
+        [event] = wait_events(executor, 1)
+        assert event.outcome.state == TI.SUCCESS
+        assert executor.health()["worker_deaths"] == 1
+
+
+def test_local_cancel_terminates_a_running_try(store_url, dag):
+    with build("local") as executor:
+        [nap] = queue_tries(store_url, dag, ["nap_1"])
+        executor.submit([nap])
+        wait_state(store_url, nap, TI.RUNNING)
+        assert executor.cancel(try_key(nap)) is True
+        [event] = wait_events(executor, 1)
+        assert event.outcome is None and "terminated" in event.error
+        assert executor.slots_available() == 2
+
+
+def test_dask_worker_client_inside_a_task(store_url, dag):
+    from updraft.models.xcom import get_xcom  # noqa: F401  (fails loudly if renamed)
+
+    with build("dask") as executor:
+        [inner] = queue_tries(store_url, dag, ["inner_dask"])
+        executor.submit([inner])
+        [event] = wait_events(executor, 1)
+        assert event.error is None and event.outcome.state == TI.SUCCESS, event
+        assert "Done. Returned value was: 6" in Path(event.outcome.log_path).read_text()
+
+
+def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
+    from distributed import Client, LocalCluster, Worker
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                           dashboard_address=None)
+
+    async def add_gpu_worker():
+        return await Worker(cluster.scheduler_address, nthreads=1, name="gpu-worker",
+                            resources={"queue-gpu": 1000}, dashboard=False)
+
+    gpu_worker = cluster.sync(add_gpu_worker)
+    client = Client(cluster, set_as_default=False)
+    try:
+        with DaskExecutorFor(client) as executor:
+            on_gpu, hello, unserved = queue_tries(store_url, dag, ["on_gpu", "hello",
+                                                                   "unserved"])
+            assert on_gpu.queue == "gpu" and hello.queue == "default"
+            executor.submit([on_gpu, hello, unserved])
+            events = {e.key[2]: e for e in wait_events(executor, 2)}
+            assert events["on_gpu"].worker == "gpu-worker"
+            assert events["on_gpu"].outcome.state == TI.SUCCESS
+            assert events["hello"].outcome.state == TI.SUCCESS
+            # No worker serves "nowhere": the try waits in Dask until cancelled.
+            assert executor.running() == {try_key(unserved)}
+            assert executor.cancel(try_key(unserved)) is True
+            [event] = wait_events(executor, 1)
+            assert event.key == try_key(unserved) and "cancel" in event.error
+            health = executor.health()
+            assert {w["name"] for w in health["workers"]} >= {"gpu-worker"}
+    finally:
+        client.close()
+        cluster.sync(gpu_worker.close)
+        cluster.close()
+
+
+def DaskExecutorFor(client) -> BaseExecutor:
+    return executor_class("dask")(parallelism=4, client=client)
+
+
+@pytest.mark.slow
+def test_dask_worker_processes_and_a_worker_dying_mid_try(store_url, dag):
+    with build("dask", processes=True, n_workers=2, threads_per_worker=1) as executor:
+        hello, suicide = queue_tries(store_url, dag, ["hello", "suicide"])
+        executor.submit([hello])
+        [event] = wait_events(executor, 1, timeout=30)
+        assert event.outcome.state == TI.SUCCESS and event.worker is not None
+        assert "hello from updraft" in Path(event.outcome.log_path).read_text()
+        executor.submit([suicide])
+        [event] = wait_events(executor, 1, timeout=30)
+        # Dask re-ran it on another worker; the store refused that claim (or gave up).
+        assert event.lost and (event.refused or "KilledWorker" in event.error), event
+        assert ti_row(store_url, suicide).state == "running"
