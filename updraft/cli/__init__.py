@@ -16,6 +16,8 @@ COMMAND_GROUPS = {
     "connections": ("updraft.cli.connections", "connections"),
     "pools": ("updraft.cli.pools", "pools"),
     "config": ("updraft.cli.config_cmd", "config"),
+    # Node commands live in their node packages (updraft imports none of them).
+    "scheduler": ("scheduler.cli", "scheduler"),
 }
 
 

@@ -203,8 +203,10 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         if row is None or row.state not in (TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY,
                                             TI.UP_FOR_RESCHEDULE):
             continue
-        try_number = row.try_number if row.state == TI.UP_FOR_RESCHEDULE and row.try_number \
-            else row.try_number + 1
+        continues = row.state == TI.UP_FOR_RESCHEDULE or (
+            row.state == TI.SCHEDULED and row.try_number and _mid_reschedule(
+                session, dag_id, run_id, task_id, map_index, row.try_number))
+        try_number = row.try_number if continues and row.try_number else row.try_number + 1
         result = session.execute(update(TaskInstanceModel).where(
             TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
             TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
@@ -219,6 +221,17 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
                       new=str(TI.QUEUED), cause=f"dependencies met; try {try_number} queued",
                       node=node, when=now)
     return queued
+
+
+def _mid_reschedule(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int,
+                    try_number: int) -> bool:
+    """Whether this try was rescheduled by a sensor (so the next poke continues it)."""
+    from updraft.store.models import TaskReschedule
+
+    return session.scalar(select(TaskReschedule.id).where(
+        TaskReschedule.dag_id == dag_id, TaskReschedule.run_id == run_id,
+        TaskReschedule.task_id == task_id, TaskReschedule.map_index == map_index,
+        TaskReschedule.try_number == try_number).limit(1)) is not None
 
 
 def xcom_lengths(session: Session, dag_id: str, run_id: str,

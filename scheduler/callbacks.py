@@ -1,0 +1,85 @@
+"""DAG-level callbacks (on_success, on_failure, sla_miss) run in a child process.
+
+They are user code, and the scheduler process never imports DAG files: a small process pool
+loads the DAG file and calls the callback with a context like Airflow's.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import threading
+
+log = logging.getLogger("updraft.callbacks")
+_pool: concurrent.futures.ProcessPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _get_pool() -> concurrent.futures.ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def submit_dag_callback(fileloc: str, dag_id: str, run_id: str, state: str, reason: str,
+                        store_url: str | None) -> concurrent.futures.Future:
+    """Run the DAG's on_success/on_failure callback for a finished run, in the background."""
+    future = _get_pool().submit(run_dag_callback, fileloc, dag_id, run_id, state, reason,
+                                store_url)
+    future.add_done_callback(_report)
+    return future
+
+
+def submit_sla_callback(fileloc: str, dag_id: str, misses: list[dict],
+                        store_url: str | None) -> concurrent.futures.Future:
+    """Run the DAG's sla_miss_callback with the new misses, in the background."""
+    future = _get_pool().submit(run_sla_callback, fileloc, dag_id, misses, store_url)
+    future.add_done_callback(_report)
+    return future
+
+
+def _report(future: concurrent.futures.Future) -> None:
+    error = future.exception()
+    if error is not None:
+        log.error("A DAG callback failed: %s", error)
+
+
+def run_dag_callback(fileloc: str, dag_id: str, run_id: str, state: str, reason: str,
+                     store_url: str | None) -> bool:
+    """In the child: load the DAG and call its callback(s) with the run's context."""
+    from updraft.runtime import load_dag
+    from updraft.runtime_models import DagRun
+    from updraft.store.engine import session_scope
+    from updraft.store.runs import get_run
+
+    dag = load_dag(fileloc, dag_id)
+    callback = dag.on_success_callback if state == "success" else dag.on_failure_callback
+    if not callback:
+        return False
+    with session_scope(store_url) as session:
+        row = get_run(session, dag_id, run_id)
+        run = DagRun.from_row(row, dag=dag, store_url=store_url)
+    context = {"dag": dag, "dag_run": run, "run_id": run_id, "reason": reason,
+               "logical_date": run.logical_date, "params": dag.params.dump(),
+               "ds": run.logical_date.strftime("%Y-%m-%d") if run.logical_date else None}
+    for func in callback if isinstance(callback, (list, tuple)) else [callback]:
+        func(context)
+    return True
+
+
+def run_sla_callback(fileloc: str, dag_id: str, misses: list[dict],
+                     store_url: str | None) -> bool:
+    """In the child: call ``sla_miss_callback(dag, task_list, blocking_task_list, slas,
+    blocking_tis)`` as Airflow does."""
+    from updraft.runtime import load_dag
+
+    dag = load_dag(fileloc, dag_id)
+    if not dag.sla_miss_callback:
+        return False
+    task_list = "\n".join(m["task_id"] for m in misses)
+    dag.sla_miss_callback(dag, task_list, "", misses, [])
+    return True

@@ -1,0 +1,367 @@
+"""The scheduler: an event-driven loop around the pure run logic.
+
+Each pass: (1) take finished tries from the executor and mark their runs dirty; (2) on the
+slow timer, create runs that came due, start queued runs, time out runs, fail zombies and
+mark every running run dirty (reconciliation: the store is the truth, events only hints);
+(3) evaluate each dirty run with ``updraft.runlogic.decide`` and apply the result
+(skips, upstream_failed, expansions, scheduled, the run's state); (4) queue what the limits
+allow and submit it. Then it sleeps until the executor wakes it or the next timer is due:
+there is no fixed sleep between a task's end and its downstream task's start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from updraft.config import conf
+from updraft.runlogic import decide, spec_from_task
+from updraft.state import DagRunState, TaskInstanceState as TI
+from updraft.store.engine import session_scope
+from updraft.store.models import DagRunModel, NodeModel, TaskInstanceModel, utcnow
+from updraft.store.runs import (
+    add_event,
+    create_dag_run,  # noqa: F401  (re-exported for tests)
+    expand_task,
+    past_view,
+    set_run_state,
+    set_ti_states,
+    ti_views,
+    xcom_lengths,
+)
+
+from scheduler import dispatch, runs, zombies
+
+log = logging.getLogger("updraft.scheduler")
+
+
+class DagCache:
+    """Serialized DAGs by id (newest) and by hash, and their TaskSpecs, read once."""
+
+    def __init__(self, ttl: float = 2.0):
+        self.ttl = ttl
+        self._latest: dict[str, tuple[float, object]] = {}
+        self._specs: dict[str, dict] = {}
+
+    def read(self, session, dag_id: str):
+        from updraft.store.dags import read_dag
+
+        cached = self._latest.get(dag_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        dag = read_dag(session, dag_id)
+        self._latest[dag_id] = (now, dag)
+        return dag
+
+    def specs(self, dag) -> dict:
+        key = dag.dag_hash
+        specs = self._specs.get(key)
+        if specs is None:
+            specs = {t.task_id: spec_from_task(t) for t in dag.tasks}
+            self._specs[key] = specs
+        return specs
+
+    def invalidate(self) -> None:
+        self._latest.clear()
+
+
+class Scheduler:
+    """Runs DAGs: creates runs, decides what is ready, dispatches it to the executor."""
+
+    def __init__(self, executor=None, *, store_url: str | None = None,
+                 num_runs: int = -1, node_id: str | None = None, run_processor: bool = True,
+                 dags_folder: str | None = None, bus=None) -> None:
+        from executors import get_executor
+
+        self.store_url = store_url
+        self.executor = executor or get_executor()
+        self.num_runs = num_runs
+        self.node_id = node_id or f"scheduler-{socket.gethostname()}-{os.getpid()}-" \
+                                  f"{uuid.uuid4().hex[:6]}"
+        self.reconcile_interval = conf.getfloat("scheduler", "reconcile_interval")
+        self.zombie_threshold = conf.getfloat("scheduler", "zombie_threshold")
+        self.dags = DagCache()
+        self.bus = bus
+        self._dirty: set[tuple[str, str]] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_reconcile = 0.0
+        self._loops = 0
+        self.processor = None
+        if run_processor:
+            from scheduler.processor import DagFileProcessor
+
+            self.processor = DagFileProcessor(dags_folder=dags_folder, store_url=store_url,
+                                              on_change=self.wake, node_id=self.node_id)
+        self.loop_durations: list[float] = []
+
+    # -- control ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the loop to run a pass now (thread-safe)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def mark_dirty(self, dag_id: str, run_id: str) -> None:
+        self._dirty.add((dag_id, run_id))
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the executor and the DAG processor, and adopt what a previous run left."""
+        from updraft.store.migrate import ensure_migrated
+
+        ensure_migrated(self.store_url)
+        self.executor.set_wakeup(self.wake)
+        self.executor.start()
+        with session_scope(self.store_url) as session:
+            reset = zombies.reset_stale_queued(session, utcnow(), node=self.node_id)
+            if reset:
+                log.info("Reset %d queued task instance(s) left by a previous scheduler",
+                         len(reset))
+            self._heartbeat(session, utcnow(), state="running")
+        if self.processor is not None:
+            self.processor.start()
+
+    def shutdown(self) -> None:
+        if self.processor is not None:
+            self.processor.stop()
+        self.executor.stop()
+        with session_scope(self.store_url) as session:
+            self._heartbeat(session, utcnow(), state="stopped")
+
+    def run(self) -> None:
+        """Loop until stopped (or ``num_runs`` passes)."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                wait = self.loop_once(utcnow())
+                self.loop_durations.append(time.monotonic() - started)
+                if len(self.loop_durations) > 1000:
+                    del self.loop_durations[:500]
+                self._loops += 1
+                if 0 < self.num_runs <= self._loops:
+                    break
+                if wait > 0 and not self._dirty:
+                    self._wake.wait(wait)
+                self._wake.clear()
+        finally:
+            self.shutdown()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def loop_once(self, now: datetime) -> float:
+        """One pass of the loop; returns how long to wait before the next."""
+        for event in self.executor.events():
+            dag_id, run_id = event.key[0], event.key[1]
+            self._dirty.add((dag_id, run_id))
+            if event.error and not event.refused:
+                self._handle_lost_try(event, now)
+        due = time.monotonic() - self._last_reconcile >= self.reconcile_interval
+        if due:
+            self._slow_timer(now)
+            self._last_reconcile = time.monotonic()
+        with session_scope(self.store_url) as session:
+            for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
+                self._dirty.add((dag_id, run_id))
+        dirty, self._dirty = self._dirty, set()
+        for dag_id, run_id in sorted(dirty):
+            try:
+                self.schedule_run(dag_id, run_id, now)
+            except Exception:  # noqa: BLE001  (one broken run must not stop the others)
+                log.exception("Error while scheduling run %s of %s", run_id, dag_id)
+        self._dispatch(now)
+        return self._next_wait()
+
+    def _next_wait(self) -> float:
+        elapsed = time.monotonic() - self._last_reconcile
+        return max(0.0, min(self.reconcile_interval - elapsed, self.reconcile_interval))
+
+    def _slow_timer(self, now: datetime) -> None:
+        with session_scope(self.store_url) as session:
+            for key in runs.create_due_runs(session, now, self.dags.read):
+                log.info("Created run %s of %s", key[1], key[0])
+        with session_scope(self.store_url) as session:
+            runs.time_out_runs(session, now, self.dags.read)
+            zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
+                                 self.node_id)
+            self._heartbeat(session, now)
+            running = session.execute(select(DagRunModel.dag_id, DagRunModel.run_id).where(
+                DagRunModel.state == str(DagRunState.RUNNING))).all()
+        self._dirty.update((r.dag_id, r.run_id) for r in running)
+        self._sla_checks(now)
+
+    def _heartbeat(self, session, now: datetime, state: str = "running") -> None:
+        node = session.get(NodeModel, self.node_id)
+        info = {"executor": self.executor.name, "loops": self._loops,
+                "queue_depth": self.executor.queue_depth()} if hasattr(self.executor, "name") \
+            else {}
+        if node is None:
+            session.add(NodeModel(node_id=self.node_id, kind="scheduler",
+                                  hostname=socket.gethostname(), pid=os.getpid(),
+                                  started_at=now, heartbeat_at=now, state=state, info=info))
+        else:
+            node.heartbeat_at = now
+            node.state = state
+            node.info = info
+
+    def _handle_lost_try(self, event, now: datetime) -> None:
+        dag_id, run_id, task_id, map_index = event.key
+        with session_scope(self.store_url) as session:
+            # The executor says nobody runs this try any more: fail it under the retry
+            # policy (a refusal, where another runner may own it, never gets here).
+            zombies.fail_try(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
+                             map_index=map_index, try_number=event.try_number,
+                             reason=f"the executor lost the try: {event.error}",
+                             read_dag=self.dags.read, now=now, node=self.node_id,
+                             from_states=(TI.QUEUED, TI.RUNNING))
+
+    # -- deciding a run --------------------------------------------------------------------
+
+    def schedule_run(self, dag_id: str, run_id: str, now: datetime) -> DagRunState | None:
+        """Evaluate one run and apply the decisions; returns the run's final state if it ended."""
+        with session_scope(self.store_url) as session:
+            query = select(DagRunModel).where(DagRunModel.dag_id == dag_id,
+                                              DagRunModel.run_id == run_id)
+            if session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb"):
+                query = query.with_for_update(skip_locked=True)
+            run = session.scalar(query)
+            if run is None or run.state != str(DagRunState.RUNNING):
+                return None
+            dag = self.dags.read(session, dag_id)
+            if dag is None:
+                return None
+            if run.dag_hash != dag.dag_hash:
+                self._verify_integrity(session, run, dag, now)
+            specs = self.dags.specs(dag)
+            past_tasks = [s.task_id for s in specs.values() if s.depends_on_past]
+            for _ in range(100):
+                views = ti_views(session, dag_id, run_id)
+                past = past_view(session, dag_id, run_id, run.logical_date, past_tasks) \
+                    if past_tasks else None
+                decision = decide(specs, views, now, past)
+                if decision.changes:
+                    set_ti_states(session, dag_id, run_id, decision.changes, self.node_id, now)
+                for task_id in decision.expand:
+                    task = dag.task_dict[task_id]
+                    lengths = xcom_lengths(session, dag_id, run_id, task.mapped_task_ids())
+                    expand_task(session, dag_id, run_id, task_id,
+                                task.get_map_length(lengths) or 0, self.node_id, now)
+                if not decision.changes and not decision.expand:
+                    break
+            if decision.ready:
+                set_ti_states(session, dag_id, run_id,
+                              [(t, i, TI.SCHEDULED, "dependencies met")
+                               for t, i in decision.ready], self.node_id, now)
+            run.last_scheduling_decision = now
+            if decision.run_state is not None:
+                set_run_state(session, run, decision.run_state, now)
+                log.info("Run %s of %s finished: %s (%s)", run_id, dag_id,
+                         decision.run_state, decision.run_reason)
+                self._after_run(session, dag, run, decision.run_state, decision.run_reason, now)
+                return decision.run_state
+            if decision.wake_at is not None:
+                delay = (decision.wake_at - now).total_seconds()
+                if delay > 0:
+                    timer = threading.Timer(delay, self.mark_dirty, (dag_id, run_id))
+                    timer.daemon = True
+                    timer.start()
+        return None
+
+    def _verify_integrity(self, session, run: DagRunModel, dag, now: datetime) -> None:
+        """Align a run with a new version of its DAG: new tasks get task instances,
+        unfinished task instances of tasks that left the DAG become removed."""
+        from updraft.store.runs import row_defaults_for
+
+        existing = {r[0] for r in session.execute(select(TaskInstanceModel.task_id).where(
+            TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id))}
+        gone = existing - set(dag.task_dict)
+        if gone:
+            rows = session.execute(select(TaskInstanceModel.task_id, TaskInstanceModel.map_index,
+                                          TaskInstanceModel.state).where(
+                TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
+                TaskInstanceModel.task_id.in_(sorted(gone)))).all()
+            set_ti_states(session, run.dag_id, run.run_id,
+                          [(r.task_id, r.map_index, TI.REMOVED,
+                            "the task is no longer in the DAG")
+                           for r in rows if r.state in (str(TI.NONE), str(TI.SCHEDULED),
+                                                        str(TI.UP_FOR_RETRY),
+                                                        str(TI.UP_FOR_RESCHEDULE))],
+                          self.node_id, now)
+        new = [d for d in row_defaults_for(dag.task_dict) if d.task_id not in existing]
+        if new:
+            from sqlalchemy import insert
+
+            session.execute(insert(TaskInstanceModel), [
+                dict(dag_id=run.dag_id, run_id=run.run_id, task_id=d.task_id, map_index=-1,
+                     state=str(TI.NONE), try_number=0, max_tries=d.max_tries, pool=d.pool,
+                     pool_slots=d.pool_slots, queue=d.queue, priority_weight=d.priority_weight,
+                     operator=d.operator, updated_at=now) for d in new])
+            for d in new:
+                add_event(session, dag_id=run.dag_id, run_id=run.run_id, task_id=d.task_id,
+                          map_index=-1, try_number=0, old=None, new=str(TI.NONE),
+                          cause="task added to the DAG", node=self.node_id, when=now)
+        run.dag_hash = dag.dag_hash
+
+    def _after_run(self, session, dag, run, state: DagRunState, reason: str,
+                   now: datetime) -> None:
+        wants = dag.has_on_success_callback if state == DagRunState.SUCCESS else \
+            dag.has_on_failure_callback
+        if wants:
+            from scheduler.callbacks import submit_dag_callback
+
+            submit_dag_callback(dag.fileloc, dag.dag_id, run.run_id, str(state), reason,
+                                self.store_url)
+
+    def _sla_checks(self, now: datetime) -> None:
+        from scheduler.sla import check_slas
+
+        try:
+            with session_scope(self.store_url) as session:
+                check_slas(session, now, self.dags.read, self.store_url)
+        except Exception:  # noqa: BLE001  (SLA bookkeeping must not stop scheduling)
+            log.exception("SLA check failed")
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    def _dispatch(self, now: datetime) -> None:
+        free = self.executor.slots_available()
+        if free <= 0:
+            return
+        with session_scope(self.store_url) as session:
+            requests = dispatch.pick_and_queue(session, now, free_slots=free,
+                                               read_dag=self.dags.read,
+                                               executor_name=self.executor.name,
+                                               node=self.node_id, store_url=self.store_url)
+        if requests:
+            self.executor.submit(requests)
+
+
+def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
+    """Entry point of ``updraft scheduler``."""
+    from executors import get_executor
+
+    scheduler = Scheduler(get_executor(executor_name), num_runs=num_runs)
+    import signal
+
+    def _stop(_signum, _frame):
+        log.info("Stopping the scheduler")
+        scheduler.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    scheduler.run()
+
+
+__all__ = ["Scheduler", "DagCache", "run_scheduler", "update"]

@@ -1,0 +1,114 @@
+"""Choosing which scheduled task instances start now, and queueing them.
+
+Limits, all checked against what is queued or running right now: the executor's free slots
+(global parallelism), each pool's slots (a task takes ``pool_slots``), each DAG's
+max_active_tasks, and each task's max_active_tis_per_dag / per_dagrun. Among the candidates,
+higher priority_weight goes first, then older runs. Candidates are claimed with
+``FOR UPDATE SKIP LOCKED`` so several schedulers never queue the same try.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from updraft.runtime import TryRequest
+from updraft.state import DagRunState, TaskInstanceState as TI
+from updraft.store.models import DagRunModel, PoolModel, TaskInstanceModel
+from updraft.store.runs import queue_task_instances
+
+log = logging.getLogger(__name__)
+ACTIVE = [str(TI.QUEUED), str(TI.RUNNING)]
+
+
+def _usage(session: Session):
+    pools: Counter = Counter()
+    dags: Counter = Counter()
+    tasks: Counter = Counter()
+    task_runs: Counter = Counter()
+    rows = session.execute(select(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.pool, func.sum(TaskInstanceModel.pool_slots), func.count(),
+    ).where(TaskInstanceModel.state.in_(ACTIVE)).group_by(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.pool))
+    for dag_id, run_id, task_id, pool, slots, count in rows:
+        pools[pool] += int(slots or 0)
+        dags[dag_id] += count
+        tasks[(dag_id, task_id)] += count
+        task_runs[(dag_id, run_id, task_id)] += count
+    return pools, dags, tasks, task_runs
+
+
+def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag,
+                   executor_name: str, node: str | None, store_url: str | None,
+                   waiting: dict | None = None) -> list[TryRequest]:
+    """Queue as many scheduled task instances as the limits allow; return their requests."""
+    if free_slots <= 0:
+        return []
+    pool_sizes = dict(session.execute(select(PoolModel.pool, PoolModel.slots)).all())
+    pool_used, dag_used, task_used, task_run_used = _usage(session)
+    query = select(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.map_index, TaskInstanceModel.pool, TaskInstanceModel.pool_slots,
+        TaskInstanceModel.queue,
+    ).join(DagRunModel, and_(DagRunModel.dag_id == TaskInstanceModel.dag_id,
+                             DagRunModel.run_id == TaskInstanceModel.run_id)).where(
+        TaskInstanceModel.state == str(TI.SCHEDULED),
+        DagRunModel.state == str(DagRunState.RUNNING),
+    ).order_by(TaskInstanceModel.priority_weight.desc(), DagRunModel.logical_date,
+               TaskInstanceModel.dag_id, TaskInstanceModel.task_id,
+               TaskInstanceModel.map_index).limit(max(free_slots * 4, 64))
+    if session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb"):
+        query = query.with_for_update(skip_locked=True, of=TaskInstanceModel)
+    chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    queues: dict[tuple[str, str, str, int], str] = {}
+    for row in session.execute(query):
+        if free_slots <= 0:
+            break
+        dag = read_dag(session, row.dag_id)
+        if dag is None:
+            continue
+        task = dag.task_dict.get(row.task_id)
+        key = (row.dag_id, row.run_id, row.task_id, row.map_index)
+        size = pool_sizes.get(row.pool)
+        why = None
+        if size is None:
+            why = f"pool {row.pool!r} does not exist; create it with `updraft pools set`"
+        elif size >= 0 and pool_used[row.pool] + row.pool_slots > size:
+            why = (f"pool {row.pool!r} is full ({pool_used[row.pool]} of {size} slots used, "
+                   f"needs {row.pool_slots})")
+        elif dag_used[row.dag_id] >= (dag.max_active_tasks or 16):
+            why = f"DAG max_active_tasks ({dag.max_active_tasks}) reached"
+        elif task is not None and getattr(task, "max_active_tis_per_dag", None) and \
+                task_used[(row.dag_id, row.task_id)] >= task.max_active_tis_per_dag:
+            why = f"task max_active_tis_per_dag ({task.max_active_tis_per_dag}) reached"
+        elif task is not None and getattr(task, "max_active_tis_per_dagrun", None) and \
+                task_run_used[(row.dag_id, row.run_id, row.task_id)] >= \
+                task.max_active_tis_per_dagrun:
+            why = f"task max_active_tis_per_dagrun ({task.max_active_tis_per_dagrun}) reached"
+        if why is not None:
+            if waiting is not None:
+                waiting[key] = why
+            continue
+        chosen.setdefault((row.dag_id, row.run_id), []).append((row.task_id, row.map_index))
+        queues[key] = row.queue or "default"
+        pool_used[row.pool] += row.pool_slots
+        dag_used[row.dag_id] += 1
+        task_used[(row.dag_id, row.task_id)] += 1
+        task_run_used[(row.dag_id, row.run_id, row.task_id)] += 1
+        free_slots -= 1
+    requests: list[TryRequest] = []
+    for (dag_id, run_id), keys in chosen.items():
+        dag = read_dag(session, dag_id)
+        queued = queue_task_instances(session, dag_id, run_id, keys, node=node,
+                                      executor=executor_name, now=now)
+        for (task_id, map_index), try_number in queued.items():
+            requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
+                                       dag.fileloc, store_url,
+                                       queue=queues[(dag_id, run_id, task_id, map_index)]))
+    return requests

@@ -1,0 +1,210 @@
+"""Creating and starting DAG runs: schedules coming due, queued runs, timeouts, backfills.
+
+Each function takes the session and ``now`` from the caller; nothing here reads the clock.
+With PostgreSQL or MariaDB the DAG rows are locked with ``FOR UPDATE SKIP LOCKED`` so two
+schedulers never create the same run (the unique (dag_id, run_id) key backs that up).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from updraft.schedules import DataInterval, TimeRestriction, next_dagrun_info_at
+from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
+
+log = logging.getLogger(__name__)
+
+
+def _skip_locked(query, session: Session):
+    if session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb"):
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def last_automated_interval(session: Session, dag_id: str) -> DataInterval | None:
+    """The data interval of the newest scheduled or backfill run."""
+    row = session.execute(select(DagRunModel.data_interval_start, DagRunModel.data_interval_end)
+                          .where(DagRunModel.dag_id == dag_id,
+                                 DagRunModel.run_type.in_([str(DagRunType.SCHEDULED),
+                                                           str(DagRunType.BACKFILL)]))
+                          .order_by(DagRunModel.logical_date.desc()).limit(1)).first()
+    if row is None or row.data_interval_start is None:
+        return None
+    return DataInterval(row.data_interval_start, row.data_interval_end)
+
+
+def compute_next_dagrun(session: Session, dag_row: DagModel, dag, now: datetime) -> None:
+    """Store on the DAG row when its next scheduled run is due (None: never)."""
+    restriction = TimeRestriction(dag.start_date, dag.end_date, dag.catchup)
+    info = None
+    if dag.timetable.can_be_scheduled:
+        info = next_dagrun_info_at(dag.timetable,
+                                   last_automated_data_interval=last_automated_interval(
+                                       session, dag_row.dag_id),
+                                   restriction=restriction, now=now)
+    if info is None:
+        dag_row.next_dagrun = None
+        dag_row.next_dagrun_data_interval_start = None
+        dag_row.next_dagrun_data_interval_end = None
+        # A far-future marker means "computed, nothing due", unlike NULL ("compute me").
+        dag_row.next_dagrun_create_after = datetime(9999, 12, 31, tzinfo=now.tzinfo)
+        return
+    dag_row.next_dagrun = info.logical_date
+    dag_row.next_dagrun_data_interval_start = info.data_interval.start
+    dag_row.next_dagrun_data_interval_end = info.data_interval.end
+    dag_row.next_dagrun_create_after = info.run_after
+
+
+def _unfinished_runs(session: Session, dag_id: str) -> int:
+    return session.scalar(select(func.count()).select_from(DagRunModel).where(
+        DagRunModel.dag_id == dag_id,
+        DagRunModel.state.in_([str(DagRunState.QUEUED), str(DagRunState.RUNNING)]))) or 0
+
+
+def create_due_runs(session: Session, now: datetime, read_dag, limit: int = 100) -> list[tuple[str, str]]:
+    """Create the scheduled runs that have come due; return their (dag_id, run_id)."""
+    from updraft.store.runs import create_dag_run, row_defaults_for
+
+    query = select(DagModel).where(
+        DagModel.is_active.is_(True), DagModel.is_paused.is_(False),
+        or_(DagModel.next_dagrun_create_after.is_(None),
+            DagModel.next_dagrun_create_after <= now)).order_by(
+        DagModel.next_dagrun_create_after).limit(limit)
+    created: list[tuple[str, str]] = []
+    for dag_row in session.scalars(_skip_locked(query, session)).all():
+        dag = read_dag(session, dag_row.dag_id)
+        if dag is None:
+            continue
+        if dag_row.next_dagrun_create_after is None:
+            compute_next_dagrun(session, dag_row, dag, now)
+        # Catch up as many intervals as max_active_runs allows in one pass.
+        while dag_row.next_dagrun_create_after is not None and \
+                dag_row.next_dagrun_create_after <= now and dag_row.next_dagrun is not None:
+            if _unfinished_runs(session, dag_row.dag_id) >= (dag.max_active_runs or 16):
+                break
+            logical = dag_row.next_dagrun
+            run_id = DagRunType.SCHEDULED.generate_run_id(logical)
+            exists = session.scalar(select(DagRunModel.id).where(
+                DagRunModel.dag_id == dag_row.dag_id,
+                or_(DagRunModel.run_id == run_id, DagRunModel.logical_date == logical)))
+            if exists is None:
+                try:
+                    with session.begin_nested():
+                        create_dag_run(
+                            session, dag_id=dag_row.dag_id, run_id=run_id,
+                            run_type=DagRunType.SCHEDULED, logical_date=logical,
+                            data_interval=(dag_row.next_dagrun_data_interval_start,
+                                           dag_row.next_dagrun_data_interval_end),
+                            conf={}, tasks=row_defaults_for(dag.task_dict),
+                            state=DagRunState.QUEUED, dag_hash=dag.dag_hash,
+                            triggered_by="timetable", now=now)
+                    created.append((dag_row.dag_id, run_id))
+                except IntegrityError:
+                    log.info("run %s of %s was created by another scheduler", run_id,
+                             dag_row.dag_id)
+            compute_next_dagrun(session, dag_row, dag, now)
+            if dag_row.next_dagrun == logical:
+                break
+    return created
+
+
+def start_queued_runs(session: Session, now: datetime, read_dag) -> list[tuple[str, str]]:
+    """Move queued runs to running, oldest logical date first, within max_active_runs."""
+    queued = session.execute(select(DagRunModel.dag_id, func.count()).where(
+        DagRunModel.state == str(DagRunState.QUEUED)).group_by(DagRunModel.dag_id)).all()
+    started: list[tuple[str, str]] = []
+    for dag_id, _count in queued:
+        dag = read_dag(session, dag_id)
+        limit = (dag.max_active_runs if dag is not None else 16) or 16
+        running = session.scalar(select(func.count()).select_from(DagRunModel).where(
+            DagRunModel.dag_id == dag_id, DagRunModel.state == str(DagRunState.RUNNING))) or 0
+        free = limit - running
+        if free <= 0:
+            continue
+        query = select(DagRunModel).where(
+            DagRunModel.dag_id == dag_id, DagRunModel.state == str(DagRunState.QUEUED)
+        ).order_by(DagRunModel.logical_date, DagRunModel.id).limit(free)
+        for run in session.scalars(_skip_locked(query, session)).all():
+            result = session.execute(update(DagRunModel).where(
+                DagRunModel.id == run.id, DagRunModel.state == str(DagRunState.QUEUED),
+            ).values(state=str(DagRunState.RUNNING), start_date=now, end_date=None,
+                     updated_at=now))
+            if result.rowcount:
+                started.append((dag_id, run.run_id))
+    return started
+
+
+def time_out_runs(session: Session, now: datetime, read_dag) -> list[tuple[str, str]]:
+    """Fail running runs older than their dagrun_timeout; skip their unfinished tasks."""
+    from updraft.store.runs import add_event
+
+    timed_out: list[tuple[str, str]] = []
+    runs = session.execute(select(DagRunModel.id, DagRunModel.dag_id, DagRunModel.run_id,
+                                  DagRunModel.start_date).where(
+        DagRunModel.state == str(DagRunState.RUNNING))).all()
+    timeouts: dict[str, timedelta | None] = {}
+    for run in runs:
+        if run.dag_id not in timeouts:
+            dag = read_dag(session, run.dag_id)
+            timeouts[run.dag_id] = dag.dagrun_timeout if dag is not None else None
+        limit = timeouts[run.dag_id]
+        if limit is None or run.start_date is None or run.start_date + limit > now:
+            continue
+        result = session.execute(update(DagRunModel).where(
+            DagRunModel.id == run.id, DagRunModel.state == str(DagRunState.RUNNING),
+        ).values(state=str(DagRunState.FAILED), end_date=now, updated_at=now))
+        if not result.rowcount:
+            continue
+        unfinished = session.execute(select(TaskInstanceModel.task_id,
+                                            TaskInstanceModel.map_index,
+                                            TaskInstanceModel.state,
+                                            TaskInstanceModel.try_number).where(
+            TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
+            TaskInstanceModel.state.in_([str(s) for s in (
+                TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY,
+                TI.UP_FOR_RESCHEDULE)]))).all()
+        session.execute(update(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
+            TaskInstanceModel.state.in_([str(s) for s in (
+                TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY,
+                TI.UP_FOR_RESCHEDULE)])).values(state=str(TI.SKIPPED), end_date=now))
+        for ti in unfinished:
+            add_event(session, dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id,
+                      map_index=ti.map_index, try_number=ti.try_number, old=ti.state,
+                      new=str(TI.SKIPPED), cause=f"dagrun_timeout of {limit} exceeded",
+                      when=now)
+        timed_out.append((run.dag_id, run.run_id))
+    return timed_out
+
+
+def create_backfill_runs(session: Session, dag, start: datetime, end: datetime,
+                         now: datetime, reset_existing: bool = False) -> list[str]:
+    """Create one backfill run per scheduled interval whose logical date is in [start, end]."""
+    from updraft.store.commands import delete_dag_run
+    from updraft.store.runs import create_dag_run, row_defaults_for
+
+    created: list[str] = []
+    for info in dag.timetable.iter_dagrun_infos_between(start, end):
+        run_id = DagRunType.BACKFILL.generate_run_id(info.logical_date)
+        existing = session.scalar(select(DagRunModel).where(
+            DagRunModel.dag_id == dag.dag_id,
+            or_(DagRunModel.run_id == run_id,
+                and_(DagRunModel.logical_date == info.logical_date))))
+        if existing is not None:
+            if not reset_existing:
+                continue
+            delete_dag_run(session, dag.dag_id, existing.run_id, owner="backfill", now=now)
+        create_dag_run(session, dag_id=dag.dag_id, run_id=run_id,
+                       run_type=DagRunType.BACKFILL, logical_date=info.logical_date,
+                       data_interval=(info.data_interval.start, info.data_interval.end),
+                       conf={}, tasks=row_defaults_for(dag.task_dict),
+                       state=DagRunState.QUEUED, dag_hash=dag.dag_hash, triggered_by="backfill",
+                       now=now)
+        created.append(run_id)
+    return created

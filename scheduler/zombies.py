@@ -1,0 +1,119 @@
+"""Tries whose worker died, and tries queued by a scheduler that died.
+
+A running try whose heartbeat is older than ``[scheduler] zombie_threshold`` is failed
+(``running -> up_for_retry/failed`` compare-and-set on its try number), so the retry policy
+applies. At start-up, a scheduler resets tries that were queued but never started: the try
+number goes back, so when the task is queued again the same try number is used and a late
+worker that still holds the old request is refused by the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from updraft.runtime import next_retry_datetime
+from updraft.state import TaskInstanceState as TI
+from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
+from updraft.store.runs import add_event
+
+log = logging.getLogger(__name__)
+
+
+def fail_try(session: Session, *, dag_id: str, run_id: str, task_id: str, map_index: int,
+             try_number: int, reason: str, read_dag, now: datetime,
+             node: str | None = None, from_states=(TI.RUNNING,)) -> TI | None:
+    """Record a try as failed by the scheduler (lost worker); None if the CAS lost."""
+    row = session.execute(select(TaskInstanceModel.max_tries, TaskInstanceModel.start_date,
+                                 TaskInstanceModel.state).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+        TaskInstanceModel.try_number == try_number)).first()
+    if row is None or row.state not in [str(s) for s in from_states]:
+        return None
+    dag = read_dag(session, dag_id)
+    task = dag.task_dict.get(task_id) if dag is not None else None
+    retry = task is not None and task.retries and try_number <= row.max_tries
+    state = TI.UP_FOR_RETRY if retry else TI.FAILED
+    next_retry_at = None
+    if retry:
+        logical = session.scalar(select(DagRunModel.logical_date).where(
+            DagRunModel.dag_id == dag_id, DagRunModel.run_id == run_id))
+        next_retry_at = next_retry_datetime(task, dag_id=dag_id, logical_date=logical,
+                                            try_number=try_number, failed_at=now)
+    result = session.execute(update(TaskInstanceModel).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+        TaskInstanceModel.try_number == try_number, TaskInstanceModel.state == row.state,
+    ).values(state=str(state), end_date=now, next_retry_at=next_retry_at, updated_at=now))
+    if not result.rowcount:
+        return None
+    try:
+        with session.begin_nested():
+            session.execute(insert(TaskInstanceTry).values(
+                dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+                try_number=try_number, state=str(state), start_date=row.start_date,
+                end_date=now, error=reason[:4000]))
+    except IntegrityError:
+        pass
+    add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+              try_number=try_number, old=row.state, new=str(state), cause=reason, node=node,
+              when=now)
+    return state
+
+
+def fail_zombies(session: Session, now: datetime, threshold: float, read_dag,
+                 node: str | None = None) -> list[tuple[str, str, str, int]]:
+    """Fail running tries whose worker stopped heartbeating; return their keys."""
+    limit = now - timedelta(seconds=threshold)
+    rows = session.execute(select(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.map_index, TaskInstanceModel.try_number,
+        TaskInstanceModel.heartbeat_at, TaskInstanceModel.hostname).where(
+        TaskInstanceModel.state == str(TI.RUNNING),
+        TaskInstanceModel.heartbeat_at < limit)).all()
+    failed = []
+    for r in rows:
+        reason = (f"zombie: no heartbeat from the worker on {r.hostname} since "
+                  f"{r.heartbeat_at.isoformat()} (threshold {threshold:g}s); the worker died")
+        if fail_try(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
+                    map_index=r.map_index, try_number=r.try_number, reason=reason,
+                    read_dag=read_dag, now=now, node=node) is not None:
+            log.warning("%s.%s[%s] %s: %s", r.dag_id, r.task_id, r.map_index, r.run_id, reason)
+            failed.append((r.dag_id, r.run_id, r.task_id, r.map_index))
+    return failed
+
+
+def reset_stale_queued(session: Session, now: datetime, older_than: float | None = None,
+                       keep: set | None = None, node: str | None = None) -> list[tuple]:
+    """Put queued tries that no executor will run back to scheduled (same try number next)."""
+    query = select(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
+                   TaskInstanceModel.task_id, TaskInstanceModel.map_index,
+                   TaskInstanceModel.try_number).where(
+        TaskInstanceModel.state == str(TI.QUEUED))
+    if older_than is not None:
+        query = query.where(TaskInstanceModel.queued_dttm < now - timedelta(seconds=older_than))
+    reset = []
+    for r in session.execute(query).all():
+        key = (r.dag_id, r.run_id, r.task_id, r.map_index)
+        if keep and key in keep:
+            continue
+        result = session.execute(update(TaskInstanceModel).where(
+            TaskInstanceModel.dag_id == r.dag_id, TaskInstanceModel.run_id == r.run_id,
+            TaskInstanceModel.task_id == r.task_id, TaskInstanceModel.map_index == r.map_index,
+            TaskInstanceModel.try_number == r.try_number,
+            TaskInstanceModel.state == str(TI.QUEUED),
+        ).values(state=str(TI.SCHEDULED), try_number=max(r.try_number - 1, 0),
+                 queued_dttm=None, updated_at=now))
+        if result.rowcount:
+            add_event(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
+                      map_index=r.map_index, try_number=r.try_number, old=str(TI.QUEUED),
+                      new=str(TI.SCHEDULED),
+                      cause="queued try was never started (scheduler restarted); queued again",
+                      node=node, when=now)
+            reset.append(key)
+    return reset
