@@ -464,3 +464,16 @@ def test_edge_labels_from_xcomarg():
         first().operator >> Label("done") >> last
     restored = round_trip(dag)
     assert restored.get_edge_info("first", "last") == {"label": "done"}
+
+
+def test_naive_task_dates_become_aware_in_the_dag_timezone():
+    tz = ZoneInfo("Europe/Amsterdam")
+    with DAG("naive", start_date=datetime(2024, 1, 1, tzinfo=tz), schedule=None) as dag:
+        EmptyOperator(task_id="e", start_date=datetime(2024, 2, 1, 6),
+                      end_date=datetime(2024, 3, 1))
+    restored = round_trip(dag)
+    # BUG: BaseOperator keeps a naive start_date/end_date as given (DAG dates are coerced to
+    # aware UTC), so specs_from_dag(dag) holds a naive date that cannot be compared with a
+    # run's aware logical_date. The serialized form is always aware, in the DAG's timezone.
+    assert restored.task_dict["e"].start_date == datetime(2024, 2, 1, 5, tzinfo=UTC)
+    assert restored.task_dict["e"].end_date == datetime(2024, 2, 29, 23, tzinfo=UTC)
