@@ -16,7 +16,8 @@ from updraft.exceptions import ParamValidationError, UpdraftFailException, Updra
 from updraft.operators.bash import BashOperator
 from updraft.operators.empty import EmptyOperator
 from updraft.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
-from updraft.state import DagRunState, TaskInstanceState as TI
+from updraft.state import DagRunState
+from updraft.state import TaskInstanceState as TI
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = datetime(2024, 1, 2, tzinfo=UTC)
@@ -712,3 +713,71 @@ def test_run_task_try_records_a_try_once(updraft_home):
     stale = run_task_try(TryRequest("cas", "r1", "t", -1, 2, d.fileloc), d)
     assert stale.refused
     assert os.path.exists(first.log_path)
+
+
+# -- more end-to-end rules ---------------------------------------------------------------------
+
+def test_task_params_override_dag_params_and_conf_overrides_both():
+    seen = {}
+    with new_dag("tparams", params={"a": 1, "b": 1}) as d:
+        PythonOperator(task_id="t", params={"b": 2, "c": 3},
+                       python_callable=lambda params: seen.update(params))
+    d.test(logical_date=DAY, run_conf={"c": 30})
+    assert (seen["a"], seen["b"], seen["c"]) == (1, 2, 30)
+
+
+def test_one_failed_ignores_a_try_that_is_retried():
+    attempts = {"n": 0}
+
+    def flaky():
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise RuntimeError("first try")
+
+    with new_dag("onefailed") as d:
+        a = PythonOperator(task_id="a", python_callable=flaky, retries=1, retry_delay=NO_DELAY)
+        a >> EmptyOperator(task_id="alert", trigger_rule="one_failed")
+        a >> EmptyOperator(task_id="cleanup", trigger_rule="all_done")
+    run = d.test(logical_date=DAY)
+    t = tis(run)
+    assert (t["a"].state, t["a"].try_number) == (TI.SUCCESS, 2)
+    assert (t["alert"].state, t["alert"].try_number) == (TI.SKIPPED, 0)
+    assert t["cleanup"].state == TI.SUCCESS
+    assert run.state == DagRunState.SUCCESS
+
+
+def test_mapping_inside_task_group_with_reduce():
+    with new_dag("mapgroup") as d:
+        @task
+        def inc(x):
+            return x + 1
+
+        @task
+        def total(values):
+            return sum(values)
+
+        with TaskGroup("g"):
+            total(inc.expand(x=[1, 2]))
+    run = d.test(logical_date=DAY)
+    assert states(run) == {("g.inc", 0): TI.SUCCESS, ("g.inc", 1): TI.SUCCESS,
+                           "g.total": TI.SUCCESS}
+    assert xcom(run, "g.total") == 5
+
+
+def test_multiple_outputs_with_non_dict_fails():
+    with new_dag("monodict") as d:
+        @task(multiple_outputs=True)
+        def bad():
+            return [1, 2]
+
+        bad()
+    run = d.test(logical_date=DAY)
+    assert states(run) == {"bad": TI.FAILED}
+
+
+def test_string_logical_date_and_run_id():
+    with new_dag("strdate", schedule="@daily") as d:
+        EmptyOperator(task_id="a")
+    run = d.test(logical_date="2024-03-05")
+    assert run.logical_date.date().isoformat() == "2024-03-05"
+    assert run.run_id.startswith("manual__2024-03-05")

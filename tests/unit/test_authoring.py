@@ -75,9 +75,8 @@ def test_duplicate_task_id():
 
 @pytest.mark.parametrize("bad", ["has space", "semi;colon", "", "x" * 251, "slash/x"])
 def test_invalid_task_id(bad):
-    with DAG("ids", start_date=START, schedule=None):
-        with pytest.raises(InvalidIdentifier):
-            EmptyOperator(task_id=bad)
+    with DAG("ids", start_date=START, schedule=None), pytest.raises(InvalidIdentifier):
+        EmptyOperator(task_id=bad)
 
 
 def test_invalid_dag_id():
@@ -86,9 +85,8 @@ def test_invalid_dag_id():
 
 
 def test_invalid_group_id_with_dot():
-    with DAG("gid", start_date=START, schedule=None):
-        with pytest.raises(InvalidIdentifier):
-            TaskGroup("a.b")
+    with DAG("gid", start_date=START, schedule=None), pytest.raises(InvalidIdentifier):
+        TaskGroup("a.b")
 
 
 def test_unknown_trigger_rule():
@@ -123,14 +121,14 @@ def test_task_added_to_two_dags():
 
 
 def test_unknown_operator_argument():
-    with DAG("args", start_date=START, schedule=None):
-        with pytest.raises(DagDefinitionError, match="Invalid arguments"):
+    with DAG("args", start_date=START, schedule=None), \
+            pytest.raises(DagDefinitionError, match="Invalid arguments"):
             EmptyOperator(task_id="a", no_such_argument=1)
 
 
 def test_missing_required_argument():
-    with DAG("req", start_date=START, schedule=None):
-        with pytest.raises(DagDefinitionError, match="bash_command"):
+    with DAG("req", start_date=START, schedule=None), \
+            pytest.raises(DagDefinitionError, match="bash_command"):
             BashOperator(task_id="a")
 
 
@@ -197,8 +195,7 @@ def test_default_args_params_become_dag_params():
 
 def test_dag_import_is_the_decorator_in_any_import_order():
     import updraft
-    import updraft.dag  # noqa: F401  (binds the submodule on the package)
-
+    import updraft.dag  # binds the submodule on the package before the import below
     from updraft import dag as imported
 
     @imported(start_date=START, schedule=None)
@@ -448,16 +445,33 @@ def test_override():
     assert d.get_task("f").retries == 2
 
 
-@pytest.mark.parametrize(("annotation", "expected"), [
-    ("dict", True), ("dict[str, int]", True), ("int", False), ("list[int]", False),
-    (None, False)])
-def test_multiple_outputs_inference(annotation, expected):
-    namespace: dict = {}
-    ret = f" -> {annotation}" if annotation else ""
-    exec(f"def fn(){ret}:\n    return {{}}\n", namespace)
+def _returns_dict() -> dict:
+    return {}
+
+
+def _returns_typed_dict() -> dict[str, int]:
+    return {}
+
+
+def _returns_int() -> int:
+    return 1
+
+
+def _returns_list() -> list[int]:
+    return []
+
+
+def _returns_unannotated():
+    return {}
+
+
+@pytest.mark.parametrize(("func", "expected"), [
+    (_returns_dict, True), (_returns_typed_dict, True), (_returns_int, False),
+    (_returns_list, False), (_returns_unannotated, False)])
+def test_multiple_outputs_inference(func, expected):
     with DAG("mo", start_date=START, schedule=None) as d:
-        task(namespace["fn"])()
-    assert d.get_task("fn").multiple_outputs is expected
+        task(func)()
+    assert d.get_task(func.__name__).multiple_outputs is expected
 
 
 def test_multiple_outputs_explicit_wins():

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from updraft.runlogic import PastView, TaskSpec, TiView, decide, effective_leaves
-from updraft.state import DagRunState, TaskInstanceState as TI, TriggerRule as TR
+from updraft.state import DagRunState
+from updraft.state import TaskInstanceState as TI
+from updraft.state import TriggerRule as TR
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 
