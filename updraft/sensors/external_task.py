@@ -1,0 +1,287 @@
+"""ExternalTaskSensor: waits for a task, a task group or a whole run of another DAG.
+
+The sensor reads the store: the other DAG's runs at the logical date(s) it waits for
+(this run's logical date, shifted by ``execution_delta`` or computed by
+``execution_date_fn``), and their task instances. ``ExternalTaskMarker`` marks the other side
+of such a dependency, so clearing can follow it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from updraft.exceptions import UpdraftException, UpdraftSkipException
+from updraft.operators.empty import EmptyOperator
+from updraft.sensors.base import BaseSensorOperator
+from updraft.state import DagRunState, TaskInstanceState
+
+TASK_STATES: tuple = (None, *(str(s) for s in TaskInstanceState))
+DAG_STATES: tuple = tuple(str(s) for s in DagRunState)
+
+
+def _state_name(state: Any) -> str:
+    return "none" if state is None else str(state.value if hasattr(state, "value") else state)
+
+
+class ExternalTaskSensor(BaseSensorOperator):
+    """Waits until tasks (or a task group, or the run) of another DAG reach allowed states.
+
+    ``failed_states`` fail the sensor (skip it with soft_fail), ``skipped_states`` skip it.
+    """
+
+    template_fields: Sequence[str] = ("external_dag_id", "external_task_id",
+                                      "external_task_ids", "external_task_group_id")
+    ui_color = "#4db7db"
+
+    def __init__(self, *, external_dag_id: str, external_task_id: str | None = None,
+                 external_task_ids: Collection[str] | None = None,
+                 external_task_group_id: str | None = None,
+                 allowed_states: Collection[str] | None = None,
+                 skipped_states: Collection[str] | None = None,
+                 failed_states: Collection[str] | None = None,
+                 execution_delta: datetime.timedelta | None = None,
+                 execution_date_fn: Callable | None = None, check_existence: bool = False,
+                 poll_interval: float = 2.0, deferrable: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if deferrable:
+            from updraft.exceptions import NotSupportedByUpdraft
+
+            raise NotSupportedByUpdraft("not supported by Updraft: deferrable=True on "
+                                        "ExternalTaskSensor (use mode='reschedule')")
+        self.allowed_states = ([_state_name(s) for s in allowed_states] if allowed_states
+                               else [str(TaskInstanceState.SUCCESS)])
+        self.skipped_states = [_state_name(s) for s in skipped_states or []]
+        self.failed_states = [_state_name(s) for s in failed_states or []]
+        total = set(self.allowed_states + self.skipped_states + self.failed_states)
+        if len(total) != (len(self.allowed_states) + len(self.skipped_states)
+                          + len(self.failed_states)):
+            raise UpdraftException("Duplicate values provided across allowed_states, "
+                                   "skipped_states and failed_states.")
+        if not external_task_ids:
+            external_task_ids = None
+        if external_task_id is not None and external_task_ids is not None:
+            raise ValueError("Only one of `external_task_id` or `external_task_ids` may be "
+                             "provided to ExternalTaskSensor; use external_task_id or "
+                             "external_task_ids or external_task_group_id.")
+        if external_task_id is not None:
+            external_task_ids = [external_task_id]
+        if external_task_group_id is not None and external_task_ids is not None:
+            raise ValueError("Only one of `external_task_group_id` or `external_task_ids` may "
+                             "be provided to ExternalTaskSensor; use external_task_id or "
+                             "external_task_ids or external_task_group_id.")
+        if external_task_ids or external_task_group_id:
+            valid = {_state_name(s) for s in TASK_STATES}
+            if not total <= valid:
+                raise ValueError(
+                    "Valid values for `allowed_states`, `skipped_states` and `failed_states` "
+                    "when `external_task_id` or `external_task_ids` or `external_task_group_id` "
+                    f"is not `None`: {list(TASK_STATES)}")
+        elif not total <= set(DAG_STATES):
+            raise ValueError(
+                "Valid values for `allowed_states`, `skipped_states` and `failed_states` when "
+                f"`external_task_id` and `external_task_group_id` is `None`: {list(DAG_STATES)}")
+        if execution_delta is not None and execution_date_fn is not None:
+            raise ValueError("Only one of `execution_delta` or `execution_date_fn` may be "
+                             "provided to ExternalTaskSensor; not both.")
+        self.execution_delta = execution_delta
+        self.execution_date_fn = execution_date_fn
+        self.external_dag_id = external_dag_id
+        self.external_task_id = external_task_id
+        self.external_task_ids = list(external_task_ids) if external_task_ids else None
+        self.external_task_group_id = external_task_group_id
+        self.check_existence = check_existence
+        self.poll_interval = poll_interval
+        self._has_checked_existence = False
+
+    # -- which dates ------------------------------------------------------------------------
+
+    def _get_dttm_filter(self, context: dict) -> list[datetime.datetime]:
+        if self.execution_delta:
+            dttm = context["logical_date"] - self.execution_delta
+        elif self.execution_date_fn:
+            dttm = self._handle_execution_date_fn(context)
+        else:
+            dttm = context["logical_date"]
+        return dttm if isinstance(dttm, list) else [dttm]
+
+    def _handle_execution_date_fn(self, context: dict) -> Any:
+        """Call execution_date_fn with the logical date and the context keys it names."""
+        from updraft.operators.python import determine_kwargs
+
+        kwargs = determine_kwargs(self.execution_date_fn, [context["logical_date"]], context)
+        return self.execution_date_fn(context["logical_date"], **kwargs)
+
+    # -- poking -----------------------------------------------------------------------------
+
+    def poke(self, context: dict) -> bool:
+        from updraft.store.engine import session_scope
+
+        if self.external_task_ids and len(self.external_task_ids) > len(
+                set(self.external_task_ids)):
+            raise ValueError("Duplicate task_ids passed in external_task_ids parameter")
+        dttm_filter = [d.astimezone(datetime.UTC) for d in
+                       self._get_dttm_filter(context)]
+        shown = ",".join(d.isoformat() for d in dttm_filter)
+        if self.external_task_ids:
+            self.log.info("Poking for tasks %s in dag %s on %s ... ", self.external_task_ids,
+                          self.external_dag_id, shown)
+        elif self.external_task_group_id:
+            self.log.info("Poking for task_group '%s' in dag '%s' on %s ... ",
+                          self.external_task_group_id, self.external_dag_id, shown)
+        else:
+            self.log.info("Poking for DAG '%s' on %s ... ", self.external_dag_id, shown)
+        with session_scope(context["ti"].store_url) as session:
+            if self.check_existence and not self._has_checked_existence:
+                self._check_for_existence(session)
+            if self.failed_states and self.get_count(dttm_filter, session,
+                                                     self.failed_states) > 0:
+                self._fail()
+            if self.skipped_states and self.get_count(dttm_filter, session,
+                                                      self.skipped_states) > 0:
+                self._skip()
+            count_allowed = self.get_count(dttm_filter, session, self.allowed_states)
+        return count_allowed == len(dttm_filter)
+
+    def _fail(self) -> None:
+        if self.external_task_ids:
+            what = (f"Some of the external tasks {self.external_task_ids} in DAG "
+                    f"{self.external_dag_id} failed.")
+        elif self.external_task_group_id:
+            what = (f"The external task_group '{self.external_task_group_id}' in DAG "
+                    f"'{self.external_dag_id}' failed.")
+        else:
+            what = f"The external DAG {self.external_dag_id} failed."
+        if self.soft_fail:
+            raise UpdraftSkipException(f"{what} Skipping due to soft_fail.")
+        raise UpdraftException(what)
+
+    def _skip(self) -> None:
+        if self.external_task_ids:
+            what = (f"Some of the external tasks {self.external_task_ids} in DAG "
+                    f"{self.external_dag_id} reached a state in our states-to-skip-on list.")
+        elif self.external_task_group_id:
+            what = (f"The external task_group '{self.external_task_group_id}' in DAG "
+                    f"{self.external_dag_id} reached a state in our states-to-skip-on list.")
+        else:
+            what = (f"The external DAG {self.external_dag_id} reached a state in our "
+                    "states-to-skip-on list.")
+        raise UpdraftSkipException(f"{what} Skipping.")
+
+    def get_count(self, dttm_filter: list[datetime.datetime], session, states) -> float:
+        """How many of the awaited things are in ``states``, per task (or group) waited on."""
+        from sqlalchemy import func, select
+
+        from updraft.store.models import DagRunModel, TaskInstanceModel
+
+        if not dttm_filter:
+            return 0
+        states = [str(s) for s in states]
+        if self.external_task_ids or self.external_task_group_id:
+            query = select(func.count()).select_from(TaskInstanceModel).join(
+                DagRunModel, (DagRunModel.dag_id == TaskInstanceModel.dag_id)
+                & (DagRunModel.run_id == TaskInstanceModel.run_id)).where(
+                TaskInstanceModel.dag_id == self.external_dag_id,
+                TaskInstanceModel.state.in_(states),
+                DagRunModel.logical_date.in_(dttm_filter))
+            if self.external_task_ids:
+                count = session.scalar(query.where(
+                    TaskInstanceModel.task_id.in_(self.external_task_ids))) or 0
+                return count / len(self.external_task_ids)
+            group_tis = self._group_task_instances(session, dttm_filter)
+            if not group_tis:
+                return 0
+            prefix = f"{self.external_task_group_id}."
+            count = session.scalar(query.where(
+                TaskInstanceModel.task_id.startswith(prefix, autoescape=True))) or 0
+            return count / len(group_tis) * len(dttm_filter)
+        return session.scalar(select(func.count()).select_from(DagRunModel).where(
+            DagRunModel.dag_id == self.external_dag_id, DagRunModel.state.in_(states),
+            DagRunModel.logical_date.in_(dttm_filter))) or 0
+
+    def _group_task_instances(self, session, dttm_filter) -> list[tuple[str, int]]:
+        """(task id, map index) of the group's task instances in the first awaited run."""
+        from sqlalchemy import select
+
+        from updraft.store.models import DagRunModel, TaskInstanceModel
+
+        rows = session.execute(select(TaskInstanceModel.task_id, TaskInstanceModel.map_index)
+                               .join(DagRunModel,
+                                     (DagRunModel.dag_id == TaskInstanceModel.dag_id)
+                                     & (DagRunModel.run_id == TaskInstanceModel.run_id))
+                               .where(TaskInstanceModel.dag_id == self.external_dag_id,
+                                      DagRunModel.logical_date == dttm_filter[0],
+                                      TaskInstanceModel.task_id.startswith(
+                                          f"{self.external_task_group_id}.",
+                                          autoescape=True))).all()
+        return [(r.task_id, r.map_index) for r in rows]
+
+    def _check_for_existence(self, session) -> None:
+        """Fail at once if the other DAG (or the tasks or group waited on) does not exist."""
+        from sqlalchemy import select
+
+        from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
+
+        dag_row = session.get(DagModel, self.external_dag_id)
+        known_run = session.scalar(select(DagRunModel.id).where(
+            DagRunModel.dag_id == self.external_dag_id).limit(1))
+        if dag_row is None and known_run is None:
+            raise UpdraftException(f"The external DAG {self.external_dag_id} does not exist.")
+        task_ids: set[str] | None = None
+        if dag_row is not None and dag_row.fileloc:
+            if not os.path.exists(dag_row.fileloc):
+                raise UpdraftException(f"The external DAG {self.external_dag_id} was deleted.")
+            if self.external_task_ids or self.external_task_group_id:
+                from updraft.dagbag import DagBag
+
+                dag = DagBag(dag_folder=dag_row.fileloc, include_examples=False).dags.get(
+                    self.external_dag_id)
+                if dag is not None:
+                    task_ids = set(dag.task_dict)
+        if task_ids is None:
+            task_ids = set(session.scalars(select(TaskInstanceModel.task_id).where(
+                TaskInstanceModel.dag_id == self.external_dag_id).distinct()))
+        for task_id in self.external_task_ids or []:
+            if task_id not in task_ids:
+                raise UpdraftException(f"The external task {task_id} in DAG "
+                                       f"{self.external_dag_id} does not exist.")
+        if self.external_task_group_id and not any(
+                t.startswith(f"{self.external_task_group_id}.") for t in task_ids):
+            raise UpdraftException(f"The external task group '{self.external_task_group_id}' "
+                                   f"in DAG '{self.external_dag_id}' does not exist.")
+        self._has_checked_existence = True
+
+
+class ExternalTaskMarker(EmptyOperator):
+    """Marks that a task of another DAG depends on this one (for clearing across DAGs)."""
+
+    template_fields: Sequence[str] = ("external_dag_id", "external_task_id", "logical_date")
+    ui_color = "#4db7db"
+
+    def __init__(self, *, external_dag_id: str, external_task_id: str,
+                 logical_date: str | datetime.datetime | None = "{{ logical_date.isoformat() }}",
+                 recursion_depth: int = 10, execution_date: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.external_dag_id = external_dag_id
+        self.external_task_id = external_task_id
+        if execution_date is not None:  # Airflow 2's name for it
+            logical_date = execution_date
+        if isinstance(logical_date, datetime.datetime):
+            self.logical_date = logical_date.isoformat()
+        elif isinstance(logical_date, str):
+            self.logical_date = logical_date
+        else:
+            raise TypeError(f"Expected str or datetime.datetime type for logical_date. Got "
+                            f"{type(logical_date)}")
+        if recursion_depth <= 0:
+            raise ValueError("recursion_depth should be a positive integer")
+        self.recursion_depth = recursion_depth
+
+    @property
+    def execution_date(self) -> str:
+        return self.logical_date
+
+
+__all__ = ["ExternalTaskMarker", "ExternalTaskSensor"]
