@@ -102,7 +102,7 @@ def _xcomarg_length(arg: dict, lengths: Mapping[str, int | None]) -> int | None:
                   else len(a) for a in arg["args"]]
         if any(v is None for v in values):
             return None
-        return max(values) if arg.get("fillvalue") else min(values)
+        return max(values) if arg.get("longest") else min(values)
     raise SerializationError(f"serialized DAG has an XComArg of unknown type {kind!r}")
 
 

@@ -61,6 +61,12 @@ class XComArg:
             op.set_downstream(other, edge_modifier=edge_modifier)
 
     def __rshift__(self, other):
+        from updraft.utils.edgemodifier import EdgeModifier
+
+        if isinstance(other, EdgeModifier):
+            for op in self.operators:
+                other._attach_source(op)
+            return other
         self.set_downstream(other)
         return other
 
@@ -222,7 +228,9 @@ class ZipXComArg(XComArg):
 
     def to_json(self) -> dict:
         return {"type": "zip", "args": [a.to_json() if isinstance(a, XComArg) else a
-                                        for a in self.args]}
+                                        for a in self.args],
+                "fillvalue": None if self.fillvalue is NOTSET else self.fillvalue,
+                "longest": self.fillvalue is not NOTSET}
 
 
 class DagParamArg:

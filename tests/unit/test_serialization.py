@@ -459,9 +459,7 @@ def test_edge_labels_from_xcomarg():
             return 1
 
         last = EmptyOperator(task_id="last")
-        # BUG: `XComArg >> Label(...)` raises TypeError in XComArg.__rshift__ (it does not
-        # hand EdgeModifiers on like DAGNode.__rshift__); label from the operator instead.
-        first().operator >> Label("done") >> last
+        first() >> Label("done") >> last
     restored = round_trip(dag)
     assert restored.get_edge_info("first", "last") == {"label": "done"}
 
@@ -472,8 +470,6 @@ def test_naive_task_dates_become_aware_in_the_dag_timezone():
         EmptyOperator(task_id="e", start_date=datetime(2024, 2, 1, 6),
                       end_date=datetime(2024, 3, 1))
     restored = round_trip(dag)
-    # BUG: BaseOperator keeps a naive start_date/end_date as given (DAG dates are coerced to
-    # aware UTC), so specs_from_dag(dag) holds a naive date that cannot be compared with a
-    # run's aware logical_date. The serialized form is always aware, in the DAG's timezone.
+    assert dag.task_dict["e"].start_date == datetime(2024, 2, 1, 5, tzinfo=UTC)
     assert restored.task_dict["e"].start_date == datetime(2024, 2, 1, 5, tzinfo=UTC)
     assert restored.task_dict["e"].end_date == datetime(2024, 2, 29, 23, tzinfo=UTC)

@@ -228,3 +228,173 @@ def run_state(dag_id: str, run_id_or_date: str) -> None:
         if run is None:
             raise click.ClickException(f"No run {run_id_or_date!r} of DAG {dag_id!r}")
         click.echo(run.state)
+
+
+def _store_error(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _ensure_dag_in_store(dag_id: str) -> None:
+    """Parse the DAG from the DAGs folder into the store if the scheduler has not yet."""
+    from updraft.store.dags import write_dag
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagModel, utcnow
+
+    with session_scope() as session:
+        row = session.get(DagModel, dag_id)
+        if row is not None and row.is_active:
+            return
+    bag = load_dagbag()
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        return
+    with session_scope() as session:
+        write_dag(session, dag, file_hash=bag.file_hashes.get(dag.fileloc), now=utcnow())
+
+
+def _send_via_bus(verb: str, payload: dict) -> dict:
+    """Send a command to the scheduler over NATS and return its reply (``--via-bus``)."""
+    import importlib
+
+    try:
+        client = importlib.import_module("bus.client")
+    except ImportError:
+        raise click.ClickException("--via-bus needs the bus package, which is not "
+                                   "installed") from None
+    try:
+        return client.request_command(verb, payload)
+    except Exception as exc:  # noqa: BLE001  (every bus problem becomes one clear message)
+        raise click.ClickException(f"the scheduler did not answer over NATS: {exc}") from None
+
+
+via_bus_option = click.option("--via-bus", is_flag=True,
+                              help="Send the command to the scheduler over NATS.")
+
+
+@dags.command("trigger")
+@click.argument("dag_id")
+@click.option("--conf", "-c", "conf_json", help="JSON object passed as the run's conf.")
+@click.option("--run-id", "-r", help="Run id (default manual__<logical date>).")
+@click.option("--logical-date", "-l", "--exec-date", "-e", "logical_date",
+              help="Logical date of the run (default: now).")
+@via_bus_option
+@dags_folder_option
+@store_command
+def trigger(dag_id: str, conf_json: str | None, run_id: str | None,
+            logical_date: str | None, via_bus: bool) -> None:
+    """Trigger a run of a DAG; the scheduler starts it."""
+    from updraft.exceptions import UpdraftException
+    from updraft.store.commands import trigger_dag_run
+    from updraft.store.engine import session_scope
+
+    conf_value = parse_json_option(conf_json)
+    when = parse_date(logical_date, what="--logical-date")
+    if via_bus:
+        reply = _send_via_bus("trigger", {"dag_id": dag_id, "conf": conf_value or {},
+                                          "run_id": run_id, "logical_date": iso(when)})
+        click.echo(f"Created run {reply['run_id']} of {dag_id} (via the bus)")
+        return
+    _ensure_dag_in_store(dag_id)
+    try:
+        with session_scope() as session:
+            run = trigger_dag_run(session, dag_id, conf=conf_value, run_id=run_id,
+                                  logical_date=when, triggered_by="cli", owner=_user())
+            created = run.run_id
+    except UpdraftException as exc:
+        raise _store_error(exc) from None
+    click.echo(f"Created run {created} of {dag_id}")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001
+        return "cli"
+
+
+def _pause(dag_id: str, paused: bool, via_bus: bool) -> None:
+    from updraft.exceptions import UpdraftException
+    from updraft.store.commands import set_paused
+    from updraft.store.engine import session_scope
+
+    if via_bus:
+        _send_via_bus("pause" if paused else "unpause", {"dag_id": dag_id})
+    else:
+        _ensure_dag_in_store(dag_id)
+        try:
+            with session_scope() as session:
+                set_paused(session, dag_id, paused, owner=_user())
+        except UpdraftException as exc:
+            raise _store_error(exc) from None
+    click.echo(f"Dag: {dag_id}, paused: {paused}")
+
+
+@dags.command("pause")
+@click.argument("dag_id")
+@via_bus_option
+@dags_folder_option
+@store_command
+def pause(dag_id: str, via_bus: bool) -> None:
+    """Pause a DAG: no new scheduled runs start."""
+    _pause(dag_id, True, via_bus)
+
+
+@dags.command("unpause")
+@click.argument("dag_id")
+@via_bus_option
+@dags_folder_option
+@store_command
+def unpause(dag_id: str, via_bus: bool) -> None:
+    """Unpause a DAG."""
+    _pause(dag_id, False, via_bus)
+
+
+@dags.command("delete-run")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@via_bus_option
+@store_command
+def delete_run(dag_id: str, run_id: str, yes: bool, via_bus: bool) -> None:
+    """Delete a run with its task instances, XComs and history."""
+    from updraft.exceptions import UpdraftException
+    from updraft.store.commands import delete_dag_run
+    from updraft.store.engine import session_scope
+
+    if not yes and not click.confirm(f"Delete run {run_id} of {dag_id}?", default=False):
+        raise click.ClickException("Cancelled")
+    if via_bus:
+        _send_via_bus("delete_run", {"dag_id": dag_id, "run_id": run_id})
+    else:
+        try:
+            with session_scope() as session:
+                delete_dag_run(session, dag_id, run_id, owner=_user())
+        except UpdraftException as exc:
+            raise _store_error(exc) from None
+    click.echo(f"Deleted run {run_id} of {dag_id}")
+
+
+@dags.command("backfill")
+@click.argument("dag_id")
+@click.option("--start-date", "-s", required=True, help="First logical date (inclusive).")
+@click.option("--end-date", "-e", required=True, help="Last logical date (inclusive).")
+@click.option("--reset-dagruns", is_flag=True, help="Replace runs that already exist.")
+@click.option("--dry-run", is_flag=True, help="Only list the runs that would be created.")
+@click.option("--executor", help="Executor for the scheduler started here if none is running.")
+@dags_folder_option
+@store_command
+def backfill(dag_id: str, start_date: str, end_date: str, reset_dagruns: bool, dry_run: bool,
+             executor: str | None) -> None:
+    """Create and run the scheduled runs between two dates, with a progress bar."""
+    import importlib
+
+    dag = get_dag_or_fail(dag_id)
+    start = parse_date(start_date, dag.timezone, "--start-date")
+    end = parse_date(end_date, dag.timezone, "--end-date")
+    if end < start:
+        raise click.BadParameter("the end date is before the start date", param_hint="-e")
+    runner = importlib.import_module("scheduler.backfill")
+    sys.exit(runner.run_backfill(dag, start, end, reset=reset_dagruns, dry_run=dry_run,
+                                 executor_name=executor))

@@ -175,3 +175,53 @@ def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
         for event in events:
             click.echo(f"{iso(event.timestamp)} try {event.try_number}: {event.old_state} -> "
                        f"{event.new_state}: {event.cause}")
+
+
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.option("--task-regex", "-t", help="Only tasks whose id matches this regex.")
+@click.option("--start-date", "-s", help="Only runs with a logical date on or after this.")
+@click.option("--end-date", "-e", help="Only runs with a logical date on or before this.")
+@click.option("--run-id", help="Only this run.")
+@click.option("--only-failed", "-f", is_flag=True, help="Only failed task instances.")
+@click.option("--only-running", "-r", is_flag=True, help="Only running task instances.")
+@click.option("--upstream", "-u", is_flag=True, help="Include upstream tasks.")
+@click.option("--downstream", "-d", is_flag=True, help="Include downstream tasks.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--via-bus", is_flag=True, help="Send the command to the scheduler over NATS.")
+@store_command
+def clear(dag_id: str, task_regex: str | None, start_date: str | None, end_date: str | None,
+          run_id: str | None, only_failed: bool, only_running: bool, upstream: bool,
+          downstream: bool, yes: bool, via_bus: bool) -> None:
+    """Clear task instances so they run again."""
+    from updraft.exceptions import UpdraftException
+    from updraft.store.commands import clear_task_instances
+    from updraft.store.engine import session_scope
+
+    options = dict(task_regex=task_regex, run_id=run_id,
+                   start_date=parse_date(start_date, what="-s"),
+                   end_date=parse_date(end_date, what="-e"), upstream=upstream,
+                   downstream=downstream, only_failed=only_failed, only_running=only_running)
+    if via_bus:
+        from updraft.cli.dags import _send_via_bus
+
+        payload = {k: (iso(v) if hasattr(v, "isoformat") else v) for k, v in options.items()}
+        reply = _send_via_bus("clear", {"dag_id": dag_id, **payload})
+        click.echo(f"Cleared {reply.get('count', 0)} task instance(s) (via the bus)")
+        return
+    try:
+        with session_scope() as session:
+            preview = clear_task_instances(session, dag_id, dry_run=True, **options)
+    except UpdraftException as exc:
+        raise click.ClickException(str(exc)) from None
+    if not preview:
+        click.echo("No task instances to clear")
+        return
+    for row in preview:
+        index = f"[{row['map_index']}]" if row["map_index"] >= 0 else ""
+        click.echo(f"  {row['run_id']}  {row['task_id']}{index}  ({row['state']})")
+    if not yes and not click.confirm(f"Clear {len(preview)} task instance(s)?", default=False):
+        raise click.ClickException("Cancelled")
+    with session_scope() as session:
+        cleared = clear_task_instances(session, dag_id, owner="cli", **options)
+    click.echo(f"Cleared {len(cleared)} task instance(s)")

@@ -412,8 +412,11 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
         self.retry_exponential_backoff = retry_exponential_backoff
         self.max_retry_delay = (_as_timedelta(max_retry_delay, "max_retry_delay", task_id)
                                 if max_retry_delay is not None else None)
-        self.start_date = start_date
-        self.end_date = end_date
+        from updraft.schedules import coerce_datetime
+
+        tz = dag.timezone if dag is not None else "UTC"
+        self.start_date = coerce_datetime(start_date, tz) if start_date is not None else None
+        self.end_date = coerce_datetime(end_date, tz) if end_date is not None else None
         self.depends_on_past = depends_on_past or wait_for_downstream
         self.ignore_first_depends_on_past = ignore_first_depends_on_past
         self.wait_for_past_depends_before_skipping = wait_for_past_depends_before_skipping
