@@ -89,7 +89,9 @@ class Scheduler:
         self.reconcile_interval = conf.getfloat("scheduler", "reconcile_interval")
         self.zombie_threshold = conf.getfloat("scheduler", "zombie_threshold")
         self.dags = DagCache()
+        #: Where state changes and heartbeats are published (the NATS bus); None: nowhere.
         self.bus = bus
+        self._last_event_id = 0
         self._dirty: set[tuple[str, str]] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -125,6 +127,11 @@ class Scheduler:
         self.executor.set_wakeup(self.wake)
         self.executor.start()
         with session_scope(self.store_url) as session:
+            from sqlalchemy import func
+
+            from updraft.store.models import TiEvent
+
+            self._last_event_id = session.scalar(select(func.max(TiEvent.id))) or 0
             reset = zombies.reset_stale_queued(session, utcnow(), node=self.node_id)
             if reset:
                 log.info("Reset %d queued task instance(s) left by a previous scheduler",
@@ -175,6 +182,8 @@ class Scheduler:
         with session_scope(self.store_url) as session:
             for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
                 self._dirty.add((dag_id, run_id))
+                self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
+                                  str(DagRunState.RUNNING), now)
         dirty, self._dirty = self._dirty, set()
         for dag_id, run_id in sorted(dirty):
             try:
@@ -182,7 +191,36 @@ class Scheduler:
             except Exception:  # noqa: BLE001  (one broken run must not stop the others)
                 log.exception("Error while scheduling run %s of %s", run_id, dag_id)
         self._dispatch(now)
+        self._publish_ti_events()
         return self._next_wait()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _publish_run(self, dag_id: str, run_id: str, old: str | None, new: str,
+                     when: datetime) -> None:
+        if self.bus is not None:
+            try:
+                self.bus.publish_run_state(dag_id, run_id, old, new, when)
+            except Exception:  # noqa: BLE001  (the bus is best effort; the store is the truth)
+                log.debug("publishing a run event failed", exc_info=True)
+
+    def _publish_ti_events(self) -> None:
+        """Publish new lines of the task instances' stories, in order (``ti_event`` ids)."""
+        if self.bus is None:
+            return
+        from updraft.store.models import TiEvent
+
+        with session_scope(self.store_url) as session:
+            rows = session.scalars(select(TiEvent).where(TiEvent.id > self._last_event_id)
+                                   .order_by(TiEvent.id).limit(10000)).all()
+            session.expunge_all()
+        if not rows:
+            return
+        self._last_event_id = rows[-1].id
+        try:
+            self.bus.publish_ti_events(rows)
+        except Exception:  # noqa: BLE001
+            log.debug("publishing task events failed", exc_info=True)
 
     def _next_wait(self) -> float:
         elapsed = time.monotonic() - self._last_reconcile
@@ -193,10 +231,17 @@ class Scheduler:
             for key in runs.create_due_runs(session, now, self.dags.read):
                 log.info("Created run %s of %s", key[1], key[0])
         with session_scope(self.store_url) as session:
-            runs.time_out_runs(session, now, self.dags.read)
+            for dag_id, run_id in runs.time_out_runs(session, now, self.dags.read):
+                self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
+                                  str(DagRunState.FAILED), now)
             zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
                                  self.node_id)
             self._heartbeat(session, now)
+            if self.bus is not None:
+                try:
+                    self.bus.heartbeat(self.node_id, "scheduler", {"loops": self._loops})
+                except Exception:  # noqa: BLE001
+                    log.debug("bus heartbeat failed", exc_info=True)
             running = session.execute(select(DagRunModel.dag_id, DagRunModel.run_id).where(
                 DagRunModel.state == str(DagRunState.RUNNING))).all()
         self._dirty.update((r.dag_id, r.run_id) for r in running)
@@ -267,6 +312,8 @@ class Scheduler:
             run.last_scheduling_decision = now
             if decision.run_state is not None:
                 set_run_state(session, run, decision.run_state, now)
+                self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
+                                  str(decision.run_state), now)
                 log.info("Run %s of %s finished: %s (%s)", run_id, dag_id,
                          decision.run_state, decision.run_reason)
                 self._after_run(session, dag, run, decision.run_state, decision.run_reason, now)
