@@ -447,11 +447,16 @@ def test_external_task_sensor_execution_delta_and_date_fn(monkeypatch):
         ExternalTaskSensor(task_id="by_fn", external_dag_id="upstream_delta",
                            external_task_id="work", poke_interval=1, timeout=3,
                            execution_date_fn=lambda dt: [dt - timedelta(hours=2)])
+        ExternalTaskSensor(task_id="by_fn_ctx", external_dag_id="upstream_delta",
+                           external_task_id="work", poke_interval=1, timeout=3,
+                           execution_date_fn=lambda execution_date, context, ds:
+                           execution_date - timedelta(hours=2 if ds == "2024-03-01" else 0))
         ExternalTaskSensor(task_id="same_date", external_dag_id="upstream_delta",
                            external_task_id="work", poke_interval=1, timeout=3)
     run = dag.test(logical_date=LOGICAL)
     assert _state(run, "by_delta") == TI.SUCCESS
     assert _state(run, "by_fn") == TI.SUCCESS
+    assert _state(run, "by_fn_ctx") == TI.SUCCESS
     assert _state(run, "same_date") == TI.FAILED
     assert "Sensor has timed out" in _try_error("downstream_delta", "same_date")
 

@@ -111,8 +111,14 @@ class ExternalTaskSensor(BaseSensorOperator):
         """Call execution_date_fn with the logical date and the context keys it names."""
         from updraft.operators.python import determine_kwargs
 
-        kwargs = determine_kwargs(self.execution_date_fn, [context["logical_date"]], context)
-        return self.execution_date_fn(context["logical_date"], **kwargs)
+        logical_date = context["logical_date"]
+        # The date is the positional argument, whatever the function calls it; "context"
+        # is accepted too, as older Airflow versions passed it.
+        available = {k: v for k, v in context.items()
+                     if k not in ("execution_date", "logical_date")}
+        available["context"] = context
+        kwargs = determine_kwargs(self.execution_date_fn, [logical_date], available)
+        return self.execution_date_fn(logical_date, **kwargs)
 
     # -- poking -----------------------------------------------------------------------------
 
