@@ -22,6 +22,7 @@ HOOK_MODULES = {
     "http": "updraft.hooks.http",
     "https": "updraft.hooks.http",
     "smtp": "updraft.hooks.smtp",
+    "fs": "updraft.hooks.filesystem",
 }
 
 _hooks_by_conn_type: dict[str, type[BaseHook]] = {}
