@@ -50,6 +50,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "task_heartbeat_interval": 5.0,
         "zombie_threshold": 60.0,
         "catchup_by_default": False,
+        "metrics_port": 0,  # 0: no Prometheus endpoint; else served on 127.0.0.1:<port>
+        "metrics_host": "127.0.0.1",
     },
     "dask": {
         "scheduler_address": "",  # empty: start a LocalCluster
@@ -73,8 +75,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "web": {
         "host": "127.0.0.1",
         "port": 8080,
-        "secret_key": "",
+        "secret_key": "",  # empty: generated once into $UPDRAFT_HOME/web_secret.key
         "session_lifetime_minutes": 720,
+        "cookie_secure": False,  # true behind HTTPS: the session cookie is sent over TLS only
+        "command_timeout": 10.0,  # seconds the web waits for the scheduler's reply
     },
     "smtp": {
         "host": "localhost",
