@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+
 
 class UpdraftException(Exception):
     """Base of Updraft's own errors."""
@@ -104,7 +108,34 @@ class UnmappableXComTypePushed(UpdraftException):
 
 
 class NotSupportedByUpdraft(UpdraftException):
-    """An Airflow feature Updraft does not have; never ignored silently."""
+    """An Airflow feature Updraft does not have; never ignored silently.
+
+    The message ends with ``, in <file>:<line>``: the line of user code (the DAG file) that
+    asked for the feature, found by walking the stack when the location is not given.
+    """
+
+    def __init__(self, message: str = "", *args) -> None:
+        if message and not _LOCATED.search(message):
+            location = user_code_location()
+            if location:
+                message = f"{message}, in {location}"
+        super().__init__(message, *args)
+
+
+_LOCATED = re.compile(r", in \S.*:\d+$")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_code_location(skip_frames: int = 1) -> str | None:
+    """``file:line`` of the innermost frame outside Updraft and importlib (the DAG file)."""
+    frame = sys._getframe(skip_frames)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith((_PACKAGE_DIR, "<frozen")) or
+                os.sep + "importlib" + os.sep in filename):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
 
 
 class RemovedInUpdraftWarning(DeprecationWarning):
