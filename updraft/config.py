@@ -41,6 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "logging": {
         "base_log_folder": "",  # empty: $UPDRAFT_HOME/logs
         "level": "INFO",
+        "live_logs": True,  # publish each task log line on P.log... when NATS is reachable
     },
     "scheduler": {
         "dag_dir_list_interval": 30.0,
@@ -59,6 +60,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "threads_per_worker": 4,
         "processes": True,
         "dashboard_address": "127.0.0.1:8787",
+    },
+    "worker": {  # `updraft worker`: the NATS queue executor's workers
+        "queues": "default",
+        "concurrency": 4,
+        "ack_wait": 30.0,  # seconds before an unacked task message is redelivered
+        "max_deliver": 3,  # deliveries of one task message before it is given up
+        "in_progress_interval": 0.0,  # 0: ack_wait / 3
+        "heartbeat_interval": 5.0,
+        "shutdown_grace": 60.0,  # seconds running tasks get to finish after SIGTERM
     },
     "nats": {
         "servers": "nats://127.0.0.1:4222",
