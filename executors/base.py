@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from updraft.runtime import TryOutcome, TryRequest
 
@@ -259,11 +259,11 @@ class BaseExecutor:
         if wakeup is not None:
             try:
                 wakeup()
-            except Exception:  # noqa: BLE001  (a faulty wakeup must not lose the event)
+            except Exception:  # a faulty wakeup must not lose the event
                 log.exception("executor wakeup function failed")
         return True
 
-    def __enter__(self) -> "BaseExecutor":
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -122,10 +122,15 @@ class DaskExecutor(BaseExecutor):
             else:
                 # processes=False must not get host="127.0.0.1" (it fails to start): leave
                 # host out; LocalCluster listens on localhost by default anyway.
-                options = dict(n_workers=self.n_workers,
-                               threads_per_worker=self.threads_per_worker,
-                               processes=self.processes,
-                               dashboard_address=self.dashboard_address)
+                options = {"n_workers": self.n_workers,
+                           "threads_per_worker": self.threads_per_worker,
+                           "processes": self.processes,
+                           "dashboard_address": self.dashboard_address}
+                if self.dashboard_address is None:
+                    # Without a dashboard the scheduler still serves /health on HTTP, by
+                    # default on port 8787 of every interface: keep it on loopback.
+                    options["scheduler_kwargs"] = {"dashboard": False,
+                                                   "dashboard_address": "127.0.0.1:0"}
                 options.update(self.cluster_options)
                 self._cluster = LocalCluster(**options)
                 self._client = Client(self._cluster, set_as_default=False)
@@ -151,7 +156,7 @@ class DaskExecutor(BaseExecutor):
                     run_on_dask, [request.to_json() for _, request in items], store_urls,
                     key=[dask_key(request, token) for token, request in items], pure=False,
                     resources={resource: 1} if resource else None, retries=0)
-            except Exception as exc:  # noqa: BLE001  (reported per try, the scheduler retries)
+            except Exception as exc:  # reported per try, the scheduler retries
                 log.exception("could not submit %d tries to Dask", len(items))
                 for token, _ in items:
                     self._finish(token, error=f"could not submit to Dask: "
@@ -171,7 +176,7 @@ class DaskExecutor(BaseExecutor):
         if futures:
             try:
                 self._client.cancel(futures, reason="cancelled by the Updraft scheduler")
-            except Exception:  # noqa: BLE001  (the event below is what the scheduler needs)
+            except Exception:  # the event below is what the scheduler needs
                 log.warning("Dask cancel failed", exc_info=True)
         cancelled = False
         for token in tokens:
@@ -202,7 +207,7 @@ class DaskExecutor(BaseExecutor):
                 try:
                     self._client.cancel(list(pending.values()),
                                         reason="the Updraft executor stopped")
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.warning("Dask cancel failed", exc_info=True)
             for token in pending:
                 self._finish(token, error="cancelled: the executor stopped")
@@ -265,7 +270,7 @@ class DaskExecutor(BaseExecutor):
                 batch = [item for item in batch if item is not None]
             try:
                 self._handle(batch)
-            except Exception:  # noqa: BLE001  (keep collecting; the tries show as zombies)
+            except Exception:  # keep collecting; the tries show as zombies
                 log.exception("Dask executor collector failed on a batch")
 
     def _handle(self, batch: list[tuple[int, Any]]) -> None:

@@ -60,8 +60,9 @@ def _worker_main(conn: Connection) -> None:
             outcome = run_task_try(TryRequest.from_json(data), node=node, executor="local")
             reply = (token, outcome, None)
         except BaseException as exc:  # noqa: BLE001  (reported to the parent as an event)
-            reply = (token, None, f"task runner failed: {type(exc).__name__}: {exc}\n"
-                                  f"{traceback.format_exc(limit=8)}")
+            problem = (f"task runner failed: {type(exc).__name__}: {exc}\n"
+                       f"{traceback.format_exc(limit=8)}")
+            reply = (token, None, problem)
         try:
             conn.send(reply)
         except (EOFError, OSError):
@@ -240,15 +241,17 @@ class LocalExecutor(BaseExecutor):
         if worker.process.is_alive():
             worker.process.terminate()
 
-    def _on_message(self, worker: _Worker) -> None:
+    def _on_message(self, worker: _Worker) -> bool:
+        """Read one outcome from ``worker``; False at end of file (it died)."""
         try:
             token, outcome, error = worker.conn.recv()
         except (EOFError, OSError):
-            return  # the sentinel reports the death
+            return False  # the sentinel reports the death
         with self._lock:
             if worker.current == token:
                 worker.current = None
         self._finish(token, outcome, error, worker=worker.label)
+        return True
 
     def _on_death(self, worker: _Worker) -> None:
         while True:  # an outcome sent just before dying still counts
@@ -257,7 +260,8 @@ class LocalExecutor(BaseExecutor):
                     break
             except (EOFError, OSError):
                 break
-            self._on_message(worker)
+            if not self._on_message(worker):
+                break
         worker.process.join(1)
         code = worker.process.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else \
@@ -301,7 +305,7 @@ class LocalExecutor(BaseExecutor):
                 for obj in ready:
                     if isinstance(obj, int) and obj in sentinels:
                         self._on_death(sentinels[obj])
-        except Exception:  # noqa: BLE001  (lost tries are reported below)
+        except Exception:  # lost tries are reported below
             log.exception("local executor monitor failed")
         finally:
             self._shutdown_workers()

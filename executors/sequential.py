@@ -107,7 +107,7 @@ class SequentialExecutor(BaseExecutor):
                 self._current = token
             try:
                 outcome = run_task_try(request, node=self._node, executor=self.name)
-            except BaseException as exc:  # noqa: BLE001  (reported as an event, thread lives)
+            except BaseException as exc:  # reported as an event, thread lives
                 log.exception("task runner failed for %s", request.label)
                 self._finish(token, error=f"task runner failed: {type(exc).__name__}: {exc}\n"
                                           f"{traceback.format_exc(limit=5)}",

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from executors import EXECUTORS, executor_class, get_executor
 from executors.base import BaseExecutor, ExecutorEvent, try_key
 from updraft.runtime import TryRequest
-from updraft.state import DagRunState, TaskInstanceState as TI
-
+from updraft.state import DagRunState
+from updraft.state import TaskInstanceState as TI
 
 DAG_FILE = '''
 import os
@@ -319,8 +319,6 @@ def test_local_cancel_terminates_a_running_try(store_url, dag):
 
 
 def test_dask_worker_client_inside_a_task(store_url, dag):
-    from updraft.models.xcom import get_xcom  # noqa: F401  (fails loudly if renamed)
-
     with build("dask") as executor:
         [inner] = queue_tries(store_url, dag, ["inner_dask"])
         executor.submit([inner])
@@ -333,7 +331,9 @@ def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
     from distributed import Client, LocalCluster, Worker
 
     cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                           dashboard_address=None)
+                           dashboard_address=None,
+                           scheduler_kwargs={"dashboard": False,
+                                             "dashboard_address": "127.0.0.1:0"})
 
     async def add_gpu_worker():
         return await Worker(cluster.scheduler_address, nthreads=1, name="gpu-worker",
