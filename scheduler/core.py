@@ -102,7 +102,8 @@ class Scheduler:
             from scheduler.processor import DagFileProcessor
 
             self.processor = DagFileProcessor(dags_folder=dags_folder, store_url=store_url,
-                                              on_change=self.wake, node_id=self.node_id)
+                                              on_change=self._dags_changed,
+                                              node_id=self.node_id)
         self.loop_durations: list[float] = []
 
     # -- control ---------------------------------------------------------------------------
@@ -110,6 +111,11 @@ class Scheduler:
     def wake(self) -> None:
         """Ask the loop to run a pass now (thread-safe)."""
         self._wake.set()
+
+    def _dags_changed(self) -> None:
+        # The processor stored new DAG versions: read them now, not when the cache expires.
+        self.dags.invalidate()
+        self.wake()
 
     def stop(self) -> None:
         self._stop.set()
