@@ -236,6 +236,11 @@ class Connection:
         return None
 
     @classmethod
+    def get(cls, conn_id: str) -> Connection:
+        """Airflow 3's ``Connection.get``: the same as ``get_connection_from_secrets``."""
+        return cls.get_connection_from_secrets(conn_id)
+
+    @classmethod
     def get_connection_from_secrets(cls, conn_id: str) -> Connection:
         """The connection ``conn_id`` from the environment or the store; UpdraftNotFoundException."""
         conn = cls.from_env(conn_id)

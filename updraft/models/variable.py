@@ -80,8 +80,13 @@ class Variable:
 
     @classmethod
     def get(cls, key: str, default_var: Any = _NOT_SET, deserialize_json: bool = False,
-            session: Session | None = None) -> Any:
-        """The value of ``key`` (parsed as JSON if asked); ``default_var`` or KeyError if missing."""
+            session: Session | None = None, *, default: Any = _NOT_SET) -> Any:
+        """The value of ``key`` (parsed as JSON if asked); ``default_var`` or KeyError if missing.
+
+        ``default`` is Airflow 3's name for ``default_var``.
+        """
+        if default is not _NOT_SET:
+            default_var = default
         value = _from_env(key)
         if value is None:
             with _session(session) as s:
