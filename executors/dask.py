@@ -125,7 +125,10 @@ class DaskExecutor(BaseExecutor):
                 options = {"n_workers": self.n_workers,
                            "threads_per_worker": self.threads_per_worker,
                            "processes": self.processes,
-                           "dashboard_address": self.dashboard_address}
+                           "dashboard_address": self.dashboard_address,
+                           # Workers serve HTTP (health, metrics) on every interface unless
+                           # told otherwise: keep it on loopback.
+                           "worker_dashboard_address": "127.0.0.1:0"}
                 if self.dashboard_address is None:
                     # Without a dashboard the scheduler still serves /health on HTTP, by
                     # default on port 8787 of every interface: keep it on loopback.
@@ -230,8 +233,7 @@ class DaskExecutor(BaseExecutor):
         try:
             identity = self._client.scheduler_info(n_workers=-1)
             info["scheduler_address"] = identity.get("address")
-            if identity.get("services", {}).get("dashboard"):
-                info["dashboard_link"] = self._client.dashboard_link
+            info["dashboard_link"] = self._dashboard_link(identity)
             info["workers"] = [
                 {"name": str(w.get("name")), "address": address, "nthreads": w.get("nthreads"),
                  "resources": w.get("resources") or {}, "status": w.get("status")}
@@ -241,6 +243,20 @@ class DaskExecutor(BaseExecutor):
         except Exception as exc:  # noqa: BLE001  (the health page shows the problem)
             info["error"] = f"{type(exc).__name__}: {exc}"
         return info
+
+    def _dashboard_link(self, identity: dict) -> str | None:
+        """The dashboard URL, with the host it is bound to when we started the cluster."""
+        port = identity.get("services", {}).get("dashboard")
+        if not port:
+            return None
+        if self._cluster is None:
+            return self._client.dashboard_link
+        if self.dashboard_address is None:
+            return None  # the scheduler serves /health on HTTP, but there is no dashboard
+        host = str(self.dashboard_address).rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            return self._client.dashboard_link
+        return f"http://{host}:{port}/status"
 
     # -- results ---------------------------------------------------------------------------
 

@@ -182,7 +182,8 @@ class LocalExecutor(BaseExecutor):
     def health(self) -> dict[str, Any]:
         info = super().health()
         with self._lock:
-            info.update(workers=len(self._workers),
+            info.update(alive=self._monitor is not None and self._monitor.is_alive(),
+                        workers=len(self._workers),
                         busy_workers=sum(1 for w in self._workers if w.current is not None),
                         worker_pids=[w.process.pid for w in self._workers],
                         worker_deaths=self._deaths, start_method=self._context.get_start_method())

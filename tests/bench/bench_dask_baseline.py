@@ -29,12 +29,12 @@ from typing import Any
 
 def noop(*_upstream: Any) -> None:
     """A task that does nothing; its arguments are its upstream results."""
-    return None
+    # the result is not used: only the dependency matters
 
 
 def noop_list(_upstream: list) -> None:
     """A task that does nothing with a list of upstream results (futures resolved by Dask)."""
-    return None
+    # the result is not used: only the dependency matters
 
 
 def _prefix(name: str) -> str:

@@ -319,12 +319,13 @@ def test_local_cancel_terminates_a_running_try(store_url, dag):
 
 
 def test_dask_worker_client_inside_a_task(store_url, dag):
-    with build("dask") as executor:
+    with build("dask", dashboard_address="127.0.0.1:0") as executor:
         [inner] = queue_tries(store_url, dag, ["inner_dask"])
         executor.submit([inner])
         [event] = wait_events(executor, 1)
         assert event.error is None and event.outcome.state == TI.SUCCESS, event
         assert "Done. Returned value was: 6" in Path(event.outcome.log_path).read_text()
+        assert executor.health()["dashboard_link"].startswith("http://127.0.0.1:")
 
 
 def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
