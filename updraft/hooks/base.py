@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 HOOK_MODULES = {
     "postgres": "updraft.hooks.sql",
     "mysql": "updraft.hooks.sql",
+    "mariadb": "updraft.hooks.sql",
     "sqlite": "updraft.hooks.sql",
     "http": "updraft.hooks.http",
     "https": "updraft.hooks.http",
