@@ -118,8 +118,10 @@ class DagBag:
                  include_examples: bool | None = None, safe_mode: bool | None = None,
                  read_dags_from_db: bool = False, collect_dags: bool = True,
                  load_op_links: bool = True) -> None:
+        from updraft.compat import install_if_enabled
         from updraft.config import conf
 
+        install_if_enabled()  # Airflow DAG files import `airflow`: serve it from Updraft
         self.dag_folder = Path(dag_folder or conf.dags_folder()).expanduser()
         self.safe_mode = conf.getboolean("core", "dag_discovery_safe_mode") \
             if safe_mode is None else safe_mode

@@ -111,9 +111,11 @@ _dag_cache_lock = threading.Lock()
 
 def load_dag(fileloc: str, dag_id: str):
     """The DAG ``dag_id`` from ``fileloc``, parsed once per file version in this process."""
+    from updraft.compat import install_if_enabled
     from updraft.dagbag import DagBag
     from updraft.exceptions import DagNotFound
 
+    install_if_enabled()
     mtime = os.stat(fileloc).st_mtime
     with _dag_cache_lock:
         cached = _dag_cache.get((fileloc, dag_id))

@@ -388,6 +388,10 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
         # Old Airflow arguments that have no effect here but must not break a DAG file.
         for harmless in ("provide_context", "weight_rule_class"):
             kwargs.pop(harmless, None)
+        if kwargs:  # Airflow arguments Updraft lacks get a precise "not supported by Updraft"
+            from updraft.compat.kwargs import check_airflow_kwargs
+
+            check_airflow_kwargs(type(self).__name__, task_id, kwargs)
         if kwargs:
             raise DagDefinitionError(
                 f"Invalid arguments were passed to {type(self).__name__} (task_id: {task_id}). "
