@@ -398,3 +398,20 @@ def backfill(dag_id: str, start_date: str, end_date: str, reset_dagruns: bool, d
     runner = importlib.import_module("scheduler.backfill")
     sys.exit(runner.run_backfill(dag, start, end, reset=reset_dagruns, dry_run=dry_run,
                                  executor_name=executor))
+
+
+@dags.command("check-compat")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def check_compat(paths: tuple[str, ...], output: str) -> None:
+    """Check Airflow DAG files (read, not imported): what Updraft supports and what it does
+    not, by line. Exit code 0 only if every file is fully supported."""
+    from updraft.compat.checker import check_paths, format_text, to_json
+
+    reports = check_paths(list(paths))
+    if output == "json":
+        click.echo(json.dumps(to_json(reports), indent=2))
+    else:
+        click.echo(format_text(reports))
+    sys.exit(0 if all(r.fully_supported for r in reports) else 1)
