@@ -23,6 +23,7 @@ HOOK_MODULES = {
     "http": "updraft.hooks.http",
     "https": "updraft.hooks.http",
     "smtp": "updraft.hooks.smtp",
+    "email": "updraft.hooks.smtp",
     "fs": "updraft.hooks.filesystem",
 }
 
