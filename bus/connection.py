@@ -22,7 +22,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ async def connect(servers: str | list[str] | None = None, name: str = "updraft",
         if user_error:
             await user_error(exc)
 
-    options: dict[str, Any] = dict(servers=urls, name=name, connect_timeout=2,
-                                   max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                                   disconnected_cb=disconnected_cb,
-                                   reconnected_cb=reconnected_cb, error_cb=error_cb)
+    options: dict[str, Any] = {"servers": urls, "name": name, "connect_timeout": 2,
+                               "max_reconnect_attempts": 1, "reconnect_time_wait": 0.1,
+                               "disconnected_cb": disconnected_cb,
+                               "reconnected_cb": reconnected_cb, "error_cb": error_cb}
     options.update(security_options())
     options.update(overrides)
     client = nats.aio.client.Client()
@@ -121,8 +121,8 @@ async def connect(servers: str | list[str] | None = None, name: str = "updraft",
     except Exception as exc:  # noqa: BLE001  (every failure becomes one clear message)
         try:
             await client.close()
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:
+            log.debug("closing a failed NATS client failed", exc_info=True)
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, nats.errors.NoServersError) or not str(exc):
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -199,12 +199,12 @@ class BusThread:
         self._stopping = True
         try:
             self.call(self._close(), timeout=timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("closing the NATS connection failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 
-    def __enter__(self) -> "BusThread":
+    def __enter__(self) -> Self:
         if not self._thread.is_alive():
             self.start()
         return self
@@ -279,7 +279,7 @@ class BusThread:
             for callback in self._on_connect:
                 try:
                     await callback(self.nc)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("NATS on-connect callback failed")
             self._connected_event.set()
             self._first_attempt.set()
@@ -291,7 +291,7 @@ class BusThread:
         for callback in self._on_reconnect:
             try:
                 await callback(self.nc)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("NATS on-reconnect callback failed")
 
     def _enqueue(self, subject: str, data: bytes, headers: dict | None) -> None:
@@ -327,8 +327,8 @@ class BusThread:
             await self._drain()
             try:
                 await self.nc.flush(2)
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:
+                log.debug("last NATS flush failed", exc_info=True)
             await self.nc.close()
 
 
@@ -341,6 +341,9 @@ def shared_bus(wait: float = 3.0) -> BusThread:
     connect attempt). The web and the CLI use it; ``.connected`` says whether NATS is up."""
     global _shared
     with _shared_lock:
+        if _shared is not None and _shared.servers != server_list():
+            _shared.stop()  # the configuration changed (tests): connect to the new servers
+            _shared = None
         if _shared is None or not _shared._thread.is_alive():
             _shared = BusThread(name="updraft-client")
             _shared.start(wait=wait)

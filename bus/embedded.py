@@ -22,6 +22,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 
 class EmbeddedNatsError(RuntimeError):
@@ -62,7 +63,7 @@ class EmbeddedNatsServer:
             raise EmbeddedNatsError("the embedded nats-server is not started")
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedNatsServer":
+    def start(self, timeout: float = 10.0) -> EmbeddedNatsServer:
         """Start the server and wait until it accepts connections."""
         if self.process is not None and self.process.poll() is None:
             return self
@@ -135,7 +136,7 @@ class EmbeddedNatsServer:
         """True while the server process is alive."""
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> "EmbeddedNatsServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

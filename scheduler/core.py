@@ -406,6 +406,10 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
     from executors import get_executor
 
     scheduler = Scheduler(get_executor(executor_name), num_runs=num_runs)
+    # The bus connects in the background: scheduling never waits for NATS.
+    from bus.node import start_scheduler_bus
+
+    node = start_scheduler_bus(scheduler)
     import signal
 
     def _stop(_signum, _frame):
@@ -414,7 +418,11 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    scheduler.run()
+    try:
+        scheduler.run()
+    finally:
+        if node is not None:
+            node.stop()
 
 
 __all__ = ["Scheduler", "DagCache", "run_scheduler", "update"]
