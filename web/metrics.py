@@ -1,5 +1,5 @@
-"""Prometheus ``/metrics`` of the web node (rendering shared with the scheduler in
-``updraft.metrics``)."""
+"""Prometheus ``/metrics`` of the web node; the rendering is shared with the scheduler in
+``updraft.metrics``. No login: bind the web to a trusted network or scrape through a proxy."""
 
 from __future__ import annotations
 
@@ -11,4 +11,9 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics():
     """The store's figures in the Prometheus text format."""
-    return Response("", mimetype="text/plain; version=0.0.4")
+    from updraft.metrics import CONTENT_TYPE, store_metrics_text
+    from updraft.store.engine import session_scope
+
+    with session_scope() as session:
+        text = store_metrics_text(session)
+    return Response(text, content_type=CONTENT_TYPE)

@@ -18,6 +18,10 @@ COMMAND_GROUPS = {
     "config": ("updraft.cli.config_cmd", "config"),
     # Node commands live in their node packages (updraft imports none of them).
     "scheduler": ("scheduler.cli", "scheduler"),
+    "events": ("bus.cli", "events"),
+    "web": ("web.cli", "web"),
+    "users": ("web.users_cli", "users"),
+    "worker": ("bus.worker_cli", "worker"),
 }
 
 
@@ -51,3 +55,7 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Updraft: author, schedule and watch workflows written as Python DAGs."""
 
+
+
+if __name__ == "__main__":
+    main()

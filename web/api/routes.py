@@ -1,17 +1,5 @@
-"""Skeleton routes (filled in next)."""
+"""Imports every route module so each registers its views on the API blueprint."""
 
 from __future__ import annotations
 
-from importlib.metadata import version as _dist_version
-
-from flask import jsonify
-
-from web.api import bp
-from web.auth.permissions import READ, require
-
-
-@bp.get("/version")
-@require(READ)
-def get_version():
-    """The version of Updraft."""
-    return jsonify({"version": _dist_version("updraft")})
+from web.api import dags, resources, runs, system, task_instances  # noqa: F401

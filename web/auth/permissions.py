@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from flask import g, request, session
 

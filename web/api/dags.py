@@ -1,0 +1,135 @@
+"""DAGs: list, get, pause/unpause (over the bus), details, tasks, source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify, request
+
+from updraft.store.engine import session_scope
+from web import queries
+from web.api import bp
+from web.api.common import (
+    ApiError,
+    bool_arg,
+    json_body,
+    list_arg,
+    not_found,
+    page,
+    page_args,
+    send_command,
+)
+from web.auth.permissions import DAG_PAUSE, READ, require
+
+#: Fields of a serialized DAG that ``/details`` leaves out (the tasks have their own route).
+_DETAIL_SKIP = ("tasks", "task_group", "edge_info")
+
+
+@bp.get("/dags")
+@require(READ)
+def list_dags():
+    """A page of DAGs; filters: tags, paused, dag_id_pattern, owner, only_active."""
+    limit, offset = page_args()
+    try:
+        with session_scope() as session:
+            rows, total = queries.list_dags(
+                session, limit=limit, offset=offset, tags=list_arg("tags"),
+                paused=bool_arg("paused"), dag_id_pattern=request.args.get("dag_id_pattern"),
+                owner=request.args.get("owner"), only_active=bool_arg("only_active", True),
+                order_by=request.args.get("order_by", "dag_id"))
+            return page("dags", [queries.dag_json(r) for r in rows], total)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _dag_or_404(session, dag_id: str):
+    row = queries.get_dag_row(session, dag_id)
+    if row is None:
+        raise not_found(f"DAG {dag_id!r}")
+    return row
+
+
+@bp.get("/dags/<dag_id>")
+@require(READ)
+def get_dag(dag_id: str):
+    """One DAG."""
+    with session_scope() as session:
+        return jsonify(queries.dag_json(_dag_or_404(session, dag_id)))
+
+
+@bp.patch("/dags/<dag_id>")
+@require(DAG_PAUSE)
+def patch_dag(dag_id: str):
+    """Pause or unpause a DAG: the scheduler does it and replies."""
+    body = json_body({"is_paused": bool}, required=("is_paused",))
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+    send_command("pause" if body["is_paused"] else "unpause", {"dag_id": dag_id})
+    with session_scope() as session:
+        return jsonify(queries.dag_json(_dag_or_404(session, dag_id)))
+
+
+@bp.get("/dags/<dag_id>/details")
+@require(READ)
+def get_dag_details(dag_id: str):
+    """A DAG with everything its serialized form says (params, docs, timetable, ...)."""
+    with session_scope() as session:
+        body = queries.dag_json(_dag_or_404(session, dag_id))
+        data = queries.serialized_dag_json(session, dag_id)
+    if data is not None:
+        for key, value in data.items():
+            if key not in _DETAIL_SKIP and key not in body:
+                body[key] = value
+        body["task_count"] = len(data.get("tasks", []))
+    return jsonify(body)
+
+
+def _task_json(task: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in task.items() if k != "template_field_values"} | {
+        "template_field_values": task.get("template_field_values", {})}
+
+
+@bp.get("/dags/<dag_id>/tasks")
+@require(READ)
+def list_tasks(dag_id: str):
+    """The tasks of a DAG's current version, as serialized."""
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+        data = queries.serialized_dag_json(session, dag_id)
+    tasks = [_task_json(t) for t in (data or {}).get("tasks", [])]
+    return jsonify({"tasks": tasks, "total_entries": len(tasks)})
+
+
+@bp.get("/dags/<dag_id>/tasks/<task_id>")
+@require(READ)
+def get_task(dag_id: str, task_id: str):
+    """One task of a DAG's current version."""
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+        data = queries.serialized_dag_json(session, dag_id)
+    for task in (data or {}).get("tasks", []):
+        if task.get("task_id") == task_id:
+            return jsonify(_task_json(task))
+    raise not_found(f"task {task_id!r} of DAG {dag_id!r}")
+
+
+@bp.get("/dags/<dag_id>/source")
+@require(READ)
+def get_dag_source(dag_id: str):
+    """The source of the file that defines the DAG, as stored by the DAG processor."""
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+        found = queries.dag_source(session, dag_id)
+    if found is None:
+        raise not_found(f"source code of DAG {dag_id!r}")
+    return jsonify({"dag_id": dag_id, "fileloc": found[0], "content": found[1]})
+
+
+@bp.get("/dagTags")
+@require(READ)
+def list_dag_tags():
+    """Every tag used by an active DAG."""
+    limit, offset = page_args()
+    with session_scope() as session:
+        tags = queries.all_tags(session)
+    return page("tags", [{"name": t} for t in tags[offset:offset + limit]], len(tags))

@@ -1,0 +1,168 @@
+"""Task instances of a run: list, get, tries, story, logs, set state (over the bus), XComs."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+
+from updraft.state import TaskInstanceState
+from updraft.store.engine import session_scope
+from web import queries
+from web.api import bp
+from web.api.common import (
+    ApiError,
+    int_arg,
+    json_body,
+    list_arg,
+    not_found,
+    page,
+    page_args,
+    send_command,
+)
+from web.api.runs import _run_or_404
+from web.auth.permissions import READ, RUN_MARK, require
+
+TI_STATES = tuple(s.value for s in TaskInstanceState)
+SETTABLE_TI_STATES = ("success", "failed", "skipped")
+_TI = "/dags/<dag_id>/dagRuns/<run_id>/taskInstances"
+
+
+def _map_index() -> int:
+    return int_arg("map_index", -1, minimum=-1, maximum=2**31 - 1)  # type: ignore[return-value]
+
+
+def _ti_or_404(session, dag_id: str, run_id: str, task_id: str, map_index: int):
+    ti = queries.get_task_instance(session, dag_id, run_id, task_id, map_index)
+    if ti is None:
+        _run_or_404(session, dag_id, run_id)
+        suffix = f" (map index {map_index})" if map_index >= 0 else ""
+        raise not_found(f"task instance {task_id!r}{suffix} in run {run_id!r} of DAG {dag_id!r}")
+    return ti
+
+
+@bp.get(_TI)
+@require(READ)
+def list_task_instances(dag_id: str, run_id: str):
+    """The task instances of a run (filter by state)."""
+    limit, offset = page_args()
+    states = list_arg("state")
+    bad = sorted(set(states) - set(TI_STATES))
+    if bad:
+        raise ApiError(400, f"unknown task state(s) {', '.join(bad)}")
+    with session_scope() as session:
+        _run_or_404(session, dag_id, run_id)
+        rows, total = queries.list_task_instances(session, dag_id, run_id, states=states,
+                                                  limit=limit, offset=offset)
+        return page("task_instances", [queries.ti_json(r) for r in rows], total)
+
+
+@bp.get(_TI + "/<task_id>")
+@require(READ)
+def get_task_instance(dag_id: str, run_id: str, task_id: str):
+    """One task instance (``map_index`` for a mapped task)."""
+    with session_scope() as session:
+        ti = _ti_or_404(session, dag_id, run_id, task_id, _map_index())
+        return jsonify(queries.ti_json(ti))
+
+
+@bp.get(_TI + "/<task_id>/tries")
+@require(READ)
+def list_tries(dag_id: str, run_id: str, task_id: str):
+    """Every finished try of a task instance: start, end, duration, executor, host, error."""
+    map_index = _map_index()
+    with session_scope() as session:
+        _ti_or_404(session, dag_id, run_id, task_id, map_index)
+        tries = [queries.try_json(t) for t in queries.list_tries(session, dag_id, run_id, task_id,
+                                                                 map_index)]
+    return jsonify({"tries": tries, "total_entries": len(tries)})
+
+
+@bp.get(_TI + "/<task_id>/events")
+@require(READ)
+def list_ti_events(dag_id: str, run_id: str, task_id: str):
+    """The story of a task instance: each state change and its cause."""
+    map_index = _map_index()
+    with session_scope() as session:
+        _ti_or_404(session, dag_id, run_id, task_id, map_index)
+        events = [queries.event_json(e) for e in queries.list_ti_events(
+            session, dag_id, run_id, task_id, map_index)]
+    return jsonify({"events": events, "total_entries": len(events)})
+
+
+@bp.get(_TI + "/<task_id>/logs")
+@require(READ)
+def get_log(dag_id: str, run_id: str, task_id: str):
+    """The log of one try (``try_number``, default the latest), JSON or ``format=text``."""
+    map_index = _map_index()
+    with session_scope() as session:
+        ti = _ti_or_404(session, dag_id, run_id, task_id, map_index)
+        latest = ti.try_number
+    try_number = int_arg("try_number", latest or 1, minimum=1, maximum=2**31 - 1)
+    assert try_number is not None
+    output = request.args.get("format", "json")
+    if output not in ("json", "text"):
+        raise ApiError(400, f"query parameter 'format' must be json or text, got {output!r}")
+    content = queries.read_try_log(dag_id, run_id, task_id, map_index, try_number)
+    if content is None:
+        raise not_found(f"log of try {try_number} of task {task_id!r} in run {run_id!r}")
+    if output == "text":
+        name = f"{dag_id}__{run_id}__{task_id}__{map_index}__{try_number}.log"
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        return Response(content, mimetype="text/plain",
+                        headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+    return jsonify({"dag_id": dag_id, "dag_run_id": run_id, "task_id": task_id,
+                    "map_index": map_index, "try_number": try_number,
+                    "latest_try_number": latest, "content": content})
+
+
+@bp.route(_TI + "/<task_id>", methods=["PATCH", "POST"])
+@require(RUN_MARK)
+def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
+    """Mark a task instance success, failed or skipped (with relatives) via the scheduler."""
+    body = json_body({"new_state": str, "map_indexes": list, "include_upstream": bool,
+                      "include_downstream": bool, "include_future": bool, "include_past": bool},
+                     required=("new_state",))
+    if body["new_state"] not in SETTABLE_TI_STATES:
+        raise ApiError(400, f"new_state must be one of {', '.join(SETTABLE_TI_STATES)}, got "
+                            f"{body['new_state']!r}")
+    map_indexes = body.get("map_indexes")
+    if map_indexes is not None and not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in map_indexes):
+        raise ApiError(400, "field 'map_indexes' must be a list of integers")
+    map_index = _map_index()
+    with session_scope() as session:
+        _ti_or_404(session, dag_id, run_id, task_id, map_index)
+    if map_indexes is None and map_index >= 0:
+        map_indexes = [map_index]
+    result = send_command("set_state", {
+        "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "state": body["new_state"],
+        "map_indexes": map_indexes, "upstream": bool(body.get("include_upstream")),
+        "downstream": bool(body.get("include_downstream")),
+        "future": bool(body.get("include_future")), "past": bool(body.get("include_past"))})
+    return jsonify(result)
+
+
+@bp.get(_TI + "/<task_id>/xcomEntries")
+@require(READ)
+def list_xcoms(dag_id: str, run_id: str, task_id: str):
+    """The XComs a task instance pushed (``map_index`` narrows a mapped task)."""
+    limit, offset = page_args()
+    map_index = int_arg("map_index", None, minimum=-1, maximum=2**31 - 1)
+    with session_scope() as session:
+        _run_or_404(session, dag_id, run_id)
+        rows, total = queries.list_xcoms(session, dag_id, run_id, task_id, map_index,
+                                         limit=limit, offset=offset)
+        return page("xcom_entries", [queries.xcom_json(r, with_value=False) for r in rows], total)
+
+
+@bp.get(_TI + "/<task_id>/xcomEntries/<key>")
+@require(READ)
+def get_xcom(dag_id: str, run_id: str, task_id: str, key: str):
+    """One XCom with its value (the stored JSON text)."""
+    map_index = _map_index()
+    from updraft.store.models import XComModel
+
+    with session_scope() as session:
+        row = session.get(XComModel, (dag_id, run_id, task_id, map_index, key))
+        if row is None:
+            raise not_found(f"XCom {key!r} of task {task_id!r} in run {run_id!r}")
+        return jsonify(queries.xcom_json(row))

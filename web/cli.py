@@ -1,0 +1,31 @@
+"""``updraft web``: serve the web UI and the REST API with waitress."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from updraft.cli.db import store_command
+
+
+@click.command("web")
+@click.option("--host", default=None, help="Address to bind (default: [web] host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: [web] port, 8080).")
+@click.option("--threads", type=int, default=8, show_default=True,
+              help="Worker threads of the WSGI server.")
+@store_command
+def web(host: str | None, port: int | None, threads: int) -> None:
+    """Run the web server: the UI, the REST API under /api/v1 and /metrics."""
+    import waitress
+
+    from updraft.config import conf
+    from web.app import create_app
+
+    logging.basicConfig(level=logging.INFO,
+                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    host = host or conf.get("web", "host")
+    port = port if port is not None else conf.getint("web", "port")
+    app = create_app()
+    click.echo(f"Updraft web on http://{host}:{port}/ (API: /api/v1, metrics: /metrics)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="updraft")

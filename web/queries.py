@@ -1,0 +1,584 @@
+"""Read-only store queries shared by the REST API and the UI pages, and their JSON forms.
+
+Every function takes the caller's session and never writes. Lists come back as
+``(items, total)`` so pages and the API paginate the same way. The ``*_json`` functions give
+the dict the API returns for a row, so the UI can show the same fields.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from updraft.store.models import (
+    DagCode,
+    DagModel,
+    DagRunModel,
+    ImportError_,
+    LogEvent,
+    NodeModel,
+    SerializedDagModel,
+    TaskInstanceModel,
+    TaskInstanceTry,
+    TiEvent,
+    XComModel,
+    utcnow,
+)
+
+#: A scheduler whose heartbeat is older than this is reported unhealthy.
+SCHEDULER_HEALTH_THRESHOLD = timedelta(seconds=60)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 text of a datetime (None stays None)."""
+    return value.isoformat() if value is not None else None
+
+
+def count_rows(session: Session, query) -> int:
+    """How many rows ``query`` selects (ordering and paging ignored)."""
+    inner = query.order_by(None).limit(None).offset(None).subquery()
+    return session.scalar(select(func.count()).select_from(inner)) or 0
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# -- DAGs ------------------------------------------------------------------------------------
+
+def dag_json(row: DagModel) -> dict[str, Any]:
+    """The API form of a dag row."""
+    return {
+        "dag_id": row.dag_id,
+        "is_paused": row.is_paused,
+        "is_active": row.is_active,
+        "fileloc": row.fileloc,
+        "owners": [o.strip() for o in (row.owners or "").split(",") if o.strip()],
+        "description": row.description,
+        "tags": list(row.tags or []),
+        "schedule_interval": row.schedule_description,
+        "timetable_summary": row.schedule_description,
+        "catchup": row.catchup,
+        "max_active_runs": row.max_active_runs,
+        "max_active_tasks": row.max_active_tasks,
+        "dag_hash": row.dag_hash,
+        "next_dagrun": iso(row.next_dagrun),
+        "next_dagrun_data_interval_start": iso(row.next_dagrun_data_interval_start),
+        "next_dagrun_data_interval_end": iso(row.next_dagrun_data_interval_end),
+        "next_dagrun_create_after": iso(row.next_dagrun_create_after),
+        "last_parsed_time": iso(row.last_parsed_time),
+        "has_import_errors": row.has_import_errors,
+    }
+
+
+def list_dags(session: Session, *, limit: int = 100, offset: int = 0,
+              tags: Sequence[str] = (), paused: bool | None = None,
+              dag_id_pattern: str | None = None, owner: str | None = None,
+              only_active: bool = True, order_by: str = "dag_id",
+              ) -> tuple[list[DagModel], int]:
+    """A page of DAGs matching the filters (tags: any of them), and how many match in all."""
+    query = select(DagModel)
+    if only_active:
+        query = query.where(DagModel.is_active.is_(True))
+    if paused is not None:
+        query = query.where(DagModel.is_paused.is_(paused))
+    if dag_id_pattern:
+        query = query.where(DagModel.dag_id.ilike(f"%{_like_escape(dag_id_pattern)}%",
+                                                  escape="\\"))
+    if owner:
+        query = query.where(DagModel.owners.ilike(f"%{_like_escape(owner)}%", escape="\\"))
+    descending = order_by.startswith("-")
+    column = {"dag_id": DagModel.dag_id, "next_dagrun": DagModel.next_dagrun,
+              "last_parsed_time": DagModel.last_parsed_time}.get(order_by.lstrip("-"))
+    if column is None:
+        raise ValueError(f"cannot order DAGs by {order_by!r}: use dag_id, next_dagrun or "
+                         "last_parsed_time, with '-' in front for descending")
+    ordering = (column.desc() if descending else column.asc(), DagModel.dag_id.asc())
+    if tags:
+        # Tags are a JSON list; matching them in SQL differs per backend, so filter the ids
+        # here (cheap: two short columns) and load only the page.
+        wanted = set(tags)
+        ids_query = query.with_only_columns(DagModel.dag_id, DagModel.tags).order_by(*ordering)
+        ids = [r.dag_id for r in session.execute(ids_query) if wanted & set(r.tags or [])]
+        total = len(ids)
+        page_ids = ids[offset:offset + limit]
+        if not page_ids:
+            return [], total
+        rows = {r.dag_id: r for r in session.scalars(
+            select(DagModel).where(DagModel.dag_id.in_(page_ids)))}
+        return [rows[i] for i in page_ids if i in rows], total
+    total = count_rows(session, query)
+    rows = list(session.scalars(query.order_by(*ordering).limit(limit).offset(offset)))
+    return rows, total
+
+
+def all_tags(session: Session) -> list[str]:
+    """Every tag of an active DAG, sorted (for the filter box)."""
+    tags: set[str] = set()
+    for (value,) in session.execute(select(DagModel.tags).where(DagModel.is_active.is_(True))):
+        tags.update(value or [])
+    return sorted(tags)
+
+
+def get_dag_row(session: Session, dag_id: str) -> DagModel | None:
+    """The dag row of ``dag_id``, or None."""
+    return session.get(DagModel, dag_id)
+
+
+def serialized_dag_json(session: Session, dag_id: str, dag_hash: str | None = None
+                        ) -> dict[str, Any] | None:
+    """The ``dag`` object of the serialized DAG (current version, or ``dag_hash``)."""
+    if dag_hash is None:
+        dag_hash = session.scalar(select(DagModel.dag_hash).where(DagModel.dag_id == dag_id))
+    query = select(SerializedDagModel.data).where(SerializedDagModel.dag_id == dag_id)
+    if dag_hash is not None:
+        query = query.where(SerializedDagModel.dag_hash == dag_hash)
+    data = session.scalar(query.order_by(SerializedDagModel.id.desc()).limit(1))
+    return None if data is None else data.get("dag")
+
+
+def dag_source(session: Session, dag_id: str) -> tuple[str, str] | None:
+    """``(fileloc, source)`` of the file that defines ``dag_id``, from the store."""
+    row = session.execute(
+        select(SerializedDagModel.file_hash).join(
+            DagModel, (DagModel.dag_id == SerializedDagModel.dag_id)
+            & (DagModel.dag_hash == SerializedDagModel.dag_hash))
+        .where(DagModel.dag_id == dag_id)).first()
+    if row is None or row.file_hash is None:
+        return None
+    code = session.get(DagCode, row.file_hash)
+    return None if code is None else (code.fileloc, code.source_code)
+
+
+def recent_runs(session: Session, dag_ids: Iterable[str], per_dag: int = 5
+                ) -> dict[str, list[DagRunModel]]:
+    """The newest ``per_dag`` runs of each DAG (one query), newest first."""
+    ids = list(dag_ids)
+    if not ids:
+        return {}
+    number = func.row_number().over(partition_by=DagRunModel.dag_id,
+                                    order_by=DagRunModel.id.desc()).label("n")
+    inner = select(DagRunModel.id, number).where(DagRunModel.dag_id.in_(ids)).subquery()
+    rows = session.scalars(select(DagRunModel).join(inner, inner.c.id == DagRunModel.id)
+                           .where(inner.c.n <= per_dag).order_by(DagRunModel.id.desc()))
+    result: dict[str, list[DagRunModel]] = defaultdict(list)
+    for row in rows:
+        result[row.dag_id].append(row)
+    return dict(result)
+
+
+def run_state_counts(session: Session, dag_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Per DAG, how many runs are in each state."""
+    ids = list(dag_ids)
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    if not ids:
+        return {}
+    for dag_id, state, count in session.execute(
+            select(DagRunModel.dag_id, DagRunModel.state, func.count())
+            .where(DagRunModel.dag_id.in_(ids)).group_by(DagRunModel.dag_id, DagRunModel.state)):
+        result[dag_id][state] = count
+    return dict(result)
+
+
+def ti_state_counts(session: Session, runs: Iterable[tuple[str, str]]
+                    ) -> dict[tuple[str, str], dict[str, int]]:
+    """Per (dag_id, run_id), how many task instances are in each state."""
+    keys = list(runs)
+    if not keys:
+        return {}
+    dag_ids = {k[0] for k in keys}
+    run_ids = {k[1] for k in keys}
+    wanted = set(keys)
+    result: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for dag_id, run_id, state, count in session.execute(
+            select(TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.state,
+                   func.count())
+            .where(TaskInstanceModel.dag_id.in_(dag_ids), TaskInstanceModel.run_id.in_(run_ids))
+            .group_by(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
+                      TaskInstanceModel.state)):
+        if (dag_id, run_id) in wanted:
+            result[(dag_id, run_id)][state] = count
+    return dict(result)
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+def run_json(row: DagRunModel) -> dict[str, Any]:
+    """The API form of a dag run."""
+    return {
+        "dag_id": row.dag_id,
+        "dag_run_id": row.run_id,
+        "state": row.state,
+        "run_type": row.run_type,
+        "logical_date": iso(row.logical_date),
+        "data_interval_start": iso(row.data_interval_start),
+        "data_interval_end": iso(row.data_interval_end),
+        "queued_at": iso(row.queued_at),
+        "start_date": iso(row.start_date),
+        "end_date": iso(row.end_date),
+        "conf": row.conf or {},
+        "external_trigger": row.external_trigger,
+        "triggered_by": row.triggered_by,
+        "dag_hash": row.dag_hash,
+        "clear_number": row.clear_number,
+        "note": row.note,
+        "last_scheduling_decision": iso(row.last_scheduling_decision),
+    }
+
+
+RUN_ORDERINGS = ("id", "logical_date", "start_date", "end_date", "state", "run_id")
+
+
+def list_runs(session: Session, dag_id: str | None, *, limit: int = 100, offset: int = 0,
+              states: Sequence[str] = (), order_by: str = "-id",
+              logical_date_gte: datetime | None = None, logical_date_lte: datetime | None = None,
+              ) -> tuple[list[DagRunModel], int]:
+    """A page of runs (of one DAG, or of all when ``dag_id`` is None) and the total."""
+    query = select(DagRunModel)
+    if dag_id is not None:
+        query = query.where(DagRunModel.dag_id == dag_id)
+    if states:
+        query = query.where(DagRunModel.state.in_(list(states)))
+    if logical_date_gte is not None:
+        query = query.where(DagRunModel.logical_date >= logical_date_gte)
+    if logical_date_lte is not None:
+        query = query.where(DagRunModel.logical_date <= logical_date_lte)
+    name = order_by.lstrip("-")
+    if name not in RUN_ORDERINGS:
+        raise ValueError(f"cannot order runs by {order_by!r}: use one of "
+                         f"{', '.join(RUN_ORDERINGS)}, with '-' in front for descending")
+    column = getattr(DagRunModel, name)
+    ordering = column.desc() if order_by.startswith("-") else column.asc()
+    total = count_rows(session, query)
+    rows = list(session.scalars(query.order_by(ordering, DagRunModel.id.desc())
+                                .limit(limit).offset(offset)))
+    return rows, total
+
+
+def get_run(session: Session, dag_id: str, run_id: str) -> DagRunModel | None:
+    """One run, or None."""
+    return session.scalar(select(DagRunModel).where(DagRunModel.dag_id == dag_id,
+                                                    DagRunModel.run_id == run_id))
+
+
+# -- task instances --------------------------------------------------------------------------
+
+def ti_json(row: TaskInstanceModel) -> dict[str, Any]:
+    """The API form of a task instance."""
+    return {
+        "dag_id": row.dag_id,
+        "dag_run_id": row.run_id,
+        "task_id": row.task_id,
+        "map_index": row.map_index,
+        "state": row.state,
+        "try_number": row.try_number,
+        "max_tries": row.max_tries,
+        "start_date": iso(row.start_date),
+        "end_date": iso(row.end_date),
+        "duration": row.duration,
+        "queued_when": iso(row.queued_dttm),
+        "scheduled_when": iso(row.scheduled_dttm),
+        "next_retry_at": iso(row.next_retry_at),
+        "hostname": row.hostname,
+        "pid": row.pid,
+        "executor": row.executor,
+        "queue": row.queue,
+        "pool": row.pool,
+        "pool_slots": row.pool_slots,
+        "priority_weight": row.priority_weight,
+        "operator": row.operator,
+        "rendered_fields": row.rendered_fields or {},
+        "note": row.note,
+    }
+
+
+def list_task_instances(session: Session, dag_id: str, run_id: str, *,
+                        states: Sequence[str] = (), limit: int | None = None, offset: int = 0,
+                        ) -> tuple[list[TaskInstanceModel], int]:
+    """The task instances of one run (by task id, map index) and the total."""
+    query = select(TaskInstanceModel).where(TaskInstanceModel.dag_id == dag_id,
+                                            TaskInstanceModel.run_id == run_id)
+    if states:
+        query = query.where(TaskInstanceModel.state.in_(list(states)))
+    total = count_rows(session, query)
+    query = query.order_by(TaskInstanceModel.task_id, TaskInstanceModel.map_index).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+def get_task_instance(session: Session, dag_id: str, run_id: str, task_id: str,
+                      map_index: int = -1) -> TaskInstanceModel | None:
+    """One task instance, or None."""
+    return session.get(TaskInstanceModel, (dag_id, run_id, task_id, map_index))
+
+
+def grid(session: Session, dag_id: str, run_ids: Sequence[str]
+         ) -> dict[tuple[str, str], dict[str, Any]]:
+    """For the grid view: ``{(run_id, task_id): {"state", "count", "states"}}`` where mapped
+    tasks are summed over their map indexes (one query)."""
+    result: dict[tuple[str, str], dict[str, Any]] = {}
+    if not run_ids:
+        return result
+    for run_id, task_id, state, count in session.execute(
+            select(TaskInstanceModel.run_id, TaskInstanceModel.task_id, TaskInstanceModel.state,
+                   func.count())
+            .where(TaskInstanceModel.dag_id == dag_id,
+                   TaskInstanceModel.run_id.in_(list(run_ids)))
+            .group_by(TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+                      TaskInstanceModel.state)):
+        cell = result.setdefault((run_id, task_id), {"states": {}, "count": 0})
+        cell["states"][state] = count
+        cell["count"] += count
+    for cell in result.values():
+        cell["state"] = _summary_state(cell["states"])
+    return result
+
+
+_STATE_PRIORITY = ("failed", "upstream_failed", "up_for_retry", "up_for_reschedule", "running",
+                   "queued", "scheduled", "none", "removed", "skipped", "success")
+
+
+def _summary_state(states: dict[str, int]) -> str:
+    for state in _STATE_PRIORITY:
+        if states.get(state):
+            return state
+    return next(iter(states), "none")
+
+
+def try_json(row: TaskInstanceTry) -> dict[str, Any]:
+    """The API form of one finished try."""
+    return {"try_number": row.try_number, "map_index": row.map_index, "state": row.state,
+            "start_date": iso(row.start_date), "end_date": iso(row.end_date),
+            "duration": row.duration, "hostname": row.hostname, "executor": row.executor,
+            "error": row.error}
+
+
+def list_tries(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+               ) -> list[TaskInstanceTry]:
+    """The recorded tries of one task instance, first try first."""
+    return list(session.scalars(select(TaskInstanceTry).where(
+        TaskInstanceTry.dag_id == dag_id, TaskInstanceTry.run_id == run_id,
+        TaskInstanceTry.task_id == task_id, TaskInstanceTry.map_index == map_index)
+        .order_by(TaskInstanceTry.try_number)))
+
+
+def event_json(row: TiEvent) -> dict[str, Any]:
+    """The API form of one step in a task instance's story."""
+    return {"timestamp": iso(row.timestamp), "try_number": row.try_number,
+            "old_state": row.old_state, "new_state": row.new_state, "cause": row.cause,
+            "node": row.node}
+
+
+def list_ti_events(session: Session, dag_id: str, run_id: str, task_id: str,
+                   map_index: int = -1) -> list[TiEvent]:
+    """The story of one task instance (why it is in its state), oldest first."""
+    return list(session.scalars(select(TiEvent).where(
+        TiEvent.dag_id == dag_id, TiEvent.run_id == run_id, TiEvent.task_id == task_id,
+        TiEvent.map_index == map_index).order_by(TiEvent.id)))
+
+
+def task_durations(session: Session, dag_id: str, limit_runs: int = 50
+                   ) -> list[dict[str, Any]]:
+    """Durations of the finished tries of the last ``limit_runs`` runs (for the chart)."""
+    run_ids = [r for (r,) in session.execute(
+        select(DagRunModel.run_id).where(DagRunModel.dag_id == dag_id)
+        .order_by(DagRunModel.id.desc()).limit(limit_runs))]
+    if not run_ids:
+        return []
+    rows = session.execute(
+        select(TaskInstanceTry.run_id, TaskInstanceTry.task_id, TaskInstanceTry.map_index,
+               TaskInstanceTry.try_number, TaskInstanceTry.state, TaskInstanceTry.duration,
+               TaskInstanceTry.start_date)
+        .where(TaskInstanceTry.dag_id == dag_id, TaskInstanceTry.run_id.in_(run_ids))
+        .order_by(TaskInstanceTry.start_date))
+    return [{"run_id": r.run_id, "task_id": r.task_id, "map_index": r.map_index,
+             "try_number": r.try_number, "state": r.state, "duration": r.duration,
+             "start_date": iso(r.start_date)} for r in rows]
+
+
+def log_path(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> Path:
+    """Where the log file of one try lives under ``[logging] base_log_folder``."""
+    from updraft.config import conf
+    from updraft.tasklog import try_log_path
+
+    return try_log_path(conf.log_folder(), dag_id, run_id, task_id, map_index, try_number)
+
+
+def read_try_log(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int,
+                 offset: int = 0) -> str | None:
+    """The text of one try's log from byte ``offset`` on, or None if there is no file."""
+    from updraft.config import conf
+
+    path = log_path(dag_id, run_id, task_id, map_index, try_number)
+    try:
+        path.resolve().relative_to(conf.log_folder().resolve())
+    except ValueError:  # an id that tries to climb out of the log folder
+        return None
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        if offset:
+            handle.seek(offset)
+        return handle.read().decode("utf-8", errors="replace")
+
+
+# -- XComs -----------------------------------------------------------------------------------
+
+def xcom_json(row: XComModel, with_value: bool = True) -> dict[str, Any]:
+    """The API form of an XCom (the value is the stored JSON text)."""
+    body = {"dag_id": row.dag_id, "dag_run_id": row.run_id, "task_id": row.task_id,
+            "map_index": row.map_index, "key": row.key, "timestamp": iso(row.timestamp)}
+    if with_value:
+        body["value"] = row.value
+    return body
+
+
+def list_xcoms(session: Session, dag_id: str, run_id: str, task_id: str | None = None,
+               map_index: int | None = None, *, limit: int = 100, offset: int = 0,
+               ) -> tuple[list[XComModel], int]:
+    """A page of the XComs of a run (or of one task instance) and the total."""
+    query = select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+    if task_id is not None:
+        query = query.where(XComModel.task_id == task_id)
+    if map_index is not None:
+        query = query.where(XComModel.map_index == map_index)
+    total = count_rows(session, query)
+    rows = list(session.scalars(query.order_by(XComModel.task_id, XComModel.map_index,
+                                               XComModel.key).limit(limit).offset(offset)))
+    return rows, total
+
+
+# -- import errors, audit log, nodes ---------------------------------------------------------
+
+def import_error_json(row: ImportError_) -> dict[str, Any]:
+    """The API form of an import error."""
+    return {"import_error_id": row.id, "filename": row.filename, "stack_trace": row.stacktrace,
+            "timestamp": iso(row.timestamp)}
+
+
+def list_import_errors(session: Session, *, limit: int = 100, offset: int = 0
+                       ) -> tuple[list[ImportError_], int]:
+    """A page of import errors (by file name) and the total."""
+    total = session.scalar(select(func.count()).select_from(ImportError_)) or 0
+    rows = list(session.scalars(select(ImportError_).order_by(ImportError_.filename)
+                                .limit(limit).offset(offset)))
+    return rows, total
+
+
+def event_log_json(row: LogEvent) -> dict[str, Any]:
+    """The API form of an audit entry."""
+    return {"event_log_id": row.id, "when": iso(row.dttm), "event": row.event,
+            "owner": row.owner, "dag_id": row.dag_id, "run_id": row.run_id,
+            "task_id": row.task_id, "map_index": row.map_index, "try_number": row.try_number,
+            "extra": row.extra}
+
+
+def list_event_logs(session: Session, *, limit: int = 100, offset: int = 0,
+                    dag_id: str | None = None, event: str | None = None,
+                    owner: str | None = None) -> tuple[list[LogEvent], int]:
+    """A page of the audit log, newest first, and the total."""
+    query = select(LogEvent)
+    if dag_id:
+        query = query.where(LogEvent.dag_id == dag_id)
+    if event:
+        query = query.where(LogEvent.event == event)
+    if owner:
+        query = query.where(LogEvent.owner == owner)
+    total = count_rows(session, query)
+    rows = list(session.scalars(query.order_by(LogEvent.id.desc()).limit(limit).offset(offset)))
+    return rows, total
+
+
+def node_json(row: NodeModel, now: datetime | None = None) -> dict[str, Any]:
+    """The API form of a node (scheduler, worker, web) and whether its heartbeat is recent."""
+    now = now or utcnow()
+    age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else None
+    return {"node_id": row.node_id, "kind": row.kind, "hostname": row.hostname, "pid": row.pid,
+            "state": row.state, "started_at": iso(row.started_at),
+            "latest_heartbeat": iso(row.heartbeat_at), "heartbeat_age_seconds": age,
+            "healthy": row.state == "running" and age is not None
+            and age <= SCHEDULER_HEALTH_THRESHOLD.total_seconds(),
+            "info": row.info or {}}
+
+
+def list_nodes(session: Session) -> list[NodeModel]:
+    """Every node that ever sent a heartbeat, newest heartbeat first."""
+    return list(session.scalars(select(NodeModel).order_by(NodeModel.heartbeat_at.desc())))
+
+
+_nats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def nats_status(timeout: float = 1.0, cache_seconds: float = 5.0) -> dict[str, Any]:
+    """Whether a NATS server of ``[nats] servers`` answers (it greets with an INFO line)."""
+    from urllib.parse import urlsplit
+
+    from updraft.config import conf
+
+    servers = [s.strip() for s in str(conf.get("nats", "servers")).split(",") if s.strip()]
+    key = ",".join(servers)
+    cached = _nats_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < cache_seconds:
+        return cached[1]
+    errors = []
+    status: dict[str, Any] = {"status": "unhealthy", "servers": servers}
+    for server in servers:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222),
+                                          timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                greeting = sock.recv(16)
+            if greeting.startswith(b"INFO"):
+                status = {"status": "healthy", "servers": servers, "server": server}
+                break
+            errors.append(f"{server}: unexpected greeting")
+        except OSError as exc:
+            errors.append(f"{server}: {exc}")
+    if status["status"] != "healthy":
+        status["error"] = "; ".join(errors) or "no NATS server configured"
+    _nats_cache[key] = (time.monotonic(), status)
+    return status
+
+
+def health(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """Store, schedulers (heartbeats), workers, NATS and the Dask dashboard link."""
+    now = now or utcnow()
+    result: dict[str, Any] = {}
+    try:
+        session.execute(select(1))
+        result["metadatabase"] = {"status": "healthy"}
+    except Exception as exc:  # noqa: BLE001  (reported, not raised: this is the health check)
+        session.rollback()
+        result["metadatabase"] = {"status": "unhealthy", "error": str(exc)}
+        result["scheduler"] = {"status": "unknown", "latest_scheduler_heartbeat": None}
+        result["nats"] = nats_status()
+        return result
+    nodes = [node_json(n, now) for n in list_nodes(session)]
+    schedulers = [n for n in nodes if n["kind"] == "scheduler"]
+    healthy = [n for n in schedulers if n["healthy"]]
+    dashboard = None
+    for node in healthy or schedulers:
+        info = node["info"]
+        dashboard = (info.get("dask_dashboard") or info.get("dashboard_link")
+                     or info.get("dashboard"))
+        if dashboard:
+            break
+    result["scheduler"] = {
+        "status": "healthy" if healthy else "unhealthy",
+        "latest_scheduler_heartbeat": schedulers[0]["latest_heartbeat"] if schedulers else None,
+        "schedulers": schedulers,
+    }
+    result["workers"] = [n for n in nodes if n["kind"] not in ("scheduler",)]
+    result["nats"] = nats_status()
+    result["dask"] = {"dashboard_link": dashboard}
+    return result
