@@ -410,6 +410,7 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
     from bus.node import start_scheduler_bus
 
     node = start_scheduler_bus(scheduler)
+    metrics_server = _start_metrics(scheduler)
     import signal
 
     def _stop(_signum, _frame):
@@ -423,6 +424,26 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
     finally:
         if node is not None:
             node.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+
+
+def _start_metrics(scheduler: Scheduler):
+    """Serve Prometheus metrics on ``[scheduler] metrics_port`` (0: off); the server or None."""
+    from updraft.config import conf
+    from updraft.metrics import scheduler_metrics_text, serve_metrics
+
+    port = conf.getint("scheduler", "metrics_port")
+    if port <= 0:
+        return None
+    host = conf.get("scheduler", "metrics_host")
+    try:
+        server, _thread = serve_metrics(lambda: scheduler_metrics_text(scheduler), host, port)
+    except OSError as exc:
+        log.error("Cannot serve metrics on %s:%d: %s", host, port, exc)
+        return None
+    log.info("Metrics on http://%s:%d/metrics", host, port)
+    return server
 
 
 __all__ = ["Scheduler", "DagCache", "run_scheduler", "update"]
