@@ -1,0 +1,79 @@
+"""Small helpers the UI pages share: sessions, formatting, flashing command replies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from flask import flash
+
+TI_STATES = ("success", "running", "failed", "upstream_failed", "up_for_retry",
+             "up_for_reschedule", "queued", "scheduled", "skipped", "removed", "none")
+RUN_STATES = ("queued", "running", "success", "failed")
+FINISHED_TI = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+
+
+@contextmanager
+def store() -> Iterator:
+    """A read-mostly session on the store; committed at the end."""
+    from updraft.store.engine import session_scope
+
+    with session_scope() as session:
+        yield session
+
+
+def fmt_dt(value: datetime | None) -> str:
+    """An ISO-like UTC timestamp to the second, or an em dash."""
+    if value is None:
+        return "\u2014"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """1.2s, 3m 04s, 2h 05m."""
+    if seconds is None:
+        return "\u2014"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def age_seconds(value: datetime | None, now: datetime | None = None) -> float | None:
+    if value is None:
+        return None
+    now = now or datetime.now(UTC)
+    return (now - value).total_seconds()
+
+
+def flash_outcome(outcome, success: str) -> bool:
+    """Flash the scheduler's reply to a command; returns whether it succeeded."""
+    if outcome.ok:
+        flash(success, "success")
+        return True
+    code = f" ({outcome.code})" if outcome.code and outcome.code != "unavailable" else ""
+    flash(f"Refused{code}: {outcome.error}", "error")
+    return False
+
+
+def owner_name() -> str | None:
+    from web.auth.permissions import current_user
+
+    user = current_user()
+    return user.username if user else None
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "on", "yes")
+
+
+def install(app) -> None:
+    """Jinja filters the templates use."""
+    from web.ui.markdown import render_markdown
+
+    app.jinja_env.filters.update(dt=fmt_dt, duration=fmt_duration, markdown=render_markdown)
+    app.jinja_env.globals.update(TI_STATES=TI_STATES, RUN_STATES=RUN_STATES)
