@@ -355,13 +355,20 @@ class SchedulerBus:
 
         js = nc.jetstream()
         psub = None
+        stream_ready = False
         while not self._stopping:
-            if not self._scheduler_ready() or not nc.is_connected:
+            if not nc.is_connected:
                 await asyncio.sleep(0.1)
                 continue
             try:
-                if psub is None:
+                if not stream_ready:
+                    # At once, so outside systems can publish while the DAGs are parsed.
                     await ensure_trigger_stream(js)
+                    stream_ready = True
+                if not self._scheduler_ready():
+                    await asyncio.sleep(0.1)
+                    continue
+                if psub is None:
                     psub = await js.pull_subscribe(
                         subjects.trigger_all(), durable=subjects.triggers_consumer(),
                         stream=subjects.triggers_stream(),
@@ -378,7 +385,7 @@ class SchedulerBus:
                 if not self._stopping:
                     log.warning("Trigger consumer: %s: %s; retrying", type(exc).__name__, exc)
                     if "not found" in str(exc).lower():
-                        psub = None
+                        psub, stream_ready = None, False
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:

@@ -579,3 +579,36 @@ def test_scheduler_runs_without_nats(bus_env, monkeypatch, caplog):
         scheduler.stop()
         thread.join(30)
         node.stop()
+
+
+def test_events_tail_prints_state_changes(bus_env):
+    from click.testing import CliRunner
+
+    from bus.cli import events as events_group
+
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(CliRunner().invoke(
+        events_group, ["tail", "--dag", "a.b", "--count", "2"])), daemon=True)
+    thread.start()
+    run_evt = schemas.RunStateEvent(dag_id="a.b", run_id="r", old_state="queued",
+                                    new_state="running", timestamp="2024-01-01T00:00:00+00:00")
+    ti_evt = schemas.TiStateEvent(dag_id="a.b", run_id="r", task_id="t", map_index=2,
+                                  try_number=1, old_state="queued", new_state="running",
+                                  timestamp="2024-01-01T00:00:01+00:00", cause="started")
+    other = schemas.RunStateEvent(dag_id="a", run_id="r", old_state=None, new_state="queued",
+                                  timestamp="t")
+    with BusThread(name="test-publisher") as bus:
+        assert bus.wait_connected(10)
+        deadline = time.monotonic() + 30
+        while thread.is_alive() and time.monotonic() < deadline:  # until tail subscribed
+            bus.publish(subjects.evt_run("a"), schemas.encode(other))
+            bus.publish(subjects.evt_run("a.b"), schemas.encode(run_evt))
+            bus.publish(subjects.evt_ti("a.b"), schemas.encode(ti_evt))
+            thread.join(0.2)
+    thread.join(5)
+    assert result and result[0].exit_code == 0, result and result[0].output
+    lines = result[0].output.splitlines()
+    # Tail may have subscribed between the two publishes of a round: order-insensitive.
+    assert sorted(lines) == [
+        "2024-01-01T00:00:00+00:00 run a.b r: queued -> running",
+        "2024-01-01T00:00:01+00:00 ti  a.b r t[2] try 1: queued -> running (started)"]
