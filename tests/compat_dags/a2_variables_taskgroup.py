@@ -1,6 +1,5 @@
 """Airflow 2 style: Variables (AIRFLOW_VAR_*), TaskGroup, chain, templated var access."""
 import pendulum
-
 from airflow import DAG
 from airflow.models import Variable
 from airflow.models.baseoperator import chain

@@ -1,6 +1,5 @@
 """Airflow 3 style: @task.branch, @task_group, edge labels, trigger rules, EmptyOperator."""
 import pendulum
-
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Label, TriggerRule, dag, task, task_group
 

@@ -1,6 +1,5 @@
 """Airflow 3 style: setup/teardown tasks, typed params, templated fields, run conf."""
 import pendulum
-
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, setup, task, teardown

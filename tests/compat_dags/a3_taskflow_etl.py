@@ -2,7 +2,6 @@
 import json
 
 import pendulum
-
 from airflow.sdk import Param, dag, get_current_context, task
 
 

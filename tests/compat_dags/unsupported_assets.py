@@ -1,8 +1,8 @@
 """Asset (data-aware) scheduling, which Updraft does not have."""
 from datetime import datetime
 
-from airflow.sdk import DAG, Asset
 from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset
 
 orders = Asset("s3://bucket/orders.parquet")
 
