@@ -305,6 +305,79 @@ class SQLValueCheckOperator(BaseSQLOperator):
         self.check_value(self.get_db_hook().get_first(self.sql, self.parameters))
 
 
+class SQLIntervalCheckOperator(BaseSQLOperator):
+    """Checks that metrics (SQL expressions) are within a ratio of those ``days_back`` ago."""
+
+    template_fields: Sequence[str] = ("sql1", "sql2", *BaseSQLOperator.template_fields)
+    template_ext: Sequence[str] = (".hql", ".sql")
+    template_fields_renderers = {"sql1": "sql", "sql2": "sql"}
+    ui_color = "#fff7e6"
+
+    ratio_formulas = {
+        "max_over_min": lambda cur, ref: max(cur, ref) / min(cur, ref),
+        "relative_diff": lambda cur, ref: abs(cur - ref) / ref,
+    }
+
+    def __init__(self, *, table: str, metrics_thresholds: dict[str, Any],
+                 date_filter_column: str | None = "ds", days_back: int = -7,
+                 ratio_formula: str | None = "max_over_min", ignore_zero: bool = True,
+                 conn_id: str | None = None, database: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, database=database, **kwargs)
+        if ratio_formula not in self.ratio_formulas:
+            raise UpdraftFailException(f"Invalid diff_method: {ratio_formula}. Supported diff "
+                                       f"methods are: {self.ratio_formulas}")
+        self.ratio_formula = ratio_formula
+        self.ignore_zero = ignore_zero
+        self.table = table
+        self.metrics_thresholds = metrics_thresholds
+        self.metrics_sorted = sorted(metrics_thresholds)
+        self.date_filter_column = date_filter_column
+        self.days_back = -abs(days_back)
+        sqlt = (f"SELECT {', '.join(self.metrics_sorted)} FROM {table} "
+                f"WHERE {date_filter_column}=")
+        self.sql1 = f"{sqlt}'{{{{ ds }}}}'"
+        self.sql2 = f"{sqlt}'{{{{ macros.ds_add(ds, {self.days_back}) }}}}'"
+
+    def execute(self, context: dict) -> None:
+        hook = self.get_db_hook()
+        self.log.info("Using ratio formula: %s", self.ratio_formula)
+        self.log.info("Executing SQL check: %s", self.sql2)
+        row2 = hook.get_first(self.sql2)
+        self.log.info("Executing SQL check: %s", self.sql1)
+        row1 = hook.get_first(self.sql1)
+        if not row2:
+            self._raise_exception(f"The following query returned zero rows: {self.sql2}")
+        if not row1:
+            self._raise_exception(f"The following query returned zero rows: {self.sql1}")
+        current = dict(zip(self.metrics_sorted, row1))
+        reference = dict(zip(self.metrics_sorted, row2))
+        ratios: dict[str, Any] = {}
+        results: dict[str, bool] = {}
+        for metric in self.metrics_sorted:
+            cur, ref = current[metric], reference[metric]
+            threshold = self.metrics_thresholds[metric]
+            if cur == 0 or ref == 0:
+                ratios[metric] = None
+                results[metric] = self.ignore_zero
+            else:
+                ratios[metric] = self.ratio_formulas[self.ratio_formula](cur, ref)
+                results[metric] = ratios[metric] < threshold
+            self.log.info("Current metric for %s: %s\nPast metric for %s: %s\nRatio for %s: "
+                          "%s\nThreshold: %s\n", metric, cur, metric, ref, metric,
+                          ratios[metric], threshold)
+        failed = [metric for metric, ok in results.items() if not ok]
+        if failed:
+            self.log.warning("The following %s tests out of %s failed:", len(failed),
+                             len(self.metrics_sorted))
+            for metric in failed:
+                self.log.warning("'%s' check failed. %s is above %s", metric, ratios[metric],
+                                 self.metrics_thresholds[metric])
+            self._raise_exception(f"The following tests have failed:\n "
+                                  f"{', '.join(sorted(failed))}")
+        self.log.info("All tests have passed")
+
+
 class SQLThresholdCheckOperator(BaseSQLOperator):
     """Fails unless the query's value lies between two thresholds (numbers or SQL)."""
 
@@ -586,5 +659,5 @@ class BranchSQLOperator(BaseSQLOperator, SkipMixin):
 
 __all__ = ["BaseSQLOperator", "BranchSQLOperator", "MySqlOperator", "PostgresOperator",
            "SQLCheckOperator", "SQLColumnCheckOperator", "SQLExecuteQueryOperator",
-           "SQLTableCheckOperator", "SQLThresholdCheckOperator", "SQLValueCheckOperator",
+           "SQLIntervalCheckOperator", "SQLTableCheckOperator", "SQLThresholdCheckOperator", "SQLValueCheckOperator",
            "SqliteOperator", "fetch_all_handler", "fetch_one_handler", "json_safe"]
