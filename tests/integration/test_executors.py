@@ -178,7 +178,8 @@ def wait_state(store_url: str, request: TryRequest, state: TI, timeout: float = 
 def build(kind: str, **options) -> BaseExecutor:
     if kind == "dask":
         options = {"n_workers": 1, "threads_per_worker": 2, "processes": False,
-                   "dashboard_address": None, "scheduler_address": "", **options}
+                   "dashboard_address": None, "scheduler_address": "",
+                   "fetch_outcomes": True, **options}
     return get_executor(kind, parallelism=2, **options)
 
 
@@ -366,7 +367,7 @@ def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
 
 
 def DaskExecutorFor(client) -> BaseExecutor:
-    return executor_class("dask")(parallelism=4, client=client)
+    return executor_class("dask")(parallelism=4, client=client, fetch_outcomes=True)
 
 
 @pytest.mark.slow

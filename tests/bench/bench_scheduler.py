@@ -1,0 +1,235 @@
+"""Scheduler benchmarks: trigger-to-done of three graphs on the Dask executor, beside the
+same graphs as plain Dask futures in the same run.
+
+    .venv/bin/python tests/bench/bench_scheduler.py [chain fanout layered] [--executor dask]
+
+(a) a chain of 100 no-op tasks (the figure that matters: milliseconds per task-to-task
+hop), (b) one task fanning out to 1,000 no-op tasks and a join, (c) 10,000 no-op tasks in
+10 layers. Updraft runs as a real ``updraft scheduler`` process (Dask LocalCluster with 2
+workers) on a fresh SQLite store; its peak memory is read from /proc (VmHWM). Figures are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+DAG_FILES = {
+    "chain": """
+        from datetime import datetime
+        from updraft import DAG
+        from updraft.operators.python import PythonOperator
+
+        def noop():
+            return None
+
+        with DAG("bench_chain", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+            previous = None
+            for i in range(100):
+                op = PythonOperator(task_id=f"t{i:03d}", python_callable=noop)
+                if previous is not None:
+                    previous >> op
+                previous = op
+    """,
+    "fanout": """
+        from datetime import datetime
+        from updraft import DAG
+        from updraft.operators.python import PythonOperator
+
+        def noop():
+            return None
+
+        with DAG("bench_fanout", start_date=datetime(2024, 1, 1), schedule=None,
+                 max_active_tasks=10000) as dag:
+            start = PythonOperator(task_id="start", python_callable=noop)
+            join = PythonOperator(task_id="join", python_callable=noop)
+            for i in range(1000):
+                start >> PythonOperator(task_id=f"t{i:04d}", python_callable=noop) >> join
+    """,
+    "layered": """
+        from datetime import datetime
+        from updraft import DAG
+        from updraft.operators.python import PythonOperator
+
+        def noop():
+            return None
+
+        with DAG("bench_layered", start_date=datetime(2024, 1, 1), schedule=None,
+                 max_active_tasks=100000) as dag:
+            previous = []
+            for layer in range(10):
+                current = [PythonOperator(task_id=f"l{layer}_{i:04d}", python_callable=noop)
+                           for i in range(1000)]
+                if previous:
+                    for i, op in enumerate(current):
+                        previous[i] >> op
+                        if i % 2:
+                            previous[(i * 7) % 1000] >> op
+                previous = current
+    """,
+}
+
+
+def _env(home: Path, dags: Path, executor: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "UPDRAFT_HOME": str(home),
+        "UPDRAFT__CORE__DAGS_FOLDER": str(dags),
+        "UPDRAFT__CORE__EXECUTOR": executor,
+        "UPDRAFT__CORE__PARALLELISM": "64",
+        "UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
+        "UPDRAFT__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        "UPDRAFT__DASK__N_WORKERS": "2",
+        "UPDRAFT__DASK__THREADS_PER_WORKER": "4",
+        "UPDRAFT__DASK__DASHBOARD_ADDRESS": "",
+        "UPDRAFT__SCHEDULER__DAG_DIR_LIST_INTERVAL": "1",
+        "UPDRAFT__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "3600",
+        "UPDRAFT__LOGGING__LEVEL": "WARNING",
+    })
+    return env
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_updraft(kind: str, executor: str = "dask") -> dict:
+    """Run one graph through a real scheduler process; return timings and peak memory."""
+    with tempfile.TemporaryDirectory(prefix="updraft-bench-") as tmp:
+        if os.environ.get("BENCH_KEEP"):
+            tmp = tempfile.mkdtemp(prefix="updraft-bench-keep-")
+            print("keeping", tmp)
+        home, dags = Path(tmp) / "home", Path(tmp) / "dags"
+        dags.mkdir(parents=True)
+        (dags / f"bench_{kind}.py").write_text(textwrap.dedent(DAG_FILES[kind]))
+        env = _env(home, dags, executor)
+        os.environ.update(env)
+        from updraft.config import conf
+
+        conf.reload()
+        from updraft.store.engine import dispose_engines, session_scope
+        from updraft.store.migrate import migrate
+
+        dispose_engines()
+        migrate()
+        log_path = Path(tmp) / "scheduler.log"
+        log_file = open(log_path, "wb")  # noqa: SIM115  (closed with the process)
+        proc = subprocess.Popen([sys.executable, "-m", "updraft.cli", "scheduler"], env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        try:
+            dag_id = f"bench_{kind}"
+            from updraft.store.commands import trigger_dag_run
+            from updraft.store.models import DagModel, DagRunModel
+
+            deadline = time.monotonic() + 300
+            while True:
+                with session_scope() as session:
+                    row = session.get(DagModel, dag_id)
+                    if row is not None and row.is_active:
+                        break
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the scheduler did not parse the DAG: " +
+                                       log_path.read_text()[-2000:])
+                time.sleep(0.2)
+            with session_scope() as session:
+                run = trigger_dag_run(session, dag_id, triggered_by="bench")
+                run_id = run.run_id
+                triggered = run.queued_at
+            while True:
+                with session_scope() as session:
+                    run = session.query(DagRunModel).filter_by(dag_id=dag_id,
+                                                               run_id=run_id).one()
+                    if run.state in ("success", "failed"):
+                        break
+                if time.monotonic() > deadline + 600:
+                    raise RuntimeError("the run did not finish in time")
+                time.sleep(0.05)
+            seconds = (run.end_date - triggered).total_seconds()
+            peak = _peak_rss_mb(proc.pid)
+            return {"state": run.state, "seconds": seconds, "peak_mb": peak}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log_file.close()
+            dispose_engines()
+
+
+def run_dask_baseline(kind: str) -> float:
+    """The same graph as plain Dask futures on a LocalCluster with 2 workers."""
+    from distributed import Client, LocalCluster
+
+    def noop(*_args):
+        return None
+
+    with LocalCluster(n_workers=2, threads_per_worker=4, dashboard_address=None,
+                      processes=True) as cluster, Client(cluster) as client:
+        client.submit(noop, pure=False).result()  # warm up
+        started = time.perf_counter()
+        if kind == "chain":
+            future = None
+            for _ in range(100):
+                future = client.submit(noop, future, pure=False)
+            future.result()
+        elif kind == "fanout":
+            start = client.submit(noop, pure=False)
+            middle = [client.submit(noop, start, pure=False) for _ in range(1000)]
+            client.submit(noop, *middle, pure=False).result()
+        else:
+            previous = []
+            for layer in range(10):
+                current = []
+                for i in range(1000):
+                    deps = []
+                    if previous:
+                        deps.append(previous[i])
+                        if i % 2:
+                            deps.append(previous[(i * 7) % 1000])
+                    current.append(client.submit(noop, *deps, pure=False))
+                previous = current
+            client.gather(previous)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kinds", nargs="*", default=["chain", "fanout", "layered"])
+    parser.add_argument("--executor", default="dask")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    for kind in args.kinds:
+        results = [run_updraft(kind, args.executor) for _ in range(args.repeat)]
+        baseline = run_dask_baseline(kind)
+        seconds = statistics.median(r["seconds"] for r in results)
+        peak = max((r["peak_mb"] or 0) for r in results)
+        line = (f"{kind:8} updraft[{args.executor}] {seconds:8.2f} s  plain dask "
+                f"{baseline:7.3f} s  ratio {seconds / baseline:7.1f}x  scheduler peak "
+                f"{peak:6.0f} MB  state {results[-1]['state']}")
+        if kind == "chain":
+            line += f"  hop {seconds / 100 * 1000:.1f} ms"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
