@@ -397,3 +397,22 @@ def test_check_compat_flags_task_variants_and_module_attributes(tmp_path):
     assert "@task.bash" not in result.output
     assert "ok   line 8: airflow.operators.python.PythonOperator" in result.output
     assert "NOT  line 9: airflow.models.Pool" in result.output
+
+
+def test_every_name_the_map_serves_exists_in_updraft():
+    import importlib
+
+    from updraft.compat import airflow_map
+    from updraft.compat.airflow_map import Unsupported
+
+    missing = []
+    for module, names in airflow_map.MODULES.items():
+        for name, target in names.items():
+            if isinstance(target, Unsupported):
+                continue
+            source, _, attr = target.partition(":")
+            if attr and not hasattr(importlib.import_module(source), attr):
+                missing.append(f"{module}.{name} -> {target}")
+    for source in airflow_map.ALIASES.values():
+        importlib.import_module(source)
+    assert not missing
