@@ -30,7 +30,7 @@ def dag_list():
     from web.ui.queries import list_dags
 
     search = request.args.get("search", "")
-    tags = request.args.getlist("tag")
+    tags = [t for t in request.args.getlist("tag") if t]
     owner = request.args.get("owner", "")
     paused = request.args.get("paused", "all")
     page = max(int(request.args.get("page", "1") or 1), 1)

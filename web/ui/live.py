@@ -194,19 +194,15 @@ def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
         sent = 0
         try:
             yield "retry: 5000\n\n"
-            text = _read(path)
-            if text:
-                chunk = text.split("\n")
-                if chunk and chunk[-1] == "":
-                    chunk.pop()
-                sent = len(chunk)
-                yield _sse("lines", {"lines": chunk, "from": 1})
+            for event, count in _file_since(path, 0):
+                sent = count
+                yield event
             yield _sse("hello", {"live": subscription is not None, "path": str(path)})
             ends = time.monotonic() + max_seconds
             last_check = 0.0
             while time.monotonic() < ends:
                 try:
-                    item = lines.get(timeout=1.0)
+                    item = lines.get(timeout=0.5)
                 except queue.Empty:
                     item = None
                 if item is not None:
@@ -219,15 +215,18 @@ def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
                         sent = seq
                         yield _sse("lines", {"lines": [item.get("line", "")], "from": seq})
                     continue
+                # The file (when this node sees it) and the bus number lines the same way,
+                # so following both sends each line once, whichever comes first.
+                for event, count in _file_since(path, sent):
+                    sent = count
+                    yield event
                 if time.monotonic() - last_check >= 2.0:
                     last_check = time.monotonic()
                     state = _try_state(dag_id, run_id, task_id, map_index, try_number)
-                    if subscription is None or state != "running":
-                        # No bus, or the try is over: follow the file itself.
-                        for event, count in _file_since(path, sent):
+                    if state != "running":
+                        for event, count in _file_since(path, sent, final=True):
                             sent = count
                             yield event
-                    if state != "running":
                         yield _sse("end", {"reason": f"the try is {state}"})
                         return
                     yield ": keepalive\n\n"
@@ -249,17 +248,19 @@ def _read(path) -> str:
         return ""
 
 
-def _file_since(path, sent: int):
+def _file_since(path, sent: int, final: bool = False):
+    """The lines of the file after the first ``sent`` (a last line without its newline only
+    when ``final``: while the try runs it may still be growing)."""
     text = _read(path)
     chunk = text.split("\n")
-    if chunk and chunk[-1] == "":
+    if chunk and (chunk[-1] == "" or not final):
         chunk.pop()
     if len(chunk) > sent:
         yield _sse("lines", {"lines": chunk[sent:], "from": sent + 1}), len(chunk)
 
 
 def _rest_of_file(path, sent: int) -> Iterator[str]:
-    for event, _count in _file_since(path, sent):
+    for event, _count in _file_since(path, sent, final=True):
         yield event
 
 
