@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from updraft.decorators import DecoratedOperatorMixin, TaskDecorator
 from updraft.operators.bash import BashOperator
@@ -21,7 +21,7 @@ class BashDecoratedOperator(DecoratedOperatorMixin, BashOperator):
     """The operator behind ``@task.bash``."""
 
     template_fields: Sequence[str] = ("op_args", "op_kwargs", "bash_command", "env", "cwd")
-    template_fields_renderers = {"bash_command": "bash", "env": "json", "op_args": "py",
+    template_fields_renderers: ClassVar[dict[str, str]] = {"bash_command": "bash", "env": "json", "op_args": "py",
                                  "op_kwargs": "py"}
     custom_operator_name = "@task.bash"
     shallow_copy_attrs: Sequence[str] = ("python_callable",)

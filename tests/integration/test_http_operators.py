@@ -58,7 +58,7 @@ def _handler(api: Api):
             api.requests.append(seen)
             return seen
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen = self._record()
             if seen["path"] == "/ready":
                 api.ready_calls += 1
@@ -79,7 +79,7 @@ def _handler(api: Api):
                                      "x-team": seen["headers"].get("x-team"),
                                      "x-call": seen["headers"].get("x-call")})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             seen = self._record()
             return self._reply(201, {"got": seen["body"],
                                      "type": seen["headers"].get("content-type")})

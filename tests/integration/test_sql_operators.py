@@ -32,6 +32,7 @@ from updraft.operators.sql import (
     SQLCheckOperator,
     SQLColumnCheckOperator,
     SQLExecuteQueryOperator,
+    SQLIntervalCheckOperator,
     SQLTableCheckOperator,
     SQLThresholdCheckOperator,
     SQLValueCheckOperator,
@@ -72,8 +73,8 @@ def db(request, tmp_path, monkeypatch):
     monkeypatch.setenv("UPDRAFT_CONN_DB", uri)
     hook = BaseHook.get_hook("db")
     hook.run(["DROP TABLE IF EXISTS items", "DROP TABLE IF EXISTS loaded",
-              "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20), price NUMERIC(8,2),"
-              " qty INTEGER)"])
+              ("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20), "
+               "price NUMERIC(8,2), qty INTEGER)")])
     hook.insert_rows("items", [(1, "apple", Decimal("1.50"), 10), (2, "pear", Decimal("2.25"), 5),
                                (3, "fig", Decimal("4.00"), None)],
                      target_fields=["id", "name", "price", "qty"])
@@ -306,4 +307,19 @@ def test_sql_sensor(db, tmp_path):
 def test_json_safe_results():
     assert json_safe([(1, Decimal("2.50"), datetime(2024, 1, 2, tzinfo=UTC).date())]) == \
         [[1, 2.5, "2024-01-02"]]
-    assert json_safe((Decimal("10"),)) == [10]
+    assert json_safe((Decimal(10),)) == [10]
+
+
+def test_interval_check(db):
+    hook = BaseHook.get_hook("db")
+    hook.run("CREATE TABLE loaded (ds VARCHAR(10), v INTEGER)")
+    hook.insert_rows("loaded", [("2024-02-23", 100), ("2024-03-01", 110)],
+                     target_fields=["ds", "v"])
+    with DAG("sql_interval", start_date=START, schedule=None) as dag:
+        SQLIntervalCheckOperator(task_id="ok", conn_id="db", table="loaded",
+                                 metrics_thresholds={"SUM(v)": 1.5})
+        SQLIntervalCheckOperator(task_id="tight", conn_id="db", table="loaded",
+                                 metrics_thresholds={"SUM(v)": 1.05})
+    run = dag.test(logical_date=LOGICAL)
+    assert _states(run) == {"ok": TI.SUCCESS, "tight": TI.FAILED}
+    assert "The following tests have failed:\n SUM(v)" in _log(run, "tight")

@@ -59,10 +59,10 @@ class SmtpHook(BaseHook):
             self.smtp_client = client
         return self
 
-    def __enter__(self) -> SmtpHook:
+    def __enter__(self) -> SmtpHook:  # noqa: PYI034  (Airflow's hook returns get_conn())
         return self.get_conn()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         client, self.smtp_client = self.smtp_client, None
         if client is not None:
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from updraft.operators.base import BaseOperator
 
@@ -17,7 +17,7 @@ class EmailOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("to", "from_email", "subject", "html_content", "files",
                                       "cc", "bcc", "mime_charset")
-    template_fields_renderers = {"html_content": "html"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"html_content": "html"}
     template_ext: Sequence[str] = (".html",)
     ui_color = "#e6faf9"
 

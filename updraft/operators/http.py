@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from updraft.exceptions import NotSupportedByUpdraft, UpdraftException
 from updraft.hooks.http import HttpHook
@@ -22,7 +22,7 @@ class HttpOperator(BaseOperator):
 
     conn_id_field = "http_conn_id"
     template_fields: Sequence[str] = ("endpoint", "data", "headers")
-    template_fields_renderers = {"headers": "json", "data": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"headers": "json", "data": "py"}
     template_ext: Sequence[str] = ()
     ui_color = "#f4a460"
 

@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from updraft.exceptions import UpdraftException, UpdraftFailException
 from updraft.hooks.base import BaseHook
@@ -145,7 +145,7 @@ class SQLExecuteQueryOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("sql", "parameters", *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".sql", ".json")
-    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
     ui_color = "#cdaaed"
 
     def __init__(self, *, sql: str | list[str], autocommit: bool = False,
@@ -234,7 +234,7 @@ class SQLCheckOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("sql", *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".hql", ".sql")
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
     ui_color = "#fff7e6"
 
     def __init__(self, *, sql: str, conn_id: str | None = None, database: str | None = None,
@@ -249,9 +249,7 @@ class SQLCheckOperator(BaseSQLOperator):
         self.log.info("Record: %s", records)
         if not records:
             self._raise_exception(f"The following query returned zero rows: {self.sql}")
-        elif isinstance(records, dict) and not all(records.values()):
-            self._raise_exception(f"Test failed.\nQuery:\n{self.sql}\nResults:\n{records!s}")
-        elif not all(records):
+        elif isinstance(records, dict) and not all(records.values()) or not all(records):
             self._raise_exception(f"Test failed.\nQuery:\n{self.sql}\nResults:\n{records!s}")
         self.log.info("Success.")
 
@@ -261,7 +259,7 @@ class SQLValueCheckOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("sql", "pass_value", *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".hql", ".sql")
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
     ui_color = "#fff7e6"
 
     def __init__(self, *, sql: str, pass_value: Any, tolerance: Any = None,
@@ -310,10 +308,10 @@ class SQLIntervalCheckOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("sql1", "sql2", *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".hql", ".sql")
-    template_fields_renderers = {"sql1": "sql", "sql2": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql1": "sql", "sql2": "sql"}
     ui_color = "#fff7e6"
 
-    ratio_formulas = {
+    ratio_formulas: ClassVar[dict[str, Callable]] = {
         "max_over_min": lambda cur, ref: max(cur, ref) / min(cur, ref),
         "relative_diff": lambda cur, ref: abs(cur - ref) / ref,
     }
@@ -384,7 +382,7 @@ class SQLThresholdCheckOperator(BaseSQLOperator):
     template_fields: Sequence[str] = ("sql", "min_threshold", "max_threshold",
                                       *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".hql", ".sql")
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
 
     def __init__(self, *, sql: str, min_threshold: Any, max_threshold: Any,
                  conn_id: str | None = None, database: str | None = None,
@@ -431,13 +429,13 @@ class SQLColumnCheckOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("table", "partition_clause", "sql",
                                       *BaseSQLOperator.template_fields)
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
 
     sql_check_template = """
         SELECT '{column}' AS col_name, '{check}' AS check_type, {column}_{check} AS check_result
         FROM (SELECT {check_statement} AS {column}_{check} FROM {table} {partition_clause}) AS sq
     """
-    column_checks = {
+    column_checks: ClassVar[dict[str, str]] = {
         "null_check": "SUM(CASE WHEN {column} IS NULL THEN 1 ELSE 0 END)",
         "distinct_check": "COUNT(DISTINCT({column}))",
         "unique_check": "COUNT({column}) - COUNT(DISTINCT({column}))",
@@ -558,7 +556,7 @@ class SQLTableCheckOperator(BaseSQLOperator):
 
     template_fields: Sequence[str] = ("table", "partition_clause", "sql",
                                       *BaseSQLOperator.template_fields)
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
 
     sql_check_template = """
     SELECT '{check_name}' AS check_name, MIN({check_name}) AS check_result
@@ -611,7 +609,7 @@ class BranchSQLOperator(BaseSQLOperator, SkipMixin):
 
     template_fields: Sequence[str] = ("sql", *BaseSQLOperator.template_fields)
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql"}
     ui_color = "#a22034"
     ui_fgcolor = "#F7F7F7"
     inherits_from_skipmixin = True

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from updraft.exceptions import (
     DagNotFound,
@@ -68,7 +68,7 @@ class TriggerDagRunOperator(BaseOperator):
     template_fields: Sequence[str] = ("trigger_dag_id", "trigger_run_id", "logical_date",
                                       "conf", "wait_for_completion",
                                       "skip_when_already_exists")
-    template_fields_renderers = {"conf": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"conf": "py"}
     ui_color = "#ffefeb"
 
     def __init__(self, *, trigger_dag_id: str, trigger_run_id: str | None = None,
@@ -236,4 +236,4 @@ class TriggerDagRunOperator(BaseOperator):
                                    f"{failure[0]}") from failure[0]
 
 
-__all__ = ["TriggerDagRunOperator", "XCOM_LOGICAL_DATE_ISO", "XCOM_RUN_ID"]
+__all__ = ["XCOM_LOGICAL_DATE_ISO", "XCOM_RUN_ID", "TriggerDagRunOperator"]
