@@ -81,10 +81,18 @@ def add_event(session: Session, *, dag_id: str, run_id: str, task_id: str, map_i
               try_number: int, old: str | None, new: str | None, cause: str,
               node: str | None = None, when: datetime | None = None) -> None:
     """Write one line of a task instance's story."""
-    session.execute(insert(TiEvent).values(
-        dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
-        try_number=try_number, old_state=old, new_state=new, cause=cause[:2000], node=node,
-        timestamp=when or utcnow()))
+    add_events(session, [dict(dag_id=dag_id, run_id=run_id, task_id=task_id,
+                              map_index=map_index, try_number=try_number, old_state=old,
+                              new_state=new, cause=cause, node=node, timestamp=when or utcnow())])
+
+
+def add_events(session: Session, rows: list[dict]) -> None:
+    """Write several lines of stories in one statement (dicts with TiEvent's columns)."""
+    if not rows:
+        return
+    for row in rows:
+        row["cause"] = (row.get("cause") or "")[:2000]
+    session.execute(insert(TiEvent.__table__), rows)
 
 
 def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
@@ -154,34 +162,56 @@ def past_view(session: Session, dag_id: str, run_id: str, logical_date: datetime
                     tasks_with_history=frozenset(history))
 
 
+_TI = TaskInstanceModel.__table__
+_SCHEDULABLE = (str(TI.NONE), str(TI.SCHEDULED), str(TI.UP_FOR_RETRY), str(TI.UP_FOR_RESCHEDULE))
+
+
+def _current_rows(session: Session, dag_id: str, run_id: str,
+                  keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    """State and try number of the given task instances of one run, in one query."""
+    task_ids = sorted({task_id for task_id, _ in keys})
+    rows = session.execute(select(_TI.c.task_id, _TI.c.map_index, _TI.c.state,
+                                  _TI.c.try_number).where(
+        _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id.in_(task_ids)))
+    wanted = set(keys)
+    return {(r.task_id, r.map_index): r for r in rows if (r.task_id, r.map_index) in wanted}
+
+
+def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int], old_state: str,
+                old_try: int, values: dict[str, Any]) -> bool:
+    result = session.execute(update(_TI).where(
+        _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id == key[0],
+        _TI.c.map_index == key[1], _TI.c.state == old_state,
+        _TI.c.try_number == old_try).values(**values))
+    return bool(result.rowcount)
+
+
 def set_ti_states(session: Session, dag_id: str, run_id: str,
                   changes: Iterable[tuple[str, int, TI, str]], node: str | None = None,
                   now: datetime | None = None) -> int:
-    """Apply the run logic's state changes (compare-and-set on schedulable states)."""
+    """Apply the run logic's state changes (a compare-and-set per task instance)."""
     now = now or utcnow()
-    applied = 0
+    changes = list(changes)
+    if not changes:
+        return 0
+    current = _current_rows(session, dag_id, run_id, [(t, i) for t, i, _s, _c in changes])
+    events: list[dict] = []
     for task_id, map_index, new_state, cause in changes:
-        row = session.execute(select(TaskInstanceModel.state, TaskInstanceModel.try_number).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index)
-        ).first()
+        row = current.get((task_id, map_index))
         if row is None:
             continue
         check_transition(row.state, new_state)
         values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
         if new_state in (TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED):
-            values.update(start_date=func.coalesce(TaskInstanceModel.start_date, now),
-                          end_date=now)
-        result = session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-            TaskInstanceModel.state == row.state).values(**values))
-        if result.rowcount:
-            applied += 1
-            add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
-                      map_index=map_index, try_number=row.try_number, old=row.state,
-                      new=str(new_state), cause=cause, node=node, when=now)
-    return applied
+            values.update(start_date=func.coalesce(_TI.c.start_date, now), end_date=now)
+        if _cas_update(session, dag_id, run_id, (task_id, map_index), row.state,
+                       row.try_number, values):
+            events.append(dict(dag_id=dag_id, run_id=run_id, task_id=task_id,
+                               map_index=map_index, try_number=row.try_number,
+                               old_state=row.state, new_state=str(new_state), cause=cause,
+                               node=node, timestamp=now))
+    add_events(session, events)
+    return len(events)
 
 
 def queue_task_instances(session: Session, dag_id: str, run_id: str,
@@ -194,33 +224,47 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
     a schedulable state are queued (a concurrent clear or mark wins).
     """
     now = now or utcnow()
+    keys = list(keys)
+    if not keys:
+        return {}
+    current = _current_rows(session, dag_id, run_id, keys)
+    rescheduled = _mid_reschedule_keys(session, dag_id, run_id, [
+        (k, r.try_number) for k, r in current.items()
+        if r.state == str(TI.SCHEDULED) and r.try_number])
     queued: dict[tuple[str, int], int] = {}
-    for task_id, map_index in keys:
-        row = session.execute(select(TaskInstanceModel.state, TaskInstanceModel.try_number).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index)
-        ).first()
-        if row is None or row.state not in (TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY,
-                                            TI.UP_FOR_RESCHEDULE):
+    events: list[dict] = []
+    for key in keys:
+        row = current.get(key)
+        if row is None or row.state not in _SCHEDULABLE:
             continue
-        continues = row.state == TI.UP_FOR_RESCHEDULE or (
-            row.state == TI.SCHEDULED and row.try_number and _mid_reschedule(
-                session, dag_id, run_id, task_id, map_index, row.try_number))
+        continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
-        result = session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-            TaskInstanceModel.state == row.state,
-            TaskInstanceModel.try_number == row.try_number,
-        ).values(state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
-                 executor=executor, next_retry_at=None, updated_at=now))
-        if result.rowcount:
-            queued[(task_id, map_index)] = try_number
-            add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
-                      map_index=map_index, try_number=try_number, old=row.state,
-                      new=str(TI.QUEUED), cause=f"dependencies met; try {try_number} queued",
-                      node=node, when=now)
+        if _cas_update(session, dag_id, run_id, key, row.state, row.try_number, dict(
+                state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
+                executor=executor, next_retry_at=None, updated_at=now)):
+            queued[key] = try_number
+            events.append(dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
+                               try_number=try_number, old_state=row.state,
+                               new_state=str(TI.QUEUED),
+                               cause=f"dependencies met; try {try_number} queued", node=node,
+                               timestamp=now))
+    add_events(session, events)
     return queued
+
+
+def _mid_reschedule_keys(session: Session, dag_id: str, run_id: str,
+                         candidates: list[tuple[tuple[str, int], int]]) -> set[tuple[str, int]]:
+    """Which of these (key, try) were rescheduled by a sensor in that same try."""
+    if not candidates:
+        return set()
+    from updraft.store.models import TaskReschedule
+
+    tr = TaskReschedule.__table__
+    task_ids = sorted({key[0] for key, _ in candidates})
+    found = {(r.task_id, r.map_index, r.try_number) for r in session.execute(
+        select(tr.c.task_id, tr.c.map_index, tr.c.try_number).where(
+            tr.c.dag_id == dag_id, tr.c.run_id == run_id, tr.c.task_id.in_(task_ids)))}
+    return {key for key, try_number in candidates if (key[0], key[1], try_number) in found}
 
 
 def _mid_reschedule(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int,
