@@ -245,6 +245,16 @@ def call_with_timeout(func: Callable[[], Any], timeout: timedelta | None,
 
 # -- the runner ------------------------------------------------------------------------------
 
+_HOST: dict[str, str] = {}
+
+
+def hostname() -> str:
+    """This machine's name, looked up once (getfqdn may ask DNS)."""
+    if "fqdn" not in _HOST:
+        _HOST["fqdn"] = socket.getfqdn()
+    return _HOST["fqdn"]
+
+
 def _claim(request: TryRequest, node: str | None, executor: str | None):
     """queued -> running for exactly this try; returns (run row, ti row) or None if refused."""
     from sqlalchemy import select, update
@@ -255,30 +265,32 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
     from updraft.store.runs import add_event
 
     now = utcnow()
-    key = (TaskInstanceModel.dag_id == request.dag_id,
-           TaskInstanceModel.run_id == request.run_id,
-           TaskInstanceModel.task_id == request.task_id,
-           TaskInstanceModel.map_index == request.map_index)
+    ti_table = TaskInstanceModel.__table__
+    run_table = DagRunModel.__table__
+    key = (ti_table.c.dag_id == request.dag_id, ti_table.c.run_id == request.run_id,
+           ti_table.c.task_id == request.task_id, ti_table.c.map_index == request.map_index)
     with session_scope(request.store_url) as session:
-        result = session.execute(update(TaskInstanceModel).where(
-            *key, TaskInstanceModel.try_number == request.try_number,
-            TaskInstanceModel.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)]),
-        ).values(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
-                 hostname=socket.getfqdn(), pid=os.getpid(), heartbeat_at=now,
-                 executor=executor or TaskInstanceModel.executor, updated_at=now))
+        values = dict(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
+                      hostname=hostname(), pid=os.getpid(), heartbeat_at=now, updated_at=now)
+        if executor:
+            values["executor"] = executor
+        result = session.execute(update(ti_table).where(
+            *key, ti_table.c.try_number == request.try_number,
+            ti_table.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)])).values(**values))
         if not result.rowcount:
             return None
-        clear_xcoms(session, dag_id=request.dag_id, run_id=request.run_id,
-                    task_id=request.task_id, map_index=request.map_index)
+        if request.try_number > 1:
+            # XComs of an earlier try of this task instance must not leak into this one.
+            clear_xcoms(session, dag_id=request.dag_id, run_id=request.run_id,
+                        task_id=request.task_id, map_index=request.map_index)
         add_event(session, dag_id=request.dag_id, run_id=request.run_id,
                   task_id=request.task_id, map_index=request.map_index,
                   try_number=request.try_number, old=str(TI.QUEUED), new=str(TI.RUNNING),
                   cause=f"try {request.try_number} started on {socket.gethostname()}",
                   node=node, when=now)
-        run = session.scalar(select(DagRunModel).where(DagRunModel.dag_id == request.dag_id,
-                                                       DagRunModel.run_id == request.run_id))
-        ti = session.scalar(select(TaskInstanceModel).where(*key))
-        session.expunge_all()
+        run = session.execute(select(run_table).where(
+            run_table.c.dag_id == request.dag_id, run_table.c.run_id == request.run_id)).first()
+        ti = session.execute(select(ti_table).where(*key)).first()
         return run, ti
 
 
@@ -524,13 +536,12 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
         next_retry_at = reschedule_at
     session = new_session(request.store_url)
     try:
-        result = session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == request.dag_id,
-            TaskInstanceModel.run_id == request.run_id,
-            TaskInstanceModel.task_id == request.task_id,
-            TaskInstanceModel.map_index == request.map_index,
-            TaskInstanceModel.try_number == request.try_number,
-            TaskInstanceModel.state == str(TI.RUNNING),
+        ti_table = TaskInstanceModel.__table__
+        result = session.execute(update(ti_table).where(
+            ti_table.c.dag_id == request.dag_id, ti_table.c.run_id == request.run_id,
+            ti_table.c.task_id == request.task_id, ti_table.c.map_index == request.map_index,
+            ti_table.c.try_number == request.try_number,
+            ti_table.c.state == str(TI.RUNNING),
         ).values(state=str(state), end_date=now, duration=duration,
                  next_retry_at=next_retry_at, rendered_fields=_json_safe(rendered),
                  updated_at=now))
@@ -541,17 +552,17 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                                     "ran (cleared, marked or failed as a zombie)",
                               duration=duration)
         if state == TI.UP_FOR_RESCHEDULE:
-            session.execute(insert(TaskReschedule).values(
+            session.execute(insert(TaskReschedule.__table__).values(
                 dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
                 map_index=request.map_index, try_number=request.try_number,
                 start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
                 reschedule_date=reschedule_at))
         else:
-            session.execute(insert(TaskInstanceTry).values(
+            session.execute(insert(TaskInstanceTry.__table__).values(
                 dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
                 map_index=request.map_index, try_number=request.try_number, state=str(state),
                 start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
-                hostname=socket.getfqdn(), error=(error or "")[:4000] or None))
+                hostname=hostname(), error=(error or "")[:4000] or None))
         if ti is not None:
             for key, value in ti.pending_xcoms.items():
                 set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
