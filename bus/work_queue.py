@@ -107,5 +107,12 @@ def worker_settings() -> dict[str, float | int]:
             "max_deliver": conf.getint("worker", "max_deliver")}
 
 
-__all__ = ["TryEnded", "done_subject", "message_id", "ensure_stream", "ensure_consumer",
-           "worker_settings", "DUPLICATE_WINDOW"]
+__all__ = [
+    "DUPLICATE_WINDOW",
+    "TryEnded",
+    "done_subject",
+    "ensure_consumer",
+    "ensure_stream",
+    "message_id",
+    "worker_settings",
+]

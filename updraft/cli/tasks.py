@@ -225,3 +225,24 @@ def clear(dag_id: str, task_regex: str | None, start_date: str | None, end_date:
     with session_scope() as session:
         cleared = clear_task_instances(session, dag_id, owner="cli", **options)
     click.echo(f"Cleared {len(cleared)} task instance(s)")
+
+
+@tasks.command("logs")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--try", "try_number", type=int, default=None,
+              help="Try number (default: the latest try).")
+@click.option("--map-index", type=int, default=-1, show_default=True,
+              help="Map index of a mapped task.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing live lines (from the bus) until the try ends.")
+@store_command
+def logs(dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int,
+         follow: bool) -> None:
+    """Print the log of a task try; with --follow, follow a running try live."""
+    import importlib
+
+    # The bus node package renders it: updraft imports no node package statically.
+    importlib.import_module("bus.logs_cli").show_logs(
+        dag_id, run_id, task_id, try_number=try_number, map_index=map_index, follow=follow)
