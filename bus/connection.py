@@ -227,7 +227,19 @@ class BusThread:
 
     def publish(self, subject: str, data: bytes, headers: dict | None = None) -> None:
         """Queue a core NATS publish; never blocks; buffered while NATS is away."""
-        self._loop.call_soon_threadsafe(self._enqueue, subject, data, headers)
+        try:
+            self._loop.call_soon_threadsafe(self._enqueue, subject, data, headers)
+        except RuntimeError:  # the loop is closed: this BusThread was stopped
+            self.dropped += 1
+
+    def subscribe(self, subject: str, handler: Callable[[Any], None],
+                  queue: str = "") -> BusSubscription:
+        """Call ``handler(msg)`` (in the bus thread: it must not block) for each message on
+        ``subject``, from now on and after every reconnect; works before NATS is reachable.
+        For the web's server-sent events: hand messages to a ``queue.Queue`` in ``handler``."""
+        subscription = BusSubscription(self, subject, handler, queue)
+        self.on_connect(subscription._attach)
+        return subscription
 
     def request(self, subject: str, data: bytes, timeout: float = 5.0,
                 headers: dict | None = None):
@@ -239,7 +251,9 @@ class BusThread:
                          timeout=timeout + 5)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every queued publish went out and the server has them."""
+        """Wait (up to ``timeout``) until every queued publish went out and the server has
+        them; BusUnavailable if NATS is not connected by then."""
+        self._connected_event.wait(timeout)
         async def _flush():
             await asyncio.sleep(0)  # let call_soon_threadsafe callbacks queued before run
             await self._drain()
@@ -330,6 +344,46 @@ class BusThread:
             except Exception:
                 log.debug("last NATS flush failed", exc_info=True)
             await self.nc.close()
+        current = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not current]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+
+class BusSubscription:
+    """A subscription made through ``BusThread.subscribe``; ``unsubscribe()`` ends it."""
+
+    def __init__(self, bus: BusThread, subject: str, handler: Callable[[Any], None],
+                 queue: str) -> None:
+        self.bus, self.subject, self.handler, self.queue = bus, subject, handler, queue
+        self._sub = None
+        self.closed = False
+
+    async def _attach(self, nc) -> None:
+        if not self.closed:
+            self._sub = await nc.subscribe(self.subject, queue=self.queue, cb=self._on_msg)
+
+    async def _on_msg(self, msg) -> None:
+        try:
+            self.handler(msg)
+        except Exception:
+            log.exception("handler of %s failed", self.subject)
+
+    def unsubscribe(self) -> None:
+        """Stop delivering messages (thread-safe; idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.bus._on_connect.remove(self._attach)
+        except ValueError:
+            pass
+        if self._sub is not None and self.bus._thread.is_alive():
+            try:
+                self.bus.call(self._sub.unsubscribe(), timeout=5)
+            except Exception:
+                log.debug("unsubscribing from %s failed", self.subject, exc_info=True)
 
 
 _shared: BusThread | None = None

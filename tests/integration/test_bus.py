@@ -612,3 +612,23 @@ def test_events_tail_prints_state_changes(bus_env):
     assert sorted(lines) == [
         "2024-01-01T00:00:00+00:00 run a.b r: queued -> running",
         "2024-01-01T00:00:01+00:00 ti  a.b r t[2] try 1: queued -> running (started)"]
+
+
+def test_bus_thread_subscribe_and_buffered_publish(bus_env):
+    """BusThread.subscribe (what the web's live views use) and publish before connecting."""
+    import queue
+
+    got: queue.Queue = queue.Queue()
+    with BusThread(name="test-sub") as bus:
+        sub = bus.subscribe(subjects.evt_run("d"), lambda msg: got.put(msg.data))
+        assert bus.wait_connected(10)
+        with BusThread(name="test-pub") as publisher:  # publishes queued before connecting
+            for i in range(50):
+                publisher.publish(subjects.evt_run("d"), str(i).encode())
+            publisher.flush()
+        assert [got.get(timeout=10) for _ in range(50)] == [str(i).encode() for i in range(50)]
+        sub.unsubscribe()
+        bus.publish(subjects.evt_run("d"), b"late")
+        bus.flush()
+        time.sleep(0.2)
+        assert got.empty()
