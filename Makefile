@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/updraft dags test example_etl --dags-folder dags
+	$(BIN)/updraft standalone
 
 test: $(STAMP)
 	$(BIN)/lint-imports

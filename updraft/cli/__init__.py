@@ -21,6 +21,7 @@ COMMAND_GROUPS = {
     "events": ("bus.cli", "events"),
     "web": ("web.cli", "web"),
     "users": ("web.users_cli", "users"),
+    "standalone": ("web.standalone", "standalone"),
     "worker": ("bus.worker_cli", "worker"),
 }
 
