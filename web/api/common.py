@@ -18,7 +18,7 @@ MAX_LIMIT = 1000
 
 #: CommandError codes of the bus -> HTTP status
 COMMAND_STATUS = {"not_found": 404, "bad_request": 400, "conflict": 409, "forbidden": 403,
-                  "internal": 502}
+                  "internal": 502, "unavailable": 503, "timeout": 503}
 
 
 class ApiError(Exception):
@@ -160,7 +160,9 @@ def send_command(verb: str, payload: dict[str, Any]) -> dict[str, Any]:
         if command_error is not None and isinstance(exc, command_error):
             code = getattr(exc, "code", None) or "bad_request"
             status = COMMAND_STATUS.get(code, 400)
-            reason = getattr(exc, "reason", None) or str(exc)
+            reason = getattr(exc, "message", None) or str(exc)
+            if status == 503:
+                raise ApiError(503, f"the bus is down: {reason}") from None
             if status == 502:
                 raise ApiError(502, f"the scheduler failed to {verb}: {reason}") from None
             raise ApiError(status, reason) from None

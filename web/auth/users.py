@@ -239,6 +239,7 @@ def start_session(user: UserModel) -> None:
     session["user_id"] = user.id
     session["pw"] = password_fingerprint(user.password_hash)
     session["login_at"] = int(time.time())
+    session["csrf_token"] = secrets.token_urlsafe(32)  # a new token per login
 
 
 class LoginLimiter:
