@@ -255,28 +255,59 @@ def hostname() -> str:
     return _HOST["fqdn"]
 
 
-def _claim(request: TryRequest, node: str | None, executor: str | None):
-    """queued -> running for exactly this try; returns (run row, ti row) or None if refused."""
-    from sqlalchemy import select, update
+_STATEMENTS: dict[str, Any] = {}
 
+
+def _statements() -> dict[str, Any]:
+    """The task runner's hot statements, built once with bind parameters (building a
+    SQLAlchemy statement costs more than running it on SQLite)."""
+    if _STATEMENTS:
+        return _STATEMENTS
+    from sqlalchemy import bindparam, select, update
+
+    from updraft.state import DagRunState
+    from updraft.store.models import DagRunModel, TaskInstanceModel
+
+    ti = TaskInstanceModel.__table__
+    run = DagRunModel.__table__
+    key = (ti.c.dag_id == bindparam("k_dag"), ti.c.run_id == bindparam("k_run"),
+           ti.c.task_id == bindparam("k_task"), ti.c.map_index == bindparam("k_index"))
+    _STATEMENTS.update(
+        claim=update(ti).where(*key, ti.c.try_number == bindparam("k_try"),
+                               ti.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)])),
+        run=select(run).where(run.c.dag_id == bindparam("k_dag"),
+                              run.c.run_id == bindparam("k_run")),
+        ti=select(ti).where(*key),
+        previous=select(run.c.data_interval_start, run.c.data_interval_end,
+                        run.c.start_date, run.c.end_date).where(
+            run.c.dag_id == bindparam("k_dag"), run.c.logical_date < bindparam("k_date"),
+            run.c.state == str(DagRunState.SUCCESS)).order_by(
+            run.c.logical_date.desc()).limit(1),
+    )
+    return _STATEMENTS
+
+
+def _key_params(request: TryRequest) -> dict[str, Any]:
+    return {"k_dag": request.dag_id, "k_run": request.run_id, "k_task": request.task_id,
+            "k_index": request.map_index, "k_try": request.try_number}
+
+
+def _claim(request: TryRequest, node: str | None, executor: str | None):
+    """queued -> running for exactly this try; returns (run row, ti row, previous success)
+    or None if refused."""
     from updraft.models.xcom import clear_xcoms
     from updraft.store.engine import session_scope
-    from updraft.store.models import DagRunModel, TaskInstanceModel
     from updraft.store.runs import add_event
 
     now = utcnow()
-    ti_table = TaskInstanceModel.__table__
-    run_table = DagRunModel.__table__
-    key = (ti_table.c.dag_id == request.dag_id, ti_table.c.run_id == request.run_id,
-           ti_table.c.task_id == request.task_id, ti_table.c.map_index == request.map_index)
+    stmts = _statements()
+    params = _key_params(request)
     with session_scope(request.store_url) as session:
         values = dict(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
                       hostname=hostname(), pid=os.getpid(), heartbeat_at=now, updated_at=now)
         if executor:
             values["executor"] = executor
-        result = session.execute(update(ti_table).where(
-            *key, ti_table.c.try_number == request.try_number,
-            ti_table.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)])).values(**values))
+        result = session.execute(stmts["claim"].values(**values), params)
         if not result.rowcount:
             return None
         if request.try_number > 1:
@@ -288,34 +319,18 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
                   try_number=request.try_number, old=str(TI.QUEUED), new=str(TI.RUNNING),
                   cause=f"try {request.try_number} started on {socket.gethostname()}",
                   node=node, when=now)
-        run = session.execute(select(run_table).where(
-            run_table.c.dag_id == request.dag_id, run_table.c.run_id == request.run_id)).first()
-        ti = session.execute(select(ti_table).where(*key)).first()
-        return run, ti
-
-
-def _previous_success(request: TryRequest, logical_date) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from updraft.state import DagRunState
-    from updraft.store.engine import session_scope
-    from updraft.store.models import DagRunModel
-
-    if logical_date is None:
-        return {}
-    with session_scope(request.store_url) as session:
-        prev = session.execute(select(
-            DagRunModel.data_interval_start, DagRunModel.data_interval_end,
-            DagRunModel.start_date, DagRunModel.end_date).where(
-            DagRunModel.dag_id == request.dag_id, DagRunModel.logical_date < logical_date,
-            DagRunModel.state == str(DagRunState.SUCCESS)).order_by(
-            DagRunModel.logical_date.desc()).limit(1)).first()
-    if prev is None:
-        return {}
-    return {"prev_data_interval_start_success": prev.data_interval_start,
-            "prev_data_interval_end_success": prev.data_interval_end,
-            "prev_start_date_success": prev.start_date,
-            "prev_end_date_success": prev.end_date}
+        run = session.execute(stmts["run"], params).first()
+        ti = session.execute(stmts["ti"], params).first()
+        previous: dict[str, Any] = {}
+        if run is not None and run.logical_date is not None:
+            prev = session.execute(stmts["previous"],
+                                   {**params, "k_date": run.logical_date}).first()
+            if prev is not None:
+                previous = {"prev_data_interval_start_success": prev.data_interval_start,
+                            "prev_data_interval_end_success": prev.data_interval_end,
+                            "prev_start_date_success": prev.start_date,
+                            "prev_end_date_success": prev.end_date}
+        return run, ti, previous
 
 
 def _has_mapped_dependants(task) -> bool:
@@ -355,7 +370,7 @@ def _collect_xcoms(task, ti, result: Any) -> None:
     ti.xcom_push(key="return_value", value=result)
 
 
-def _prepare_task(dag, request: TryRequest, run, ti_row, store_url):
+def _prepare_task(dag, request: TryRequest, run, ti_row, store_url, previous: dict):
     """Build the operator, the TaskInstance and the context for this try."""
     from updraft.mapping import MappedOperator
     from updraft.params import ParamsDict
@@ -369,7 +384,6 @@ def _prepare_task(dag, request: TryRequest, run, ti_row, store_url):
     params.update(dag.params)
     params.update(declared.params)
     resolved_params = params.resolve(run_view.conf or {})
-    previous = _previous_success(request, run_view.logical_date)
     context = build_context(dag=dag, task=declared, ti=ti, dag_run=run_view,
                             params=resolved_params, **previous)
     if isinstance(declared, MappedOperator):
@@ -419,7 +433,7 @@ def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
         return TryOutcome(state=None, try_number=request.try_number, refused=True,
                           error="the store refused the claim: this try is not queued "
                                 "(already running elsewhere, finished, cleared or marked)")
-    run, ti_row = claimed
+    run, ti_row, previous = claimed
     path = try_log_path(conf.log_folder(), request.dag_id, request.run_id, request.task_id,
                         request.map_index, request.try_number)
     key = (request.dag_id, request.run_id, request.task_id, request.map_index,
@@ -437,7 +451,8 @@ def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
             log.info("Running %s on host %s", request.label, socket.gethostname())
             try:
                 dag = dag or load_dag(request.fileloc, request.dag_id)
-                task, ti, context = _prepare_task(dag, request, run, ti_row, request.store_url)
+                task, ti, context = _prepare_task(dag, request, run, ti_row,
+                                                      request.store_url, previous)
                 with set_current_context(context):
                     rendered = _render(task, context)
                     _run_callbacks(task.on_execute_callback, context, "on_execute")
