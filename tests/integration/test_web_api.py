@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from datetime import UTC
 
 import pytest
 import scheduler_helpers as h
@@ -525,7 +526,7 @@ def _store_dag_without_scheduler(dags) -> None:
 
 
 def test_pagination_filters_and_totals(app, tokens):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from updraft import DAG
     from updraft.operators.empty import EmptyOperator
@@ -536,7 +537,7 @@ def test_pagination_filters_and_totals(app, tokens):
     with session_scope() as session:
         for i in range(25):
             with DAG(f"page_{i:02d}", schedule=None, start_date=datetime(2024, 1, 1,
-                                                                          tzinfo=timezone.utc),
+                                                                          tzinfo=UTC),
                      tags=["even" if i % 2 == 0 else "odd"]) as dag:
                 EmptyOperator(task_id="t")
             dag.fileloc = f"/dags/page_{i}.py"
