@@ -28,11 +28,14 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None) -> dict[str
     unreachable, DAG file missing on this worker) propagate: Dask marks the future as erred
     and the executor reports an error event.
     """
+    from executors.live_logs import run_with_live_logs
     from updraft.runtime import TryRequest, run_task_try
 
     data = dict(request_json)
     if store_url:
         data["store_url"] = store_url
     worker = _worker_name()
-    outcome = run_task_try(TryRequest.from_json(data), node=worker, executor="dask")
+    request = TryRequest.from_json(data)
+    outcome = run_with_live_logs(request, lambda on_line: run_task_try(
+        request, node=worker, executor="dask", on_log_line=on_line))
     return {"outcome": outcome, "worker": worker}

@@ -45,6 +45,7 @@ def _worker_main(conn: Connection) -> None:
         multiprocessing.current_process().daemon = False
     except (AssertionError, AttributeError):
         pass
+    from executors.live_logs import run_with_live_logs
     from updraft.runtime import run_task_try
 
     node = f"{socket.gethostname()}:{os.getpid()}:local"
@@ -57,7 +58,9 @@ def _worker_main(conn: Connection) -> None:
             return
         token, data = message
         try:
-            outcome = run_task_try(TryRequest.from_json(data), node=node, executor="local")
+            request = TryRequest.from_json(data)
+            outcome = run_with_live_logs(request, lambda on_line, request=request: run_task_try(
+                request, node=node, executor="local", on_log_line=on_line))
             reply = (token, outcome, None)
         except BaseException as exc:  # noqa: BLE001  (reported to the parent as an event)
             problem = (f"task runner failed: {type(exc).__name__}: {exc}\n"

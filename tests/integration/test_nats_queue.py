@@ -439,3 +439,53 @@ def test_tasks_logs_prints_a_finished_try(nats_env, store_url, dag):
                                        "--try", "7"])
     assert result.exit_code != 0 and "no log" in result.output.lower()
 
+
+
+@pytest.mark.parametrize("kind", ["local", "dask"])
+def test_local_and_dask_workers_publish_live_logs(kind, nats_env, nats_url, store_url, dag):
+    """The other executors' workers publish live lines too when NATS is configured."""
+    import bus.logs
+    from bus import subjects
+    from bus.schemas import LogLine, decode
+    from executors import get_executor
+
+    bus.logs._process_publisher = None  # this test's NATS server, not an earlier one's
+    [hello] = queue_tries(store_url, dag, ["hello"])
+    received: list = []
+    ready, finished = threading.Event(), threading.Event()
+
+    async def listen():
+        import nats
+
+        async def on_line(msg):
+            received.append(decode(LogLine, msg.data))
+
+        nc = await nats.connect(nats_url)
+        await nc.subscribe(subjects.log(hello.dag_id, hello.run_id, hello.task_id,
+                                        hello.try_number, hello.map_index), cb=on_line)
+        await nc.flush()
+        ready.set()
+        deadline = time.monotonic() + 60
+        while not any(line.eof for line in received) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await nc.close()
+        finished.set()
+
+    listener = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
+    listener.start()
+    assert ready.wait(10)
+    options = {"n_workers": 1, "threads_per_worker": 1, "processes": False,
+               "dashboard_address": None, "scheduler_address": ""} if kind == "dask" else {}
+    try:
+        with get_executor(kind, parallelism=1, **options) as executor:
+            executor.submit([hello])
+            [event] = wait_events(executor, 1, timeout=60)
+        assert event.error is None, event
+        assert suite.ti_row(store_url, hello).state == "success"
+        assert finished.wait(30)
+    finally:
+        if bus.logs._process_publisher is not None:
+            bus.logs._process_publisher.close()
+            bus.logs._process_publisher = None
+    texts = [line.line for line in received if not line.eof]
+    assert any("hello from updraft" in text for text in texts), texts
