@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import html
 import json
 import re
 import secrets
@@ -739,3 +740,28 @@ def test_users_cli(web_env):
     assert client.get("/api/v1/variables", headers=bearer(token)).status_code == 401
     missing = runner.invoke(main, ["users", "delete", "--username", "ann"])
     assert missing.exit_code != 0 and "no user called 'ann'" in missing.output
+
+
+def test_ui_views_use_the_same_table_pages_and_audit(app, tokens):
+    """``require`` on a page: login redirect, a 403 page with the reason, an audit entry."""
+    from web.auth.permissions import RUN_TRIGGER, csrf_token, require
+
+    @require(RUN_TRIGGER)
+    def trigger_page():
+        return f"<form><input name=csrf_token value={csrf_token()}></form>"
+
+    app.add_url_rule("/test-trigger", "test_trigger", trigger_page, methods=["GET", "POST"])
+    client = app.test_client()
+    redirect = client.get("/test-trigger")
+    assert redirect.status_code == 302 and "/login?next=/test-trigger" in redirect.location
+    login(client, "viewer")
+    page = client.get("/test-trigger")
+    assert page.status_code == 403 and page.mimetype == "text/html"
+    assert "role Viewer of user 'viewer' may not trigger DAG runs" in html.unescape(
+        page.get_data(as_text=True))
+    denial = audit_events("access_denied")[-1]
+    assert denial.owner == "viewer" and "/test-trigger" in denial.extra
+    login(client, "user")
+    assert client.get("/test-trigger").status_code == 200
+    assert client.post("/test-trigger").status_code == 400  # a form without the CSRF token
+    assert client.post("/test-trigger", data={"csrf_token": csrf_of(client)}).status_code == 200
