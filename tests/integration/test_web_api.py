@@ -761,6 +761,7 @@ def test_ui_views_use_the_same_table_pages_and_audit(app, tokens):
         page.get_data(as_text=True))
     denial = audit_events("access_denied")[-1]
     assert denial.owner == "viewer" and "/test-trigger" in denial.extra
+    client = app.test_client()
     login(client, "user")
     assert client.get("/test-trigger").status_code == 200
     assert client.post("/test-trigger").status_code == 400  # a form without the CSRF token
