@@ -18,7 +18,9 @@ The contract every implementation keeps (checked by ``tests/integration/test_exe
 
 Reading an event (``ExecutorEvent``):
 
-- ``error is None``: the try ran and ``outcome.state`` is what ``run_task_try`` recorded.
+- ``error is None``: the try ran; ``outcome.state`` is what ``run_task_try`` recorded, or
+  ``outcome`` is None when the executor does not fetch outcomes (Dask, by default: fetching
+  costs a round trip per try and the store already has it). Read the store either way.
 - ``error`` set and ``outcome.refused``: the store refused the claim or the outcome. The try
   is owned by another runner (a duplicate delivery, or Dask re-ran it after the worker that
   claimed it died) or was changed meanwhile. Do not fail the try on this alone: if the store

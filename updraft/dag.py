@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from updraft.exceptions import DagCycleException, DagDefinitionError, DuplicateTaskIdFound
 from updraft.params import ParamsDict
 from updraft.utils.ids import validate_key
+from updraft.utils.thread_local import PerThreadAttributes
 
 if TYPE_CHECKING:
     from updraft.operators.base import BaseOperator
@@ -32,13 +33,15 @@ class _NotSet:
 NOTSET: Any = _NotSet()
 
 
-class DagContext:
-    """The stack of DAGs opened with ``with DAG(...)``; tasks join the innermost one."""
+class DagContext(metaclass=PerThreadAttributes):
+    """The stack of DAGs opened with ``with DAG(...)``; tasks join the innermost one.
 
-    _stack: list["DAG"] = []
-    #: Every DAG created while a file is being imported, so the DagBag finds DAGs that were
-    #: built inside a ``with`` block but never assigned to a module-level name.
-    _created: list["DAG"] | None = None
+    ``_stack`` and ``_created`` (every DAG created while a file is being imported, so the
+    DagBag finds DAGs built inside a ``with`` block but never assigned to a module-level
+    name) are per thread.
+    """
+
+    __per_thread__ = {"_stack": list, "_created": lambda: None}
 
     @classmethod
     def push(cls, dag: "DAG") -> None:

@@ -107,10 +107,14 @@ def next_retry_datetime(task, *, dag_id: str, logical_date: Any, try_number: int
 
 _dag_cache: dict[tuple[str, str], tuple[float, Any]] = {}
 _dag_cache_lock = threading.Lock()
+_file_locks: dict[str, threading.Lock] = {}
 
 
 def load_dag(fileloc: str, dag_id: str):
-    """The DAG ``dag_id`` from ``fileloc``, parsed once per file version in this process."""
+    """The DAG ``dag_id`` from ``fileloc``, parsed once per file version in this process.
+
+    Threads that need the same file at once wait for one parse instead of racing.
+    """
     from updraft.compat import install_if_enabled
     from updraft.dagbag import DagBag
     from updraft.exceptions import DagNotFound
@@ -121,15 +125,22 @@ def load_dag(fileloc: str, dag_id: str):
         cached = _dag_cache.get((fileloc, dag_id))
         if cached and cached[0] == mtime:
             return cached[1]
-    bag = DagBag(dag_folder=fileloc, include_examples=False, safe_mode=False)
-    dag = bag.dags.get(dag_id)
-    if dag is None:
-        problem = bag.import_errors.get(fileloc)
-        raise DagNotFound(f"DAG {dag_id!r} not found in {fileloc}" +
-                          (f": {problem}" if problem else ""))
-    with _dag_cache_lock:
-        _dag_cache[(fileloc, dag_id)] = (mtime, dag)
-    return dag
+        file_lock = _file_locks.setdefault(fileloc, threading.Lock())
+    with file_lock:
+        with _dag_cache_lock:
+            cached = _dag_cache.get((fileloc, dag_id))
+            if cached and cached[0] == mtime:
+                return cached[1]
+        bag = DagBag(dag_folder=fileloc, include_examples=False, safe_mode=False)
+        dag = bag.dags.get(dag_id)
+        if dag is None:
+            problem = bag.import_errors.get(fileloc)
+            raise DagNotFound(f"DAG {dag_id!r} not found in {fileloc}" +
+                              (f": {problem}" if problem else ""))
+        with _dag_cache_lock:
+            for other in bag.dags.values():
+                _dag_cache[(fileloc, other.dag_id)] = (mtime, other)
+        return dag
 
 
 # -- heartbeats ------------------------------------------------------------------------------

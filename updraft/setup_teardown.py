@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from updraft.utils.thread_local import PerThreadAttributes
 
-class SetupTeardownContext:
+
+class SetupTeardownContext(metaclass=PerThreadAttributes):
     """Collects the tasks created inside ``with <setup or teardown task>:`` blocks."""
 
-    _stack: list[tuple[Any, list]] = []
+    __per_thread__ = {"_stack": list}
 
     @classmethod
     def push(cls, task) -> None:

@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from updraft.exceptions import DagDefinitionError, DuplicateTaskIdFound
 from updraft.utils.ids import GROUP_KEY_REGEX, validate_key
+from updraft.utils.thread_local import PerThreadAttributes
 
 if TYPE_CHECKING:
     from updraft.dag import DAG
 
 
-class TaskGroupContext:
-    """The stack of task groups opened with ``with TaskGroup(...)``."""
+class TaskGroupContext(metaclass=PerThreadAttributes):
+    """The stack of task groups opened with ``with TaskGroup(...)`` (per thread)."""
 
-    _stack: list["TaskGroup"] = []
+    __per_thread__ = {"_stack": list}
 
     @classmethod
     def push(cls, group: "TaskGroup") -> None:
