@@ -256,8 +256,16 @@ class Scheduler:
     def _heartbeat(self, session, now: datetime, state: str = "running") -> None:
         node = session.get(NodeModel, self.node_id)
         info = {"executor": self.executor.name, "loops": self._loops,
-                "queue_depth": self.executor.queue_depth()} if hasattr(self.executor, "name") \
-            else {}
+                "queue_depth": self.executor.queue_depth()}
+        try:
+            health = self.executor.health()
+            info["dashboard_link"] = health.get("dashboard_link")
+            info["workers"] = len(health.get("workers") or [])
+        except Exception:  # noqa: BLE001  (the health page shows what it has)
+            pass
+        if self.loop_durations:
+            recent = self.loop_durations[-200:]
+            info["loop_seconds_avg"] = sum(recent) / len(recent)
         if node is None:
             session.add(NodeModel(node_id=self.node_id, kind="scheduler",
                                   hostname=socket.gethostname(), pid=os.getpid(),
