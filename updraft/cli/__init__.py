@@ -48,14 +48,38 @@ class LazyGroup(click.Group):
         module, attr = COMMAND_GROUPS[name]
         if importlib.util.find_spec(module) is None:
             return None
-        return getattr(importlib.import_module(module), attr)
+        return add_dags_folder_everywhere(getattr(importlib.import_module(module), attr))
+
+
+def _set_dags_folder(ctx, _param, value):
+    if value:
+        import os
+
+        from updraft.config import conf
+
+        os.environ["UPDRAFT__CORE__DAGS_FOLDER"] = os.path.abspath(value)
+        conf.reload()
+    return value
+
+
+def add_dags_folder_everywhere(command: click.Command) -> click.Command:
+    """Give every command ``--dags-folder`` (commands that declare it keep their own)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_dags_folder_everywhere(sub)
+        return command
+    if any(p.name == "dags_folder" for p in command.params):
+        return command
+    command.params.append(click.Option(
+        ["--dags-folder"], expose_value=False, is_eager=True, callback=_set_dags_folder,
+        type=click.Path(), help="Folder of DAG files; default: [core] dags_folder."))
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="updraft")
 def main() -> None:
     """Updraft: author, schedule and watch workflows written as Python DAGs."""
-
 
 
 if __name__ == "__main__":
