@@ -4,7 +4,6 @@ import paths) loads through the DagBag with the compat import hook and runs with
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -29,13 +28,11 @@ UNSUPPORTED_FILES = {
     "unsupported_assets.py": (5, "airflow.sdk.Asset"),
     "unsupported_deferrable.py": (8, "deferrable=True on TimeDeltaSensor 'wait'"),
 }
-HAS_DATES = importlib.util.find_spec("updraft.utils.dates") is not None
-NEEDS_DATES = {"a2_branching.py"}  # uses airflow.utils.dates.days_ago
 
 
 def supported_files() -> list[str]:
     return sorted(p.name for p in CORPUS.glob("*.py")
-                  if p.name not in UNSUPPORTED_FILES and (HAS_DATES or p.name not in NEEDS_DATES))
+                  if p.name not in UNSUPPORTED_FILES)
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +104,6 @@ def test_a2_etl_python_bash(bag):
     assert bag.get_dag("a2_etl_python_bash").get_task("extract").owner == "data-eng"
 
 
-@pytest.mark.skipif(not HAS_DATES, reason="updraft.utils.dates (days_ago) not written yet")
 def test_a2_branching(bag):
     dag = bag.get_dag("a2_branching")
     run = dag.test(logical_date=DAY)
@@ -346,7 +342,7 @@ def test_check_compat_on_the_corpus():
     assert result.exit_code == 1
     out = result.output
     total = len(list(CORPUS.glob("*.py")))
-    bad = len(UNSUPPORTED_FILES) + (0 if HAS_DATES else len(NEEDS_DATES))
+    bad = len(UNSUPPORTED_FILES)
     assert out.strip().splitlines()[-1] == (f"{total} files: {total - bad} fully supported, "
                                             f"{bad} with unsupported features")
     assert f"{CORPUS / 'a3_mapping.py'}: fully supported" in out
