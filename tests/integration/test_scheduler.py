@@ -174,3 +174,213 @@ with DAG("shrinking", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
         assert h.wait_run("shrinking", run_id) == "success"
     assert h.states("shrinking", run_id) == {"first": ("success", 1), "kept": ("success", 1),
                                              "gone": ("removed", 0)}
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+SCHEDULED = '''
+from datetime import datetime, timedelta, timezone
+from updraft import DAG
+from updraft.operators.empty import EmptyOperator
+
+with DAG("{dag_id}", schedule={schedule}, start_date=datetime.fromisoformat({start!r}),
+         catchup={catchup},
+         **{extra}) as dag:
+    EmptyOperator(task_id="only")
+'''
+
+
+def scheduled_dag(folder: Path, dag_id: str, schedule: str, start: datetime, catchup: bool,
+                  **extra) -> None:
+    h.write_dag(folder, dag_id, SCHEDULED.format(dag_id=dag_id, schedule=schedule,
+                                                 start=start.isoformat(), catchup=catchup,
+                                                 extra=repr(extra)))
+
+
+def wait_runs_done(dag_id: str, count: int) -> list:
+    def done():
+        rows = h.runs(dag_id)
+        return rows if len(rows) >= count and all(
+            r.state in h.TERMINAL_RUN_STATES for r in rows) else None
+
+    return h.wait_for(done, what=f"{count} finished runs of {dag_id}",
+                      describe=lambda: ([(r.run_id, r.state) for r in h.runs(dag_id)],
+                                        h.import_errors()))
+
+
+@pytest.mark.parametrize("schedule", ["'@daily'", "'0 0 * * *'"])
+def test_catchup_creates_one_run_per_missed_interval(env, schedule):
+    scheduled_dag(env, "daily", schedule, midnight(3), catchup=True)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        rows = wait_runs_done("daily", 3)
+        time.sleep(1.5)  # a few more passes: no fourth run may appear before tomorrow
+        rows = h.runs("daily")
+    assert [(r.run_type, r.state, r.logical_date, r.data_interval_start, r.data_interval_end)
+            for r in rows] == [("scheduled", "success", midnight(d), midnight(d),
+                                midnight(d - 1)) for d in (3, 2, 1)]
+    assert [r.run_id for r in rows] == [f"scheduled__{midnight(d).isoformat()}"
+                                        for d in (3, 2, 1)]
+    assert not any(r.external_trigger for r in rows)
+    row = h.dag_row("daily")
+    assert (row.next_dagrun, row.next_dagrun_data_interval_end) == (midnight(0), midnight(-1))
+
+
+def test_no_catchup_creates_only_the_latest_run(env):
+    scheduled_dag(env, "latest", "'@daily'", midnight(3), catchup=False)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        wait_runs_done("latest", 1)
+        time.sleep(1.5)
+        rows = h.runs("latest")
+    assert [(r.logical_date, r.data_interval_start, r.data_interval_end) for r in rows] == [
+        (midnight(1), midnight(1), midnight(0))]
+
+
+def test_timedelta_schedule(env):
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start = hour - timedelta(hours=18)
+    scheduled_dag(env, "every6h", "timedelta(hours=6)", start, catchup=True)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        wait_runs_done("every6h", 3)
+        time.sleep(1.5)
+        rows = h.runs("every6h")
+    assert [(r.logical_date, r.data_interval_end) for r in rows] == [
+        (start + timedelta(hours=6 * i), start + timedelta(hours=6 * (i + 1))) for i in range(3)]
+
+
+def test_once_schedule_runs_once(env):
+    scheduled_dag(env, "once", "'@once'", midnight(3), catchup=True)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        wait_runs_done("once", 1)
+        time.sleep(1.5)
+        rows = h.runs("once")
+    assert len(rows) == 1 and rows[0].logical_date == midnight(3)
+    assert rows[0].state == "success"
+
+
+def test_paused_upon_creation_gets_no_runs_until_unpaused(env):
+    from updraft.store.commands import set_paused
+
+    scheduled_dag(env, "sleepy", "'@daily'", midnight(2), catchup=True,
+                  is_paused_upon_creation=True)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        assert h.wait_parsed("sleepy").is_paused
+        time.sleep(1.5)  # several reconcile passes
+        assert h.runs("sleepy") == []
+        with h.session() as s:
+            assert set_paused(s, "sleepy", False) is True
+        assert [r.state for r in wait_runs_done("sleepy", 2)] == ["success", "success"]
+
+
+def test_max_active_runs_one_serialises_runs(env, tmp_path):
+    body = WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("serial", schedule="@daily", start_date=datetime.fromisoformat({start!r}), catchup=True,
+         max_active_runs=1) as dag:
+    @task
+    def work():
+        time.sleep(0.3)
+
+    work()
+'''
+    h.write_dag(env, "serial", body.format(start=midnight(3).isoformat()))
+    with h.running_scheduler(env, "local", parallelism=4):
+        rows = wait_runs_done("serial", 3)
+    assert [r.state for r in rows] == ["success"] * 3
+    for earlier, later in zip(rows, rows[1:]):
+        assert earlier.logical_date < later.logical_date
+        assert earlier.end_date <= later.start_date, (earlier, later)
+
+
+def test_dagrun_timeout_fails_the_run_and_skips_unfinished_tasks(env, tmp_path):
+    body = WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("timed", schedule=None, start_date=datetime(2024, 1, 1),
+         dagrun_timeout=timedelta(seconds=2)) as dag:
+    @task
+    def slow():
+        wait_file("release")
+
+    @task
+    def after():
+        pass
+
+    slow() >> after()
+'''
+    h.write_dag(env, "timed", body)
+    with h.running_scheduler(env, "local", parallelism=2):
+        h.wait_parsed("timed")
+        run_id = h.trigger("timed")
+        assert h.wait_run("timed", run_id) == "failed"
+        (tmp_path / "release").touch()  # the try ends; its outcome is refused by the store
+    assert h.states("timed", run_id) == {"slow": ("skipped", 1), "after": ("skipped", 0)}
+    assert any("dagrun_timeout" in e.cause for e in h.events("timed", run_id, "slow")
+               if e.new_state == "skipped")
+    # The try still running when the run timed out cannot record an outcome over "skipped".
+    assert h.try_rows("timed") == []
+
+
+PARAMS_DAG = '''
+from datetime import datetime
+from updraft import DAG, Param, task
+
+with DAG("configured", schedule=None, start_date=datetime(2024, 1, 1),
+         params={"size": Param(3, type="integer", minimum=1)}) as dag:
+    @task
+    def show(params=None, dag_run=None, logical_date=None):
+        return {"size": params["size"], "conf": dag_run.conf,
+                "logical_date": logical_date.isoformat()}
+
+    show()
+'''
+
+
+def xcom(dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+    from updraft.models.xcom import get_xcom
+
+    with h.session() as s:
+        return get_xcom(s, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index)
+
+
+def test_manual_trigger_with_conf_and_logical_date(env):
+    h.write_dag(env, "configured", PARAMS_DAG)
+    when = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("configured")
+        run_id = h.trigger("configured", conf={"size": 7, "note": "hi"}, logical_date=when)
+        assert h.wait_run("configured", run_id) == "success"
+    assert run_id == f"manual__{when.isoformat()}"
+    (run,) = h.runs("configured")
+    assert (run.run_type, run.logical_date, run.data_interval_start, run.data_interval_end,
+            run.external_trigger) == ("manual", when, when, when, True)
+    assert xcom("configured", run_id, "show") == {
+        "size": 7, "conf": {"size": 7, "note": "hi"}, "logical_date": when.isoformat()}
+
+
+def test_trigger_refusals_are_precise(env):
+    from updraft.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
+
+    h.write_dag(env, "configured", PARAMS_DAG)
+    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("configured")
+        h.trigger("configured", run_id="nightly", logical_date=when)
+        with pytest.raises(DagRunAlreadyExists) as same_id:
+            h.trigger("configured", run_id="nightly")
+        with pytest.raises(DagRunAlreadyExists) as same_date:
+            h.trigger("configured", run_id="other", logical_date=when)
+        with pytest.raises(ParamValidationError) as bad_conf:
+            h.trigger("configured", conf={"size": "big"})
+        with pytest.raises(ParamValidationError) as too_small:
+            h.trigger("configured", conf={"size": 0})
+        with pytest.raises(DagNotFound) as missing:
+            h.trigger("nope")
+    assert str(same_id.value) == "A run with id 'nightly' of DAG 'configured' already exists"
+    assert str(same_date.value) == ("A run of DAG 'configured' at logical date "
+                                    "2024-05-01T00:00:00+00:00 already exists: nightly")
+    assert str(bad_conf.value).startswith("DAG 'configured' refused the run: ")
+    assert "size" in str(bad_conf.value) and "big" in str(bad_conf.value)
+    assert "size" in str(too_small.value)
+    assert "'nope' not found" in str(missing.value)
+    assert [r.run_id for r in h.runs("configured")] == ["nightly"]
