@@ -384,3 +384,251 @@ def test_trigger_refusals_are_precise(env):
     assert "size" in str(too_small.value)
     assert "'nope' not found" in str(missing.value)
     assert [r.run_id for r in h.runs("configured")] == ["nightly"]
+
+
+# -- dependencies, with the LocalExecutor ---------------------------------------------------------
+
+RULES_DAG = '''
+from datetime import datetime
+from updraft import DAG, task
+from updraft.operators.empty import EmptyOperator
+
+with DAG("rules", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def boom():
+        raise RuntimeError("boom")
+
+    @task
+    def fine():
+        return "fine"
+
+    failing, ok = boom(), fine()
+    failing >> [EmptyOperator(task_id="on_failure", trigger_rule="one_failed"),
+                EmptyOperator(task_id="needs_success"),
+                EmptyOperator(task_id="cleanup", trigger_rule="all_done")]
+    ok >> EmptyOperator(task_id="no_failure_seen", trigger_rule="one_failed")
+
+    @task.branch
+    def choose():
+        return "left"
+
+    left, right = EmptyOperator(task_id="left"), EmptyOperator(task_id="right")
+    join = EmptyOperator(task_id="join", trigger_rule="none_failed_min_one_success")
+    choose() >> [left, right]
+    left >> join
+    right >> join
+    right >> EmptyOperator(task_id="right_child")
+
+    @task.short_circuit
+    def gate():
+        return False
+
+    gate() >> EmptyOperator(task_id="gated") >> EmptyOperator(task_id="gated_child")
+
+    @task
+    def numbers():
+        return [1, 2, 3]
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @task
+    def total(values):
+        return sum(values)
+
+    total(double.expand(x=numbers()))
+'''
+
+
+def test_trigger_rules_branching_short_circuit_and_mapping(env):
+    h.write_dag(env, "rules", RULES_DAG)
+    with h.running_scheduler(env, "local", parallelism=2):
+        h.wait_parsed("rules")
+        run_id = h.trigger("rules")
+        assert h.wait_run("rules", run_id) == "failed"  # leaf needs_success: upstream_failed
+    assert h.states("rules", run_id) == {
+        "boom": ("failed", 1), "fine": ("success", 1),
+        "on_failure": ("success", 1), "needs_success": ("upstream_failed", 0),
+        "cleanup": ("success", 1), "no_failure_seen": ("skipped", 0),
+        "choose": ("success", 1), "left": ("success", 1), "right": ("skipped", 0),
+        "join": ("success", 1), "right_child": ("skipped", 0),
+        "gate": ("success", 1), "gated": ("skipped", 0), "gated_child": ("skipped", 0),
+        "numbers": ("success", 1), ("double", 0): ("success", 1),
+        ("double", 1): ("success", 1), ("double", 2): ("success", 1),
+        "total": ("success", 1)}
+    assert [xcom("rules", run_id, "double", i) for i in range(3)] == [2, 4, 6]
+    assert xcom("rules", run_id, "total") == 12
+    causes = [e.cause for e in h.events("rules", run_id, "right")]
+    assert any("branch chose left" in c for c in causes), causes
+
+
+def test_retry_after_retry_delay_counts_tries_exactly(env):
+    h.write_dag(env, "retrying", '''
+from datetime import datetime, timedelta
+from updraft import DAG, task
+
+with DAG("retrying", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(retries=1, retry_delay=timedelta(seconds=1))
+    def flaky(ti=None):
+        if ti.try_number == 1:
+            raise ValueError("first try fails")
+        return ti.try_number
+
+    flaky()
+''')
+    with h.running_scheduler(env, "local", parallelism=2):
+        h.wait_parsed("retrying")
+        run_id = h.trigger("retrying")
+        assert h.wait_run("retrying", run_id) == "success"
+    assert h.states("retrying", run_id) == {"flaky": ("success", 2)}
+    assert xcom("retrying", run_id, "flaky") == 2
+    first, second = h.try_rows("retrying", run_id)
+    assert (first.try_number, first.state, second.try_number, second.state) == (
+        1, "up_for_retry", 2, "success")
+    assert "ValueError: first try fails" in first.error
+    # Correctness, not speed: the second try may not start before the retry delay is over.
+    assert second.start_date >= first.end_date + timedelta(seconds=1)
+
+
+def test_depends_on_past_waits_for_the_previous_run(env, tmp_path):
+    body = WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("past", schedule="@daily", start_date=datetime.fromisoformat({start!r}),
+         catchup=True) as dag:
+    @task(depends_on_past=True)
+    def step(logical_date=None):
+        if logical_date == dag.start_date and not (FOLDER / "fixed").exists():
+            raise RuntimeError("the first run fails until fixed")
+
+    step()
+'''
+    from updraft.store.commands import clear_task_instances
+
+    h.write_dag(env, "past", body.format(start=midnight(2).isoformat()))
+    with h.running_scheduler(env, "local", parallelism=2):
+        first_id = f"scheduled__{midnight(2).isoformat()}"
+        second_id = f"scheduled__{midnight(1).isoformat()}"
+        assert h.wait_run("past", first_id) == "failed"
+        time.sleep(1.5)  # several passes: the second run must not start its task
+        assert h.run_state("past", second_id) == "running"
+        assert h.states("past", second_id) == {"step": ("none", 0)}
+        (tmp_path / "fixed").touch()
+        with h.session() as s:
+            clear_task_instances(s, "past", run_id=first_id, owner="test")
+        assert h.wait_run("past", first_id) == "success"
+        assert h.wait_run("past", second_id) == "success"
+    assert h.states("past", first_id) == {"step": ("success", 2)}
+    assert h.states("past", second_id) == {"step": ("success", 1)}
+    first = h.tis("past", first_id)["step"]
+    second = h.tis("past", second_id)["step"]
+    assert second.start_date >= first.end_date
+
+
+def test_reschedule_continues_the_same_try(env, tmp_path):
+    from sqlalchemy import select
+
+    from updraft.store.models import TaskReschedule
+
+    body = WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, BaseOperator
+from updraft.exceptions import UpdraftRescheduleException
+from updraft.store.models import utcnow
+
+
+class PokeTwice(BaseOperator):
+    """Reschedules itself once, then succeeds (a sensor in reschedule mode, minimal)."""
+
+    def execute(self, context):
+        marker = FOLDER / "poked"
+        if not marker.exists():
+            marker.touch()
+            raise UpdraftRescheduleException(utcnow() + timedelta(seconds=1))
+        return context["ti"].try_number
+
+
+with DAG("resched", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    PokeTwice(task_id="sensor") >> PokeTwice(task_id="after", trigger_rule="all_success")
+'''
+    h.write_dag(env, "resched", body)
+    with h.running_scheduler(env, "local", parallelism=2):
+        h.wait_parsed("resched")
+        run_id = h.trigger("resched")
+        assert h.wait_run("resched", run_id) == "success"
+    assert h.states("resched", run_id) == {"sensor": ("success", 1), "after": ("success", 1)}
+    assert xcom("resched", run_id, "sensor") == 1
+    assert [(r.task_id, r.try_number, r.state) for r in h.try_rows("resched", run_id)] == [
+        ("sensor", 1, "success"), ("after", 1, "success")]
+    with h.session() as s:
+        reschedules = s.scalars(select(TaskReschedule)).all()
+        assert [(r.task_id, r.try_number) for r in reschedules] == [("sensor", 1)]
+    assert [e.new_state for e in h.events("resched", run_id, "sensor")] == [
+        "scheduled", "queued", "running", "up_for_reschedule", "scheduled", "queued",
+        "running", "success"]
+
+
+def test_pool_of_one_slot_runs_tasks_one_at_a_time(env):
+    from updraft.store.models import PoolModel
+
+    with h.session() as s:
+        s.add(PoolModel(pool="single", slots=1, description="one at a time"))
+    h.write_dag(env, "pooled", '''
+import time
+from datetime import datetime
+from updraft import DAG, task
+
+with DAG("pooled", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    for name in ("p1", "p2", "p3"):
+        task(task_id=name, pool="single")(lambda: time.sleep(0.4))()
+''')
+    with h.running_scheduler(env, "local", parallelism=3):
+        h.wait_parsed("pooled")
+        run_id = h.trigger("pooled")
+        assert h.wait_run("pooled", run_id) == "success"
+    spans = sorted((r.start_date, r.end_date) for r in h.tis("pooled", run_id).values())
+    assert len(spans) == 3
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start, spans
+
+
+def test_priority_weight_orders_tasks_with_parallelism_one(env):
+    h.write_dag(env, "priorities", '''
+from datetime import datetime
+from updraft import DAG
+from updraft.operators.empty import EmptyOperator
+
+with DAG("priorities", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    for name, weight in (("low", 1), ("high", 10), ("middle", 5)):
+        EmptyOperator(task_id=name, priority_weight=weight, weight_rule="absolute")
+''')
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("priorities")
+        run_id = h.trigger("priorities")
+        assert h.wait_run("priorities", run_id) == "success"
+    rows = h.tis("priorities", run_id)
+    assert sorted(rows, key=lambda t: rows[t].start_date) == ["high", "middle", "low"]
+    assert [r.task_id for r in h.try_rows("priorities", run_id)] == ["high", "middle", "low"]
+
+
+def test_execution_timeout_kills_a_long_task(env):
+    h.write_dag(env, "slowtask", '''
+import time
+from datetime import datetime, timedelta
+from updraft import DAG, task
+
+with DAG("slowtask", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(execution_timeout=timedelta(seconds=1))
+    def forever():
+        time.sleep(120)
+
+    forever()
+''')
+    with h.running_scheduler(env, "local", parallelism=1):
+        h.wait_parsed("slowtask")
+        run_id = h.trigger("slowtask")
+        assert h.wait_run("slowtask", run_id) == "failed"
+    assert h.states("slowtask", run_id) == {"forever": ("failed", 1)}
+    (row,) = h.try_rows("slowtask", run_id)
+    assert row.error.startswith("UpdraftTaskTimeout: Timeout, PID: ")
+    assert "ran longer than 0:00:01" in row.error
