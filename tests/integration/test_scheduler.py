@@ -632,3 +632,132 @@ with DAG("slowtask", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     (row,) = h.try_rows("slowtask", run_id)
     assert row.error.startswith("UpdraftTaskTimeout: Timeout, PID: ")
     assert "ran longer than 0:00:01" in row.error
+
+
+# -- every executor, and PostgreSQL ---------------------------------------------------------------
+
+SMALL_DAG = '''
+from datetime import datetime, timedelta
+from updraft import DAG, task
+
+with DAG("small", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def start():
+        return [1, 2]
+
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def flaky(x, ti=None):
+        if ti.try_number == 1:
+            raise ValueError("first try fails")
+        return x * 10
+
+    @task
+    def broken():
+        raise RuntimeError("broken for good")
+
+    @task
+    def after_broken():
+        pass
+
+    @task(trigger_rule="all_done")
+    def finish(values):
+        return sorted(values)
+
+    values = flaky.expand(x=start())
+    broken() >> after_broken()
+    finish(values)
+'''
+
+SMALL_EXPECTED = {
+    "start": ("success", 1), ("flaky", 0): ("success", 2), ("flaky", 1): ("success", 2),
+    "broken": ("failed", 1), "after_broken": ("upstream_failed", 0), "finish": ("success", 1)}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "local", "dask"])
+def test_every_executor_gives_the_same_states_and_tries(env, kind):
+    h.write_dag(env, "small", SMALL_DAG)
+    with h.running_scheduler(env, kind, parallelism=2):
+        h.wait_parsed("small")
+        run_id = h.trigger("small")
+        assert h.wait_run("small", run_id) == "failed"  # after_broken is a failed leaf
+    assert h.states("small", run_id) == SMALL_EXPECTED
+    assert xcom("small", run_id, "finish") == [10, 20]
+    tries = sorted((r.task_id, r.map_index, r.try_number, r.state)
+                   for r in h.try_rows("small", run_id))
+    assert tries == [("broken", -1, 1, "failed"), ("finish", -1, 1, "success"),
+                     ("flaky", 0, 1, "up_for_retry"), ("flaky", 0, 2, "success"),
+                     ("flaky", 1, 1, "up_for_retry"), ("flaky", 1, 2, "success"),
+                     ("start", -1, 1, "success")]
+
+
+@pytest.fixture
+def pg_url(env, postgres_url, monkeypatch):
+    """The test's store on PostgreSQL (migrated and emptied), as the default store."""
+    from sqlalchemy import delete
+
+    from updraft.config import conf
+    from updraft.store.engine import get_engine
+    from updraft.store.migrate import _ensure_default_pool, migrate
+    from updraft.store.models import Base
+
+    migrate(postgres_url)
+    with get_engine(postgres_url).begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
+        _ensure_default_pool(connection)
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", postgres_url)
+    conf.reload()
+    return postgres_url
+
+
+@pytest.mark.postgres
+def test_postgres_end_to_end(pg_url, env):
+    h.write_dag(env, "small", SMALL_DAG)
+    with h.running_scheduler(env, "local", parallelism=2):
+        h.wait_parsed("small")
+        run_id = h.trigger("small")
+        assert h.wait_run("small", run_id) == "failed"
+    assert h.states("small", run_id) == SMALL_EXPECTED
+    assert len(h.try_rows("small", run_id)) == 7
+
+
+WIDE_DAG = '''
+from datetime import datetime
+from updraft import DAG, task
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2024, 1, 1), max_active_tasks=64) as dag:
+    @task
+    def root():
+        pass
+
+    @task
+    def leaf(i):
+        return i
+
+    top = root()
+    for i in range({width}):
+        top >> task(task_id=f"t{{i:02d}}")(leaf.function)(i)
+'''
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_schedulers_on_postgres_never_run_a_try_twice(pg_url, env):
+    from collections import Counter
+
+    h.write_dag(env, "wide", WIDE_DAG.format(dag_id="wide", width=49))
+    with h.running_scheduler(env, "local", parallelism=3) as first, \
+            h.running_scheduler(env, "local", parallelism=3) as second:
+        h.wait_parsed("wide")
+        run_ids = [h.trigger("wide", run_id=f"run_{n}") for n in range(2)]
+        for run_id in run_ids:
+            assert h.wait_run("wide", run_id, timeout=180) == "success"
+        assert first.node_id != second.node_id
+    for run_id in run_ids:
+        final = h.states("wide", run_id)
+        assert len(final) == 50
+        assert set(final.values()) == {("success", 1)}, final
+        tries = Counter((r.task_id, r.map_index, r.try_number) for r in h.try_rows("wide", run_id))
+        assert len(tries) == 50 and set(tries.values()) == {1}, tries
+        assert all(r.state == "success" for r in h.try_rows("wide", run_id))
+    # Which scheduler queued what varies from run to run; usually both take part.
