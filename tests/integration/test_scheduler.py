@@ -761,3 +761,139 @@ def test_two_schedulers_on_postgres_never_run_a_try_twice(pg_url, env):
         assert len(tries) == 50 and set(tries.values()) == {1}, tries
         assert all(r.state == "success" for r in h.try_rows("wide", run_id))
     # Which scheduler queued what varies from run to run; usually both take part.
+
+
+# -- crash safety ---------------------------------------------------------------------------------
+
+CRASH_SETTINGS = {"UPDRAFT__SCHEDULER__ZOMBIE_THRESHOLD": "3",
+                  "UPDRAFT__SCHEDULER__TASK_HEARTBEAT_INTERVAL": "0.5"}
+
+
+@pytest.fixture
+def crash_env(env, monkeypatch):
+    from updraft.config import conf
+
+    for name, value in CRASH_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    conf.reload()
+    return env
+
+
+def check_tries_consistent(dag_id: str, run_id: str) -> list:
+    """Every task instance succeeded; its tries are 1..n, each recorded once, the last a
+    success and the earlier ones failed by the scheduler (lost worker or zombie)."""
+    from collections import defaultdict
+
+    final = h.tis(dag_id, run_id)
+    assert {r.state for r in final.values()} == {"success"}, h.states(dag_id, run_id)
+    by_ti = defaultdict(list)
+    for row in h.try_rows(dag_id, run_id):
+        by_ti[row.task_id].append(row)
+    assert set(by_ti) == set(final)
+    earlier = []
+    for task_id, rows in by_ti.items():
+        numbers = sorted(r.try_number for r in rows)
+        assert numbers == list(range(1, final[task_id].try_number + 1)), (task_id, numbers)
+        rows.sort(key=lambda r: r.try_number)
+        assert rows[-1].state == "success", (task_id, [(r.try_number, r.state) for r in rows])
+        earlier += rows[:-1]
+    for row in earlier:
+        assert row.state == "up_for_retry", (row.task_id, row.state, row.error)
+        assert "zombie" in row.error or "lost the try" in row.error, row.error
+    return earlier
+
+
+@pytest.mark.slow
+def test_scheduler_killed_mid_run_recovers_with_every_task_once(crash_env, tmp_path):
+    h.write_dag(crash_env, "crashy", WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("crashy", schedule=None, start_date=datetime(2024, 1, 1), max_active_tasks=64,
+         default_args={"retries": 1, "retry_delay": timedelta(seconds=0)}) as dag:
+    def nap(i):
+        time.sleep(0.5)
+        return i
+
+    for i in range(40):
+        task(task_id=f"t{i:02d}")(nap)(i)
+''')
+    log_path = tmp_path / "scheduler.log"
+    process = h.start_scheduler_process(log_path, "local", UPDRAFT__CORE__PARALLELISM="4")
+    try:
+        h.wait_parsed("crashy")
+        run_id = h.trigger("crashy")
+
+        def mid_run():
+            done = len(h.try_rows("crashy", run_id))
+            running = [t for t, (s, _) in h.states("crashy", run_id).items() if s == "running"]
+            return running if done >= 8 and running else None
+
+        h.wait_for(mid_run, what="the run to be half way",
+                   describe=lambda: log_path.read_text()[-3000:])
+    finally:
+        h.kill_group(process, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    assert h.run_state("crashy", run_id) == "running"
+    with h.running_scheduler(crash_env, "local", parallelism=4):
+        assert h.wait_run("crashy", run_id) == "success"
+    earlier = check_tries_consistent("crashy", run_id)
+    # The tries that ran when the scheduler and its workers were killed were zombies.
+    assert earlier and all("zombie" in r.error for r in earlier), [r.error for r in earlier]
+
+
+def test_killed_task_process_is_failed_and_retried(crash_env, tmp_path):
+    h.write_dag(crash_env, "victim", WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("victim", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def doomed(ti=None):
+        if ti.try_number == 1:
+            (FOLDER / "pid").write_text(str(os.getpid()))
+            time.sleep(120)
+        return ti.try_number
+
+    doomed()
+''')
+    with h.running_scheduler(crash_env, "local", parallelism=1):
+        h.wait_parsed("victim")
+        run_id = h.trigger("victim")
+        pid = int(h.wait_for(lambda: (tmp_path / "pid").exists() and
+                             (tmp_path / "pid").read_text(), what="the task's pid"))
+        os.kill(pid, signal.SIGKILL)
+        assert h.wait_run("victim", run_id) == "success"
+    assert h.states("victim", run_id) == {"doomed": ("success", 2)}
+    (first,) = check_tries_consistent("victim", run_id)
+    assert first.try_number == 1
+
+
+@pytest.mark.slow
+def test_task_of_a_dead_scheduler_is_failed_as_a_zombie(crash_env, tmp_path):
+    h.write_dag(crash_env, "orphan", WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("orphan", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def doomed(ti=None):
+        if ti.try_number == 1:
+            (FOLDER / "pid").write_text(str(os.getpid()))
+            time.sleep(120)
+        return ti.try_number
+
+    doomed()
+''')
+    process = h.start_scheduler_process(tmp_path / "scheduler.log", "local")
+    try:
+        h.wait_parsed("orphan")
+        run_id = h.trigger("orphan")
+        h.wait_for(lambda: (tmp_path / "pid").exists(), what="the task to start")
+    finally:
+        h.kill_group(process, signal.SIGKILL)  # the scheduler and the task's worker die
+    assert h.states("orphan", run_id) == {"doomed": ("running", 1)}
+    with h.running_scheduler(crash_env, "sequential", parallelism=1):
+        assert h.wait_run("orphan", run_id) == "success"
+    (first,) = check_tries_consistent("orphan", run_id)
+    assert "zombie: no heartbeat" in first.error and "threshold 3s" in first.error
+    causes = [e.cause for e in h.events("orphan", run_id, "doomed")
+              if e.old_state == "running" and e.new_state == "up_for_retry"]
+    assert len(causes) == 1 and causes[0].startswith("zombie"), causes
