@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from updraft.runtime import TryRequest
 from updraft.state import DagRunState, TaskInstanceState as TI
-from updraft.store.models import DagRunModel, PoolModel, TaskInstanceModel
+from updraft.store.models import DagModel, DagRunModel, PoolModel, TaskInstanceModel
+from scheduler.runs import _not_paused
 from updraft.store.runs import queue_task_instances
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,11 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
         TaskInstanceModel.map_index, TaskInstanceModel.pool, TaskInstanceModel.pool_slots,
         TaskInstanceModel.queue,
     ).join(DagRunModel, and_(DagRunModel.dag_id == TaskInstanceModel.dag_id,
-                             DagRunModel.run_id == TaskInstanceModel.run_id)).where(
+                             DagRunModel.run_id == TaskInstanceModel.run_id)).join(
+        DagModel, DagModel.dag_id == TaskInstanceModel.dag_id).where(
         TaskInstanceModel.state == str(TI.SCHEDULED),
         DagRunModel.state == str(DagRunState.RUNNING),
+        _not_paused(),  # a paused DAG starts no new task, except in backfills (Airflow)
     ).order_by(TaskInstanceModel.priority_weight.desc(), DagRunModel.logical_date,
                TaskInstanceModel.dag_id, TaskInstanceModel.task_id,
                TaskInstanceModel.map_index).limit(max(free_slots * 4, 64))

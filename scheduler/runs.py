@@ -27,6 +27,12 @@ def _skip_locked(query, session: Session):
     return query
 
 
+def _not_paused():
+    """Runs that may start or go on: the DAG is not paused, or the run is a backfill."""
+    return or_(DagModel.is_paused.is_(False),
+               DagRunModel.run_type == str(DagRunType.BACKFILL))
+
+
 def last_automated_interval(session: Session, dag_id: str) -> DataInterval | None:
     """The data interval of the newest scheduled or backfill run."""
     row = session.execute(select(DagRunModel.data_interval_start, DagRunModel.data_interval_end)
@@ -115,9 +121,15 @@ def create_due_runs(session: Session, now: datetime, read_dag, limit: int = 100)
 
 
 def start_queued_runs(session: Session, now: datetime, read_dag) -> list[tuple[str, str]]:
-    """Move queued runs to running, oldest logical date first, within max_active_runs."""
-    queued = session.execute(select(DagRunModel.dag_id, func.count()).where(
-        DagRunModel.state == str(DagRunState.QUEUED)).group_by(DagRunModel.dag_id)).all()
+    """Move queued runs to running, oldest logical date first, within max_active_runs.
+
+    Runs of paused DAGs stay queued until the DAG is unpaused, except backfill runs, which
+    run whatever the DAG's pause (as in Airflow).
+    """
+    queued = session.execute(select(DagRunModel.dag_id, func.count()).join(
+        DagModel, DagModel.dag_id == DagRunModel.dag_id).where(
+        DagRunModel.state == str(DagRunState.QUEUED), _not_paused(),
+    ).group_by(DagRunModel.dag_id)).all()
     started: list[tuple[str, str]] = []
     for dag_id, _count in queued:
         dag = read_dag(session, dag_id)
@@ -130,6 +142,8 @@ def start_queued_runs(session: Session, now: datetime, read_dag) -> list[tuple[s
         query = select(DagRunModel).where(
             DagRunModel.dag_id == dag_id, DagRunModel.state == str(DagRunState.QUEUED)
         ).order_by(DagRunModel.logical_date, DagRunModel.id).limit(free)
+        if session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag_id)):
+            query = query.where(DagRunModel.run_type == str(DagRunType.BACKFILL))
         for run in session.scalars(_skip_locked(query, session)).all():
             result = session.execute(update(DagRunModel).where(
                 DagRunModel.id == run.id, DagRunModel.state == str(DagRunState.QUEUED),

@@ -243,12 +243,11 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def start_scheduler_process(log_path: Path, executor: str = "local", **env: str):
     """``updraft scheduler`` in a subprocess (its own process group), logging to a file."""
-    handle = open(log_path, "ab")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("updraft")), "scheduler", "--executor", executor],
-        env=cli_env(**env), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    handle.close()
-    return process
+    with open(log_path, "ab") as handle:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("updraft")), "scheduler", "--executor",
+             executor], env=cli_env(**env), stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True)
 
 
 def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

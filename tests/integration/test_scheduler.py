@@ -14,11 +14,11 @@ import os
 import shutil
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-
 import scheduler_helpers as h
 
 pytestmark = pytest.mark.timeout(240)
@@ -42,7 +42,7 @@ def env(updraft_home, tmp_path, monkeypatch, _sqlite_template):
 
 
 def midnight(days_ago: int) -> datetime:
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days_ago)
 
 
@@ -236,7 +236,7 @@ def test_no_catchup_creates_only_the_latest_run(env):
 
 
 def test_timedelta_schedule(env):
-    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = hour - timedelta(hours=18)
     scheduled_dag(env, "every6h", "timedelta(hours=6)", start, catchup=True)
     with h.running_scheduler(env, "sequential", parallelism=1):
@@ -287,7 +287,7 @@ with DAG("serial", schedule="@daily", start_date=datetime.fromisoformat({start!r
     with h.running_scheduler(env, "local", parallelism=4):
         rows = wait_runs_done("serial", 3)
     assert [r.state for r in rows] == ["success"] * 3
-    for earlier, later in zip(rows, rows[1:]):
+    for earlier, later in pairwise(rows):
         assert earlier.logical_date < later.logical_date
         assert earlier.end_date <= later.start_date, (earlier, later)
 
@@ -345,7 +345,7 @@ def xcom(dag_id: str, run_id: str, task_id: str, map_index: int = -1):
 
 def test_manual_trigger_with_conf_and_logical_date(env):
     h.write_dag(env, "configured", PARAMS_DAG)
-    when = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     with h.running_scheduler(env, "sequential", parallelism=1):
         h.wait_parsed("configured")
         run_id = h.trigger("configured", conf={"size": 7, "note": "hi"}, logical_date=when)
@@ -362,7 +362,7 @@ def test_trigger_refusals_are_precise(env):
     from updraft.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
 
     h.write_dag(env, "configured", PARAMS_DAG)
-    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, tzinfo=UTC)
     with h.running_scheduler(env, "sequential", parallelism=1):
         h.wait_parsed("configured")
         h.trigger("configured", run_id="nightly", logical_date=when)
@@ -588,7 +588,7 @@ with DAG("pooled", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
         assert h.wait_run("pooled", run_id) == "success"
     spans = sorted((r.start_date, r.end_date) for r in h.tis("pooled", run_id).values())
     assert len(spans) == 3
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in pairwise(spans):
         assert end <= start, spans
 
 
@@ -897,3 +897,96 @@ with DAG("orphan", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     causes = [e.cause for e in h.events("orphan", run_id, "doomed")
               if e.old_state == "running" and e.new_state == "up_for_retry"]
     assert len(causes) == 1 and causes[0].startswith("zombie"), causes
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+
+def cli(*args: str):
+    from click.testing import CliRunner
+
+    from updraft.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def test_cli_trigger_pause_unpause_list_runs(env):
+    h.write_dag(env, "configured", PARAMS_DAG)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("configured")
+        paused = cli("dags", "pause", "configured")
+        assert paused.exit_code == 0, paused.output
+        assert paused.output.strip() == "Dag: configured, paused: True"
+        assert h.dag_row("configured").is_paused
+        result = cli("dags", "trigger", "configured", "-c", '{"size": 5}', "-r", "by_cli",
+                     "-l", "2024-06-01T00:00:00+00:00")
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "Created run by_cli of configured"
+        time.sleep(1.5)  # Airflow: a paused DAG's manual runs wait, queued
+        assert h.run_state("configured", "by_cli") == "queued"
+        refused = cli("dags", "trigger", "configured", "-r", "by_cli")
+        assert refused.exit_code == 1
+        assert "A run with id 'by_cli' of DAG 'configured' already exists" in refused.output
+        unpaused = cli("dags", "unpause", "configured")
+        assert unpaused.output.strip() == "Dag: configured, paused: False"
+        assert h.wait_run("configured", "by_cli") == "success"
+    listed = cli("dags", "list-runs", "configured", "-o", "json")
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert {k: row[k] for k in ("dag_id", "run_id", "state", "run_type", "conf")} == {
+        "dag_id": "configured", "run_id": "by_cli", "state": "success", "run_type": "manual",
+        "conf": {"size": 5}}
+    assert row["logical_date"].startswith("2024-06-01T00:00:00")
+    assert xcom("configured", "by_cli", "show")["size"] == 5
+
+
+def test_cli_clear_failed_and_downstream_reruns_them(env, tmp_path):
+    h.write_dag(env, "fixable", WAIT_FILE.format(folder=str(tmp_path)) + '''
+from updraft import DAG, task
+
+with DAG("fixable", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def fine():
+        return 1
+
+    @task
+    def extract():
+        if not (FOLDER / "fixed").exists():
+            raise RuntimeError("not fixed yet")
+
+    @task
+    def load():
+        pass
+
+    fine() >> extract() >> load()
+''')
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("fixable")
+        run_id = h.trigger("fixable")
+        assert h.wait_run("fixable", run_id) == "failed"
+        assert h.states("fixable", run_id) == {"fine": ("success", 1), "extract": ("failed", 1),
+                                               "load": ("upstream_failed", 0)}
+        (tmp_path / "fixed").touch()
+        result = cli("tasks", "clear", "fixable", "-t", "^(fine|extract)$", "--only-failed",
+                     "--downstream", "--yes")
+        assert result.exit_code == 0, result.output
+        assert "Cleared 2 task instance(s)" in result.output
+        assert "extract  (failed)" in result.output and "load  (upstream_failed)" in result.output
+        assert h.wait_run("fixable", run_id) == "success"
+    assert h.states("fixable", run_id) == {"fine": ("success", 1), "extract": ("success", 2),
+                                           "load": ("success", 1)}
+    (run,) = h.runs("fixable")
+    assert run.clear_number == 1
+
+
+def test_cli_backfill_prints_a_summary(env):
+    scheduled_dag(env, "filled", "'@daily'", datetime(2024, 1, 1, tzinfo=UTC),
+                  catchup=False, is_paused_upon_creation=True)
+    result = cli("dags", "backfill", "filled", "-s", "2024-01-02", "-e", "2024-01-04",
+                 "--executor", "sequential")
+    assert result.exit_code == 0, result.output
+    assert "Backfill of filled: 3 run(s), 3 created" in result.output
+    assert "Backfill done: 3 run(s) succeeded, 0 failed" in result.output
+    rows = h.runs("filled")
+    assert [(r.run_type, r.state, r.logical_date.day, r.data_interval_end.day) for r in rows] == [
+        ("backfill", "success", d, d + 1) for d in (2, 3, 4)]
