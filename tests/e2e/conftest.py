@@ -34,7 +34,7 @@ def _no_browser(reason: str):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """A headless Debian Chromium launched by Playwright."""
     if not Path(CHROMIUM).exists():
