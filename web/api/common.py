@@ -91,6 +91,8 @@ def parse_datetime(raw: Any, where: str) -> datetime:
         raise ApiError(400, f"{where} is not an ISO 8601 date-time: {raw!r}") from None
     if value.tzinfo is None:
         raise ApiError(400, f"{where} needs a timezone (for example 2024-01-01T00:00:00Z)")
+    if not 1900 <= value.year <= 9000:  # schedules add intervals: keep clear of year 9999
+        raise ApiError(400, f"{where} must be between the years 1900 and 9000, got {raw!r}")
     return value
 
 

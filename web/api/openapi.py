@@ -83,7 +83,7 @@ SCHEMAS: dict[str, dict] = {
                          required=("dag_id", "dag_run_id", "task_id", "map_index", "state")),
     "TaskInstanceState": _obj({"new_state": {"type": "string",
                                              "enum": ["success", "failed", "skipped"]},
-                               "map_indexes": {"type": "array", "items": _INT},
+                               "map_indexes": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                                "include_upstream": _BOOL, "include_downstream": _BOOL,
                                "include_future": _BOOL, "include_past": _BOOL},
                               required=("new_state",), extra=False),

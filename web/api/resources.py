@@ -403,6 +403,8 @@ def list_import_errors():
 @require(READ)
 def get_import_error(import_error_id: int):
     """One import error with its traceback."""
+    if import_error_id > 2**31 - 1:  # past any id the store hands out (and SQLite's range)
+        raise not_found(f"import error {import_error_id}")
     with session_scope() as session:
         row = session.get(ImportError_, import_error_id)
         if row is None:

@@ -126,8 +126,9 @@ def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
                             f"{body['new_state']!r}")
     map_indexes = body.get("map_indexes")
     if map_indexes is not None and not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in map_indexes):
-        raise ApiError(400, "field 'map_indexes' must be a list of integers")
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 2**31 - 1
+            for i in map_indexes):
+        raise ApiError(400, "field 'map_indexes' must be a list of integers from 0")
     map_index = _map_index()
     with session_scope() as session:
         _ti_or_404(session, dag_id, run_id, task_id, map_index)
