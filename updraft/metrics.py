@@ -146,6 +146,14 @@ def scheduler_metrics_text(scheduler: Any, session=None) -> str:
         writer.family("updraft_scheduler_loops_total", "counter",
                       "Scheduling loops run by this scheduler.", [(labels, int(loops))])
     loop_seconds = _attr(scheduler, "last_loop_seconds", "_last_loop_seconds")
+    durations = list(getattr(scheduler, "loop_durations", None) or [])
+    if loop_seconds is None and durations:
+        loop_seconds = durations[-1]
+    if durations:
+        recent = durations[-200:]
+        writer.family("updraft_scheduler_loop_seconds_avg", "gauge",
+                      "Mean duration of the last 200 scheduling loops.",
+                      [(labels, sum(recent) / len(recent))])
     if loop_seconds is not None:
         writer.family("updraft_scheduler_loop_seconds", "gauge",
                       "Duration of the last scheduling loop.", [(labels, float(loop_seconds))])

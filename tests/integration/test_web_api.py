@@ -690,6 +690,7 @@ def test_metrics_health_and_version(app, tokens, web_env):
         assert health["nats"]["status"] == "healthy"
         text = scheduler_metrics_text(scheduler)
         assert "updraft_scheduler_loops_total" in text
+        assert "updraft_scheduler_loop_seconds{" in text
         server, _ = serve_metrics(lambda: scheduler_metrics_text(scheduler), "127.0.0.1", 0)
         try:
             port = server.server_address[1]
