@@ -93,6 +93,7 @@ class Scheduler:
         self.bus = bus
         self._last_event_id = 0
         self._dirty: set[tuple[str, str]] = set()
+        self._check_queued = True
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_reconcile = 0.0
@@ -109,7 +110,13 @@ class Scheduler:
     # -- control ---------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Ask the loop to run a pass now (thread-safe)."""
+        """Ask the loop to run a pass now (thread-safe): something outside the executor
+        changed (a trigger, a command, a new DAG), so queued runs are looked at too."""
+        self._check_queued = True
+        self._wake.set()
+
+    def _on_executor_event(self) -> None:
+        """The executor's wakeup: a try ended; only its run needs a look."""
         self._wake.set()
 
     def _dags_changed(self) -> None:
@@ -130,7 +137,7 @@ class Scheduler:
         from updraft.store.migrate import ensure_migrated
 
         ensure_migrated(self.store_url)
-        self.executor.set_wakeup(self.wake)
+        self.executor.set_wakeup(self._on_executor_event)
         self.executor.start()
         with session_scope(self.store_url) as session:
             from sqlalchemy import func
@@ -185,11 +192,9 @@ class Scheduler:
         if due:
             self._slow_timer(now)
             self._last_reconcile = time.monotonic()
-        with session_scope(self.store_url) as session:
-            for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
-                self._dirty.add((dag_id, run_id))
-                self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
-                                  str(DagRunState.RUNNING), now)
+        if due or self._check_queued:
+            self._check_queued = False
+            self._start_queued_runs(now)
         dirty, self._dirty = self._dirty, set()
         for dag_id, run_id in sorted(dirty):
             try:
@@ -227,6 +232,13 @@ class Scheduler:
             self.bus.publish_ti_events(rows)
         except Exception:  # noqa: BLE001
             log.debug("publishing task events failed", exc_info=True)
+
+    def _start_queued_runs(self, now: datetime) -> None:
+        with session_scope(self.store_url) as session:
+            for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
+                self._dirty.add((dag_id, run_id))
+                self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
+                                  str(DagRunState.RUNNING), now)
 
     def _next_wait(self) -> float:
         elapsed = time.monotonic() - self._last_reconcile
