@@ -12,7 +12,7 @@ from updraft.cli.db import store_command
 @click.command("web")
 @click.option("--host", default=None, help="Address to bind (default: [web] host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: [web] port, 8080).")
-@click.option("--threads", type=int, default=8, show_default=True,
+@click.option("--threads", type=int, default=32, show_default=True,
               help="Worker threads of the WSGI server.")
 @store_command
 def web(host: str | None, port: int | None, threads: int) -> None:
