@@ -331,10 +331,12 @@ class Scheduler:
                                 task.get_map_length(lengths) or 0, self.node_id, now)
                 if not decision.changes and not decision.expand:
                     break
-            if decision.ready:
+            current = {v.key: v.state for v in views}
+            newly_ready = [key for key in decision.ready if current.get(key) != TI.SCHEDULED]
+            if newly_ready:
                 set_ti_states(session, dag_id, run_id,
                               [(t, i, TI.SCHEDULED, "dependencies met")
-                               for t, i in decision.ready], self.node_id, now)
+                               for t, i in newly_ready], self.node_id, now)
             run.last_scheduling_decision = now
             if decision.run_state is not None:
                 set_run_state(session, run, decision.run_state, now)

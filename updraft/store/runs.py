@@ -198,7 +198,7 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
     events: list[dict] = []
     for task_id, map_index, new_state, cause in changes:
         row = current.get((task_id, map_index))
-        if row is None:
+        if row is None or row.state == str(new_state):
             continue
         check_transition(row.state, new_state)
         values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
