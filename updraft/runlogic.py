@@ -98,7 +98,21 @@ def effective_leaves(tasks: Mapping[str, TaskSpec]) -> set[str]:
     return leaves or {tid for tid, spec in tasks.items() if not spec.downstream}
 
 
+_TOPO_CACHE: dict[int, tuple[Mapping[str, TaskSpec], list[str]]] = {}
+
+
 def _topological(tasks: Mapping[str, TaskSpec]) -> list[str]:
+    cached = _TOPO_CACHE.get(id(tasks))
+    if cached is not None and cached[0] is tasks:
+        return cached[1]
+    order = _topological_order(tasks)
+    if len(_TOPO_CACHE) > 256:
+        _TOPO_CACHE.clear()
+    _TOPO_CACHE[id(tasks)] = (tasks, order)
+    return order
+
+
+def _topological_order(tasks: Mapping[str, TaskSpec]) -> list[str]:
     indegree = {tid: len(spec.upstream) for tid, spec in tasks.items()}
     order = [tid for tid, n in indegree.items() if n == 0]
     i = 0

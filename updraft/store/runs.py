@@ -177,13 +177,33 @@ def _current_rows(session: Session, dag_id: str, run_id: str,
     return {(r.task_id, r.map_index): r for r in rows if (r.task_id, r.map_index) in wanted}
 
 
+_CAS_STATEMENTS: dict[frozenset, Any] = {}
+_BINDABLE = (str, int, float, type(None), datetime)
+
+
 def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int], old_state: str,
                 old_try: int, values: dict[str, Any]) -> bool:
-    result = session.execute(update(_TI).where(
-        _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id == key[0],
-        _TI.c.map_index == key[1], _TI.c.state == old_state,
-        _TI.c.try_number == old_try).values(**values))
-    return bool(result.rowcount)
+    """One compare-and-set on (key, state, try number). Statements whose values are all plain
+    are built once per set of columns and reused with bind parameters (building a statement
+    costs more than running it); ones with SQL expressions are built each time."""
+    from sqlalchemy import bindparam
+
+    params = {"c_dag": dag_id, "c_run": run_id, "c_task": key[0], "c_index": key[1],
+              "c_state": old_state, "c_try": old_try}
+    plain = all(isinstance(v, _BINDABLE) for v in values.values())
+    stmt = _CAS_STATEMENTS.get(frozenset(values)) if plain else None
+    if stmt is None:
+        stmt = update(_TI).where(
+            _TI.c.dag_id == bindparam("c_dag"), _TI.c.run_id == bindparam("c_run"),
+            _TI.c.task_id == bindparam("c_task"), _TI.c.map_index == bindparam("c_index"),
+            _TI.c.state == bindparam("c_state"), _TI.c.try_number == bindparam("c_try"),
+        ).values({name: bindparam(f"v_{name}") if isinstance(value, _BINDABLE) else value
+                  for name, value in values.items()})
+        if plain:
+            _CAS_STATEMENTS[frozenset(values)] = stmt
+    params.update({f"v_{name}": value for name, value in values.items()
+                   if isinstance(value, _BINDABLE)})
+    return bool(session.execute(stmt, params).rowcount)
 
 
 def set_ti_states(session: Session, dag_id: str, run_id: str,
