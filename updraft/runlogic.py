@@ -290,6 +290,10 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
             state = states[key]
             if state not in SCHEDULABLE_STATES:
                 continue
+            if state == TI.SCHEDULED:
+                # Already found ready and waiting for a slot: nothing to decide again.
+                decision.waiting[key] = "waits for a free slot (scheduled)"
+                continue
             new_state, may_run, why = evaluation.evaluate(spec, map_index)
             if new_state is not None:
                 states[key] = new_state
@@ -325,7 +329,8 @@ def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, 
                       decision: Decision) -> None:
     unfinished = [k for k, s in states.items() if s not in FINISHED]
     if unfinished:
-        active = [k for k in unfinished if states[k] in (TI.QUEUED, TI.RUNNING)]
+        active = [k for k in unfinished
+                  if states[k] in (TI.SCHEDULED, TI.QUEUED, TI.RUNNING)]
         if not active and not decision.ready and not decision.expand and \
                 decision.wake_at is None and not decision.blocked_by_past:
             decision.run_state = DagRunState.FAILED
