@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from updraft.config import conf
-from updraft.runlogic import decide, spec_from_task
+from updraft.runlogic import RunSnapshot, decide, spec_from_task
 from updraft.state import DagRunState, TaskInstanceState as TI
 from updraft.store.engine import session_scope
 from updraft.store.models import DagRunModel, NodeModel, TaskInstanceModel, utcnow
@@ -33,7 +33,6 @@ from updraft.store.runs import (
     past_view,
     set_run_state,
     set_ti_states,
-    ti_views,
     xcom_lengths,
 )
 
@@ -94,6 +93,10 @@ class Scheduler:
         self._last_event_id = 0
         self._dirty: set[tuple[str, str]] = set()
         self._check_queued = True
+        #: Per running run: (RunSnapshot, newest updated_at seen, generation). The
+        #: generation moves on each slow timer tick, which forces a full re-read.
+        self._snapshots: dict[tuple[str, str], tuple] = {}
+        self._generation = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_reconcile = 0.0
@@ -236,6 +239,8 @@ class Scheduler:
     def _start_queued_runs(self, now: datetime) -> None:
         with session_scope(self.store_url) as session:
             for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
+                # A run that (re)starts may have been cleared: read it whole.
+                self._snapshots.pop((dag_id, run_id), None)
                 self._dirty.add((dag_id, run_id))
                 self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
                                   str(DagRunState.RUNNING), now)
@@ -245,6 +250,7 @@ class Scheduler:
         return max(0.0, min(self.reconcile_interval - elapsed, self.reconcile_interval))
 
     def _slow_timer(self, now: datetime) -> None:
+        self._generation += 1
         with session_scope(self.store_url) as session:
             for key in runs.create_due_runs(session, now, self.dags.read):
                 log.info("Created run %s of %s", key[1], key[0])
@@ -318,10 +324,10 @@ class Scheduler:
             specs = self.dags.specs(dag)
             past_tasks = [s.task_id for s in specs.values() if s.depends_on_past]
             for _ in range(100):
-                views = ti_views(session, dag_id, run_id)
+                snapshot = self._snapshot(session, dag_id, run_id)
                 past = past_view(session, dag_id, run_id, run.logical_date, past_tasks) \
                     if past_tasks else None
-                decision = decide(specs, views, now, past)
+                decision = decide(specs, snapshot, now, past)
                 if decision.changes:
                     set_ti_states(session, dag_id, run_id, decision.changes, self.node_id, now)
                 for task_id in decision.expand:
@@ -331,7 +337,7 @@ class Scheduler:
                                 task.get_map_length(lengths) or 0, self.node_id, now)
                 if not decision.changes and not decision.expand:
                     break
-            current = {v.key: v.state for v in views}
+            current = snapshot.states
             newly_ready = [key for key in decision.ready if current.get(key) != TI.SCHEDULED]
             if newly_ready:
                 set_ti_states(session, dag_id, run_id,
@@ -339,6 +345,7 @@ class Scheduler:
                                for t, i in newly_ready], self.node_id, now)
             run.last_scheduling_decision = now
             if decision.run_state is not None:
+                self._snapshots.pop((dag_id, run_id), None)
                 set_run_state(session, run, decision.run_state, now)
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
                                   str(decision.run_state), now)
@@ -353,6 +360,31 @@ class Scheduler:
                     timer.daemon = True
                     timer.start()
         return None
+
+    def _snapshot(self, session, dag_id: str, run_id: str) -> RunSnapshot:
+        """The run's task instance states: read whole the first time and on every slow
+        timer tick, otherwise only the rows changed since the last read (``updated_at``,
+        with a margin for clocks of other machines)."""
+        from datetime import timedelta
+
+        ti = TaskInstanceModel.__table__
+        columns = (ti.c.task_id, ti.c.map_index, ti.c.state, ti.c.next_retry_at,
+                   ti.c.updated_at)
+        key = (dag_id, run_id)
+        entry = self._snapshots.get(key)
+        query = select(*columns).where(ti.c.dag_id == dag_id, ti.c.run_id == run_id)
+        if entry is None or entry[2] != self._generation:
+            snapshot, last_seen = RunSnapshot(), None
+        else:
+            snapshot, last_seen, _generation = entry
+            query = query.where(ti.c.updated_at >= last_seen - timedelta(seconds=2))
+        rows = session.execute(query).all()
+        snapshot.update(rows)
+        newest = max((r.updated_at for r in rows if r.updated_at is not None), default=None)
+        if newest is not None and (last_seen is None or newest > last_seen):
+            last_seen = newest
+        self._snapshots[key] = (snapshot, last_seen or utcnow(), self._generation)
+        return snapshot
 
     def _verify_integrity(self, session, run: DagRunModel, dag, now: datetime) -> None:
         """Align a run with a new version of its DAG: new tasks get task instances,

@@ -18,7 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from updraft.state import DagRunState, TaskInstanceState as TI, TriggerRule as TR
+from updraft.state import DagRunState
+from updraft.state import TaskInstanceState as TI
+from updraft.state import TriggerRule as TR
 
 SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE})
 FINISHED = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED})
@@ -55,6 +57,53 @@ class TiView:
     @property
     def key(self) -> tuple[str, int]:
         return self.task_id, self.map_index
+
+
+class RunSnapshot:
+    """The states of a run's task instances, indexed for ``decide``; updatable in place, so a
+    scheduler can apply only the rows that changed since its last pass."""
+
+    __slots__ = ("retry_at", "states", "tis_by_task")
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, int], TI] = {}
+        self.retry_at: dict[tuple[str, int], datetime] = {}
+        self.tis_by_task: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_views(cls, views: Iterable[TiView]) -> RunSnapshot:
+        snapshot = cls()
+        snapshot.update(views)
+        return snapshot
+
+    def update(self, views: Iterable) -> None:
+        """Add or replace task instances (objects with task_id, map_index, state,
+        next_retry_at)."""
+        states, retry_at, by_task = self.states, self.retry_at, self.tis_by_task
+        for ti in views:
+            key = (ti.task_id, ti.map_index)
+            state = ti.state
+            if key not in states:
+                indexes = by_task.get(ti.task_id)
+                if indexes is None:
+                    by_task[ti.task_id] = [ti.map_index]
+                else:
+                    indexes.append(ti.map_index)
+                    indexes.sort()
+            states[key] = state if state.__class__ is TI else TI(state)
+            if ti.next_retry_at is not None:
+                retry_at[key] = ti.next_retry_at
+            else:
+                retry_at.pop(key, None)
+
+    def forget(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Drop task instances that no longer exist (a mapped task collapsed by a clear)."""
+        for key in keys:
+            if self.states.pop(key, None) is not None:
+                self.retry_at.pop(key, None)
+                indexes = self.tis_by_task.get(key[0], [])
+                if key[1] in indexes:
+                    indexes.remove(key[1])
 
 
 @dataclass
@@ -110,6 +159,21 @@ def _topological(tasks: Mapping[str, TaskSpec]) -> list[str]:
         _TOPO_CACHE.clear()
     _TOPO_CACHE[id(tasks)] = (tasks, order)
     return order
+
+
+_POSITION_CACHE: dict[int, tuple[Mapping[str, TaskSpec], dict[str, int]]] = {}
+
+
+def _topological_positions(tasks: Mapping[str, TaskSpec]) -> dict[str, int]:
+    """Each task's place in a topological order (cached per task mapping)."""
+    cached = _POSITION_CACHE.get(id(tasks))
+    if cached is not None and cached[0] is tasks:
+        return cached[1]
+    positions = {task_id: i for i, task_id in enumerate(_topological(tasks))}
+    if len(_POSITION_CACHE) > 256:
+        _POSITION_CACHE.clear()
+    _POSITION_CACHE[id(tasks)] = (tasks, positions)
+    return positions
 
 
 def _topological_order(tasks: Mapping[str, TaskSpec]) -> list[str]:
@@ -272,57 +336,70 @@ class _Evaluation:
 def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
            past: PastView | None = None) -> Decision:
     """Evaluate every unfinished task instance of one run; see the module docstring."""
-    tis = list(tis)
-    states = {ti.key: TI(ti.state) for ti in tis}
-    retry_at = {ti.key: ti.next_retry_at for ti in tis}
-    tis_by_task: dict[str, list[int]] = {}
-    for ti in tis:
-        tis_by_task.setdefault(ti.task_id, []).append(ti.map_index)
-    for indexes in tis_by_task.values():
-        indexes.sort()
+    snapshot = tis if isinstance(tis, RunSnapshot) else RunSnapshot.from_views(tis)
+    states = dict(snapshot.states)  # the cascade below changes states; keep the snapshot
+    retry_at = snapshot.retry_at
+    tis_by_task = snapshot.tis_by_task
     evaluation = _Evaluation(tasks, states, tis_by_task, past)
     decision = Decision()
 
-    for task_id in _topological(tasks):
+    position = _topological_positions(tasks)
+    pending = sorted((k for k, st in states.items() if st in SCHEDULABLE_STATES and
+                      k[0] in position), key=lambda k: (position[k[0]], k[1]))
+    for key in pending:
+        task_id, map_index = key
         spec = tasks[task_id]
-        for map_index in tis_by_task.get(task_id, []):
-            key = (task_id, map_index)
-            state = states[key]
-            if state not in SCHEDULABLE_STATES:
+        state = states[key]
+        if state == TI.SCHEDULED:
+            # Already found ready and waiting for a slot: nothing to decide again.
+            decision.waiting[key] = "waits for a free slot (scheduled)"
+            continue
+        if state == TI.NONE and spec.upstream and spec.trigger_rule != TR.ALWAYS and \
+                not _any_upstream_finished(spec, states, tis_by_task):
+            # No upstream task has finished: no trigger rule can fire or fail yet. This
+            # fast path keeps a pass over a 10,000-task run cheap.
+            decision.waiting[key] = WAITING_FOR_UPSTREAM
+            continue
+        new_state, may_run, why = evaluation.evaluate(spec, map_index)
+        if new_state is not None:
+            states[key] = new_state
+            decision.changes.append((task_id, map_index, new_state, why))
+            continue
+        if not may_run:
+            decision.waiting[key] = why
+            continue
+        allowed, why_past = evaluation.past_allows(spec, map_index)
+        if not allowed:
+            decision.waiting[key] = why_past
+            decision.blocked_by_past = True
+            continue
+        if state in (TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE):
+            at = retry_at.get(key)
+            if at is not None and at > now:
+                kind = "retry" if state == TI.UP_FOR_RETRY else "reschedule"
+                decision.waiting[key] = f"waits for its {kind} time {at.isoformat()}"
+                if decision.wake_at is None or at < decision.wake_at:
+                    decision.wake_at = at
                 continue
-            if state == TI.SCHEDULED:
-                # Already found ready and waiting for a slot: nothing to decide again.
-                decision.waiting[key] = "waits for a free slot (scheduled)"
-                continue
-            new_state, may_run, why = evaluation.evaluate(spec, map_index)
-            if new_state is not None:
-                states[key] = new_state
-                decision.changes.append((task_id, map_index, new_state, why))
-                continue
-            if not may_run:
-                decision.waiting[key] = why
-                continue
-            allowed, why_past = evaluation.past_allows(spec, map_index)
-            if not allowed:
-                decision.waiting[key] = why_past
-                decision.blocked_by_past = True
-                continue
-            if state in (TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE):
-                at = retry_at.get(key)
-                if at is not None and at > now:
-                    kind = "retry" if state == TI.UP_FOR_RETRY else "reschedule"
-                    decision.waiting[key] = f"waits for its {kind} time {at.isoformat()}"
-                    if decision.wake_at is None or at < decision.wake_at:
-                        decision.wake_at = at
-                    continue
-            if spec.is_mapped and map_index < 0:
-                decision.expand.append(task_id)
-                decision.waiting[key] = "is about to be expanded"
-                continue
-            decision.ready.append(key)
+        if spec.is_mapped and map_index < 0:
+            decision.expand.append(task_id)
+            decision.waiting[key] = "is about to be expanded"
+            continue
+        decision.ready.append(key)
 
     _decide_run_state(tasks, states, decision)
     return decision
+
+
+WAITING_FOR_UPSTREAM = "waits for its upstream tasks: none has finished yet"
+
+
+def _any_upstream_finished(spec: TaskSpec, states, tis_by_task) -> bool:
+    for up in spec.upstream:
+        for map_index in tis_by_task.get(up, ()):
+            if states[(up, map_index)] in FINISHED:
+                return True
+    return False
 
 
 def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, int], TI],
