@@ -313,7 +313,7 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
     now = utcnow()
     stmts = _statements()
     params = _key_params(request)
-    with session_scope(request.store_url) as session:
+    with session_scope(request.store_url, write=True) as session:
         values = dict(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
                       hostname=hostname(), pid=os.getpid(), heartbeat_at=now, updated_at=now)
         if executor:
@@ -560,7 +560,7 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                                             try_number=request.try_number, failed_at=now)
     elif state == TI.UP_FOR_RESCHEDULE:
         next_retry_at = reschedule_at
-    session = new_session(request.store_url)
+    session = new_session(request.store_url, write=True)
     try:
         ti_table = TaskInstanceModel.__table__
         result = session.execute(update(ti_table).where(

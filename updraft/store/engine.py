@@ -44,6 +44,42 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn) -> None:
+    """For write sessions, BEGIN IMMEDIATE taken with short retries.
+
+    SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer
+    that meets the lock of another often waits far longer than the lock is held. Write
+    sessions (the task runner, the scheduler) instead take the write lock up front and retry
+    every fraction of a millisecond. Other sessions keep pysqlite's own handling (a deferred
+    BEGIN just before the first write, so reads never hold a stale snapshot).
+    """
+    import sqlite3
+    import time
+
+    if conn.get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+        return
+    raw = conn.connection.dbapi_connection
+    if raw.in_transaction:
+        return
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + 30.0
+        pause = 0.0002
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.005)
+    finally:
+        raw.execute("PRAGMA busy_timeout=30000")
+
+
 def get_engine(url: str | None = None) -> Engine:
     """Return the shared engine for ``url`` (default: the configured store)."""
     url = normalise_url(url or conf.sql_alchemy_conn())
@@ -63,21 +99,26 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         _engines[url] = engine
         _makers[url] = sessionmaker(bind=engine, expire_on_commit=False, future=True)
         return engine
 
 
-def new_session(url: str | None = None) -> Session:
-    """Open a session on the store; the caller commits and closes it."""
-    get_engine(url)
-    return _makers[normalise_url(url or conf.sql_alchemy_conn())]()
+def new_session(url: str | None = None, write: bool = False) -> Session:
+    """Open a session on the store; the caller commits and closes it. ``write=True`` says the
+    session will write: on SQLite it takes the write lock at its start (BEGIN IMMEDIATE)."""
+    engine = get_engine(url)
+    maker = _makers[normalise_url(url or conf.sql_alchemy_conn())]
+    if write and is_sqlite(engine):
+        return maker(bind=engine.execution_options(sqlite_begin="IMMEDIATE"))
+    return maker()
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str | None = None, write: bool = False) -> Iterator[Session]:
     """A session that commits when the block ends and rolls back if it raises."""
-    session = new_session(url)
+    session = new_session(url, write=write)
     try:
         yield session
         session.commit()
