@@ -203,3 +203,46 @@ def get_nats_server(workdir: Path) -> NatsServer:
     if in_ci():
         service_unavailable("NATS", NATS_URL, reason)
     return start_embedded_nats(workdir)
+
+
+class SmtpCollector:
+    """An aiosmtpd handler that keeps every message it accepts (mail_from, rcpts, message)."""
+
+    def __init__(self):
+        self.messages: list = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+
+        parsed = email.message_from_bytes(envelope.original_content or envelope.content)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_smtp_server(monkeypatch):
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, set as ``[smtp]``; returns
+    (collector, controller): stop the controller when done."""
+    from aiosmtpd.controller import Controller
+
+    from updraft.config import conf
+
+    port = free_port()
+    collector = SmtpCollector()
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("UPDRAFT__SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(port))
+    monkeypatch.setenv("UPDRAFT__SMTP__MAIL_FROM", "updraft@example.com")
+    conf.reload()
+    collector.port = port
+    return collector, controller

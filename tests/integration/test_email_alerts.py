@@ -4,13 +4,12 @@ listens."""
 
 from __future__ import annotations
 
-import email
 import socket
 from datetime import datetime, timezone
 from email.message import Message
 
 import pytest
-from aiosmtpd.controller import Controller
+import services
 
 from updraft.alerts import EmailDeliveryError, get_email_address_list, send_email
 from updraft.config import conf
@@ -23,36 +22,10 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
 LOGICAL = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)  # noqa: UP017
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Collector:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], Message]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        parsed = email.message_from_bytes(envelope.original_content or envelope.content)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_server(monkeypatch):
     """A running SMTP server, configured as [smtp] through the environment."""
-    collector = Collector()
-    port = _free_port()
-    controller = Controller(collector, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("UPDRAFT__SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(port))
-    monkeypatch.setenv("UPDRAFT__SMTP__MAIL_FROM", "updraft@example.com")
-    conf.reload()
-    collector.port = port
+    collector, controller = services.start_smtp_server(monkeypatch)
     yield collector
     controller.stop()
 
@@ -122,7 +95,7 @@ def test_send_email_with_attachment_cc_and_bcc(smtp_server, tmp_path):
 
 def test_send_email_through_a_connection(smtp_server, monkeypatch):
     # [smtp] points nowhere; the connection names the real server.
-    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(_free_port()))
+    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(services.free_port()))
     conf.reload()
     monkeypatch.setenv("UPDRAFT_CONN_SMTP_ALERTS",
                        f"smtp://127.0.0.1:{smtp_server.port}?from_email=alerts%40example.com")
@@ -133,7 +106,7 @@ def test_send_email_through_a_connection(smtp_server, monkeypatch):
 
 
 def test_clear_error_when_no_server_listens(monkeypatch):
-    port = _free_port()
+    port = services.free_port()
     monkeypatch.setenv("UPDRAFT__SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(port))
     monkeypatch.setenv("UPDRAFT__SMTP__TIMEOUT", "5")
@@ -148,7 +121,7 @@ def test_clear_error_when_no_server_listens(monkeypatch):
 
 def test_alert_failure_does_not_change_the_task_outcome(monkeypatch):
     monkeypatch.setenv("UPDRAFT__SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(_free_port()))
+    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(services.free_port()))
     conf.reload()
 
     def explode():

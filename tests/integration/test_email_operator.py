@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import email
-import socket
 from datetime import UTC, datetime
 from email.message import Message
 
 import pytest
-from aiosmtpd.controller import Controller
+import services
 
 from updraft.config import conf
 from updraft.dag import DAG
@@ -22,36 +20,12 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 LOGICAL = datetime(2024, 3, 1, 12, tzinfo=UTC)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Collector:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], Message]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        parsed = email.message_from_bytes(envelope.original_content or envelope.content)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_server(monkeypatch):
     """A running SMTP server, as [smtp] and as connection ``mail``."""
-    collector = Collector()
-    port = _free_port()
-    controller = Controller(collector, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("UPDRAFT__SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("UPDRAFT__SMTP__PORT", str(port))
-    monkeypatch.setenv("UPDRAFT__SMTP__MAIL_FROM", "updraft@example.com")
+    collector, controller = services.start_smtp_server(monkeypatch)
     monkeypatch.setenv("UPDRAFT_CONN_MAIL",
-                       f"smtp://127.0.0.1:{port}/?from_email=conn%40example.com")
+                       f"smtp://127.0.0.1:{collector.port}/?from_email=conn%40example.com")
     conf.reload()
     yield collector
     controller.stop()
@@ -94,7 +68,7 @@ def test_email_operator_with_connection_and_missing_server(smtp_server, monkeypa
                       html_content="h")
         EmailOperator(task_id="default_conn", conn_id="smtp_default", to="y@example.com",
                       subject="s", html_content="h")
-    monkeypatch.setenv("UPDRAFT_CONN_BROKEN", f"smtp://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("UPDRAFT_CONN_BROKEN", f"smtp://127.0.0.1:{services.free_port()}")
     with DAG("mailer_broken", start_date=START, schedule=None) as broken:
         EmailOperator(task_id="send", conn_id="broken", to="x@example.com", subject="s",
                       html_content="h")
