@@ -163,8 +163,30 @@ def run_with_live_logs(request: Any, run: Callable[[Callable[[str], None] | None
         if stream is not None:
             try:
                 stream.close()
+                # Worker processes may be stopped right after a try: send its lines now
+                # (waiting briefly for the first connection of this process).
+                _wait_connected(publisher, 2.0)
+                publisher.flush(1.0)
             except Exception:
                 log.debug("could not publish the end of a live log", exc_info=True)
+
+
+_first_connection_waited = False
+
+
+def _wait_connected(publisher: LogPublisher, timeout: float) -> None:
+    """Once per process, give the lazy connection a moment; never again (NATS being down
+    must not slow every try)."""
+    global _first_connection_waited
+    if _first_connection_waited:
+        return
+    _first_connection_waited = True
+    import time
+
+    deadline = time.monotonic() + timeout
+    bus = publisher.bus
+    while not bus.connected and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 __all__ = ["LogPublisher", "TryLogStream", "process_publisher", "run_with_live_logs"]
