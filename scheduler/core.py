@@ -132,7 +132,9 @@ class Scheduler:
         self._wake.set()
 
     def mark_dirty(self, dag_id: str, run_id: str) -> None:
+        """Look at this run in the next pass (and at queued runs: it may be a new one)."""
         self._dirty.add((dag_id, run_id))
+        self._check_queued = True
         self._wake.set()
 
     def start(self) -> None:
