@@ -346,6 +346,8 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
     position = _topological_positions(tasks)
     pending = sorted((k for k, st in states.items() if st in SCHEDULABLE_STATES and
                       k[0] in position), key=lambda k: (position[k[0]], k[1]))
+    # Tasks with at least one finished task instance; grows as the cascade below decides.
+    finished_tasks = {task_id for (task_id, _i), st in states.items() if st in FINISHED}
     for key in pending:
         task_id, map_index = key
         spec = tasks[task_id]
@@ -355,7 +357,7 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
             decision.waiting[key] = "waits for a free slot (scheduled)"
             continue
         if state == TI.NONE and spec.upstream and spec.trigger_rule != TR.ALWAYS and \
-                not _any_upstream_finished(spec, states, tis_by_task):
+                spec.upstream.isdisjoint(finished_tasks):
             # No upstream task has finished: no trigger rule can fire or fail yet. This
             # fast path keeps a pass over a 10,000-task run cheap.
             decision.waiting[key] = WAITING_FOR_UPSTREAM
@@ -363,6 +365,7 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
         new_state, may_run, why = evaluation.evaluate(spec, map_index)
         if new_state is not None:
             states[key] = new_state
+            finished_tasks.add(task_id)
             decision.changes.append((task_id, map_index, new_state, why))
             continue
         if not may_run:
@@ -392,14 +395,6 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
 
 
 WAITING_FOR_UPSTREAM = "waits for its upstream tasks: none has finished yet"
-
-
-def _any_upstream_finished(spec: TaskSpec, states, tis_by_task) -> bool:
-    for up in spec.upstream:
-        for map_index in tis_by_task.get(up, ()):
-            if states[(up, map_index)] in FINISHED:
-                return True
-    return False
 
 
 def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, int], TI],
