@@ -141,7 +141,7 @@ class DaskExecutor(BaseExecutor):
                     options["scheduler_kwargs"] = {"dashboard": False,
                                                    "dashboard_address": "127.0.0.1:0"}
                 options.update(self.cluster_options)
-                self._cluster = LocalCluster(**options)
+                self._cluster = self._start_cluster(options)
                 self._client = Client(self._cluster, set_as_default=False)
         self._tighten_batching()
         self._refresh_threads()
@@ -149,6 +149,27 @@ class DaskExecutor(BaseExecutor):
         self._collector = threading.Thread(target=self._collect, name="updraft-dask-collector",
                                            daemon=True)
         self._collector.start()
+
+    def _start_cluster(self, options: dict[str, Any]) -> Any:
+        """The cluster this executor owns. With worker processes and ``[dask] cluster =
+        "subprocess"`` (the default), the Dask scheduler runs in its own process too, so its
+        event loop does not share the Updraft scheduler's GIL; otherwise a LocalCluster."""
+        from distributed import LocalCluster
+
+        from updraft.config import conf
+
+        kind = str(conf.get("dask", "cluster", "subprocess")).strip().lower()
+        if kind not in ("subprocess", "local"):
+            raise ValueError(f"[dask] cluster must be 'subprocess' or 'local', got {kind!r}")
+        if kind == "subprocess" and self.processes and not self.cluster_options:
+            from distributed.deploy.subprocess import SubprocessCluster
+
+            dashboard = self.dashboard_address or "127.0.0.1:0"
+            return SubprocessCluster(
+                host="127.0.0.1", n_workers=self.n_workers,
+                threads_per_worker=self.threads_per_worker, dashboard_address=dashboard,
+                worker_kwargs={"dashboard_address": "127.0.0.1:0"})
+        return LocalCluster(**options)
 
     def submit(self, requests: Iterable[TryRequest]) -> None:
         """Send the tries to Dask, one ``client.map`` per queue. Never waits for results."""

@@ -60,6 +60,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "threads_per_worker": 4,
         "processes": True,
         "dashboard_address": "127.0.0.1:8787",
+        # "subprocess": the Dask scheduler and workers run in their own processes (the
+        # scheduler's event loop then does not share the Updraft scheduler's GIL);
+        # "local": distributed.LocalCluster, whose scheduler runs in this process.
+        "cluster": "subprocess",
     },
     "worker": {  # `updraft worker`: the NATS queue executor's workers
         "queues": "default",
