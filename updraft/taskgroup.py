@@ -6,6 +6,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from updraft.exceptions import DagDefinitionError, DuplicateTaskIdFound
+from updraft.utils.dependency import DependencyOperators
 from updraft.utils.ids import GROUP_KEY_REGEX, validate_key
 from updraft.utils.thread_local import PerThreadAttributes
 
@@ -34,7 +35,7 @@ class TaskGroupContext(metaclass=PerThreadAttributes):
         return dag.task_group if dag is not None else None
 
 
-class TaskGroup:
+class TaskGroup(DependencyOperators):
     """A group of tasks (and groups). ``group >> task`` links the group's leaves to task."""
 
     def __init__(
@@ -203,22 +204,6 @@ class TaskGroup:
         for root in self.get_roots():
             for source in resolve_nodes(other, as_upstream=True):
                 source._relate(root, upstream=False, edge_modifier=edge_modifier)
-
-    def __rshift__(self, other):
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other):
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other):
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other):
-        self.set_downstream(other)
-        return self
 
     @property
     def upstream_task_ids(self) -> set[str]:

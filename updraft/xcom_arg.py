@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Iterator
 
 from updraft.exceptions import UpdraftException
+from updraft.utils.dependency import DependencyOperators
 
 if TYPE_CHECKING:
     from updraft.operators.base import DAGNode
@@ -29,7 +30,7 @@ class XComNotFound(UpdraftException):
     """An XComArg whose XCom was never pushed."""
 
 
-class XComArg:
+class XComArg(DependencyOperators):
     """Base of every reference to task output; behaves like its operator in dependencies."""
 
     def iter_references(self) -> Iterator[tuple["DAGNode", str]]:
@@ -59,28 +60,6 @@ class XComArg:
     def set_downstream(self, other, edge_modifier=None):
         for op in self.operators:
             op.set_downstream(other, edge_modifier=edge_modifier)
-
-    def __rshift__(self, other):
-        from updraft.utils.edgemodifier import EdgeModifier
-
-        if isinstance(other, EdgeModifier):
-            for op in self.operators:
-                other._attach_source(op)
-            return other
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other):
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other):
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other):
-        self.set_downstream(other)
-        return self
 
     def __iter__(self):
         raise TypeError("'XComArg' object is not iterable: its value exists only when the "

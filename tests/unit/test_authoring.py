@@ -600,3 +600,13 @@ def test_group_leaves_look_through_teardown():
         end = EmptyOperator(task_id="end")
         g >> end
     assert ups(d, "end") == {"g.w"}
+
+
+def test_labels_between_groups_and_tasks():
+    with DAG("group_labels", start_date=datetime(2024, 1, 1, tzinfo=UTC), schedule=None) as d:
+        with TaskGroup("load") as load:
+            EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+        done = EmptyOperator(task_id="done")
+        load >> Label("loaded") >> done
+    assert d.task_dict["done"].upstream_task_ids == {"load.b"}
+    assert d.get_edge_info("load.b", "done") == {"label": "loaded"}

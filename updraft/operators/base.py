@@ -19,6 +19,7 @@ from updraft.dag import DagContext
 from updraft.exceptions import DagDefinitionError, UpdraftException
 from updraft.state import TriggerRule
 from updraft.taskgroup import TaskGroup, TaskGroupContext
+from updraft.utils.dependency import DependencyOperators
 from updraft.utils.ids import validate_key
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ DEFAULT_QUEUE = "default"
 DEFAULT_POOL = "default_pool"
 
 
-class DAGNode:
+class DAGNode(DependencyOperators):
     """Dependencies and group membership shared by operators and mapped operators."""
 
     task_id: str
@@ -136,30 +137,6 @@ class DAGNode:
     def set_downstream(self, other, edge_modifier=None) -> None:
         """Make ``other`` (a task, list, group or XComArg) run after this task."""
         self._set_relatives(other, upstream=False, edge_modifier=edge_modifier)
-
-    def __rshift__(self, other):
-        from updraft.utils.edgemodifier import EdgeModifier
-
-        if isinstance(other, EdgeModifier):
-            return other._attach_source(self)
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other):
-        from updraft.utils.edgemodifier import EdgeModifier
-
-        if isinstance(other, EdgeModifier):
-            return other._attach_target(self)
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other):
-        self.__lshift__(other)
-        return self
-
-    def __rlshift__(self, other):
-        self.__rshift__(other)
-        return self
 
     def get_flat_relative_ids(self, upstream: bool = False) -> set[str]:
         """Every task id upstream (or downstream) of this one, at any depth."""
