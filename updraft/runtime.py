@@ -19,14 +19,12 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from updraft.exceptions import (
-    UpdraftException,
     UpdraftFailException,
     UpdraftRescheduleException,
     UpdraftSensorTimeout,
@@ -569,7 +567,7 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
             ti_table.c.try_number == request.try_number,
             ti_table.c.state == str(TI.RUNNING),
         ).values(state=str(state), end_date=now, duration=duration,
-                 next_retry_at=next_retry_at, rendered_fields=_json_safe(rendered),
+                 next_retry_at=next_retry_at, rendered_fields=rendered,
                  updated_at=now))
         if not result.rowcount:
             session.rollback()
@@ -620,15 +618,4 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                       duration=duration, next_retry_at=next_retry_at)
 
 
-def _json_safe(value: Any) -> Any:
-    import json
-
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(value, default=repr))
-
-
-__all__ = ["TryRequest", "TryOutcome", "run_task_try", "next_retry_datetime", "load_dag",
-           "UpdraftException", "traceback"]
+__all__ = ["TryRequest", "TryOutcome", "run_task_try", "next_retry_datetime", "load_dag"]

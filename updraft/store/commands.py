@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from updraft.exceptions import (
@@ -149,16 +147,13 @@ def _select_runs(session: Session, dag_id: str, run_id: str | None, start: datet
 
 
 def _relatives(dag, task_ids: set[str], upstream: bool, downstream: bool) -> set[str]:
+    """``task_ids`` plus all their upstream and/or downstream tasks, at any depth."""
     result = set(task_ids)
     for task_id in task_ids:
         if upstream:
-            result |= dag.task_dict[task_id].get_flat_relative_ids(upstream=True) \
-                if hasattr(dag.task_dict[task_id], "get_flat_relative_ids") else \
-                _walk(dag, task_id, "upstream_task_ids")
+            result |= _walk(dag, task_id, "upstream_task_ids")
         if downstream:
-            result |= dag.task_dict[task_id].get_flat_relative_ids(upstream=False) \
-                if hasattr(dag.task_dict[task_id], "get_flat_relative_ids") else \
-                _walk(dag, task_id, "downstream_task_ids")
+            result |= _walk(dag, task_id, "downstream_task_ids")
     return result
 
 
@@ -346,11 +341,5 @@ def set_dag_run_state(session: Session, dag_id: str, run_id: str, state: str,
     return run
 
 
-def count_active_runs(session: Session, dag_id: str) -> int:
-    return session.scalar(select(func.count()).select_from(DagRunModel).where(
-        DagRunModel.dag_id == dag_id, DagRunModel.state.in_([str(DagRunState.RUNNING)]))) or 0
-
-
 __all__ = ["trigger_dag_run", "set_paused", "delete_dag_run", "clear_task_instances",
-           "set_task_instance_state", "set_dag_run_state", "audit", "get_serialized_dag",
-           "Any"]
+           "set_task_instance_state", "set_dag_run_state", "audit", "get_serialized_dag"]
