@@ -51,24 +51,17 @@ def _report(future: concurrent.futures.Future) -> None:
 def run_dag_callback(fileloc: str, dag_id: str, run_id: str, state: str, reason: str,
                      store_url: str | None) -> bool:
     """In the child: load the DAG and call its callback(s) with the run's context."""
+    from updraft.dag_callbacks import call_dag_callbacks
     from updraft.runtime import load_dag
     from updraft.runtime_models import DagRun
     from updraft.store.engine import session_scope
     from updraft.store.runs import get_run
 
     dag = load_dag(fileloc, dag_id)
-    callback = dag.on_success_callback if state == "success" else dag.on_failure_callback
-    if not callback:
-        return False
     with session_scope(store_url) as session:
         row = get_run(session, dag_id, run_id)
         run = DagRun.from_row(row, dag=dag, store_url=store_url)
-    context = {"dag": dag, "dag_run": run, "run_id": run_id, "reason": reason,
-               "logical_date": run.logical_date, "params": dag.params.dump(),
-               "ds": run.logical_date.strftime("%Y-%m-%d") if run.logical_date else None}
-    for func in callback if isinstance(callback, (list, tuple)) else [callback]:
-        func(context)
-    return True
+    return call_dag_callbacks(dag, run, state, reason)
 
 
 def run_sla_callback(fileloc: str, dag_id: str, misses: list[dict],

@@ -47,6 +47,7 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
                     progress: Callable[[str, Any], None] | None = None,
                     store_url: str | None = None, echo_log=None):
     """Create a manual run of ``dag`` and run all its tasks in this process; return the run."""
+    from updraft.dag_callbacks import call_dag_callbacks
     from updraft.runlogic import decide, specs_from_dag
     from updraft.runtime import TryRequest, run_task_try
     from updraft.runtime_models import DagRun
@@ -126,7 +127,7 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
         row = get_run(session, dag.dag_id, run_id)
         result = DagRun.from_row(row, dag=dag, store_url=store_url)
     log.info("Dag run %s of %s finished: %s (%s)", run_id, dag.dag_id, run_state, reason)
-    _dag_callback(dag, result, run_state, reason)
+    call_dag_callbacks(dag, result, str(run_state), reason)
     if progress:
         progress("run_finished", (result, reason))
     return result
@@ -147,17 +148,3 @@ def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> 
                    (TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)
                    and not dag.task_dict[v.task_id].is_teardown]
         set_ti_states(session, dag.dag_id, run_id, changes, NODE)
-
-
-def _dag_callback(dag, run, state: DagRunState, reason: str) -> None:
-    callback = dag.on_success_callback if state == DagRunState.SUCCESS else \
-        dag.on_failure_callback
-    if not callback:
-        return
-    context = {"dag": dag, "dag_run": run, "run_id": run.run_id, "reason": reason,
-               "logical_date": run.logical_date, "params": dag.params.dump()}
-    for func in callback if isinstance(callback, (list, tuple)) else [callback]:
-        try:
-            func(context)
-        except Exception:  # noqa: BLE001  (a failing callback does not change the run)
-            log.exception("DAG %s callback failed", dag.dag_id)

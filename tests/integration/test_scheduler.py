@@ -1010,3 +1010,33 @@ def test_cli_backfill_prints_a_summary(env):
     rows = h.runs("filled")
     assert [(r.run_type, r.state, r.logical_date.day, r.data_interval_end.day) for r in rows] == [
         ("backfill", "success", d, d + 1) for d in (2, 3, 4)]
+
+
+CALLBACK_DAG = '''
+import os
+from datetime import datetime
+from updraft import DAG
+from updraft.operators.bash import BashOperator
+
+
+def record(context):
+    with open(os.environ["CALLBACK_FILE"], "a") as handle:
+        handle.write(f"{context['dag_run'].run_id} {context['reason']}\\n")
+
+
+with DAG("called_back", start_date=datetime(2024, 1, 1), schedule=None,
+         on_failure_callback=record) as dag:
+    BashOperator(task_id="fails", bash_command="exit 1")
+'''
+
+
+def test_dag_failure_callback_runs_in_a_child_process(env, tmp_path, monkeypatch):
+    marker = tmp_path / "callbacks.txt"
+    monkeypatch.setenv("CALLBACK_FILE", str(marker))
+    h.write_dag(env, "called_back", CALLBACK_DAG)
+    with h.running_scheduler(env, "sequential", parallelism=1):
+        h.wait_parsed("called_back")
+        run_id = h.trigger("called_back")
+        assert h.wait_run("called_back", run_id) == "failed"
+        h.wait_for(marker.exists, what="the DAG's on_failure_callback to run")
+    assert marker.read_text() == f"{run_id} leaf task(s) failed: fails\n"
