@@ -272,3 +272,26 @@ def wait_scheduler_sees(scheduler, dag_id: str, dag_hash: str, url: str | None =
         return dag is not None and dag.dag_hash == dag_hash
 
     wait_for(sees, timeout, what=f"the scheduler to read version {dag_hash} of {dag_id}")
+
+
+def prepare_bus_env(monkeypatch, tmp_path: Path, updraft_home: Path, sqlite_template: Path,
+                    nats_url: str, prefix: str) -> Path:
+    """Fast scheduler settings, a DAGs folder, a copied SQLite store and NATS with a fresh
+    subject prefix (starting with ``prefix``); returns the DAGs folder."""
+    import secrets
+    import shutil
+
+    from updraft.config import conf
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for name, value in FAST_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UPDRAFT__CORE__DAGS_FOLDER", str(dags))
+    path = updraft_home / "updraft.db"
+    shutil.copyfile(sqlite_template, path)
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{path}")
+    monkeypatch.setenv("UPDRAFT__NATS__SERVERS", nats_url)
+    monkeypatch.setenv("UPDRAFT__NATS__SUBJECT_PREFIX", f"{prefix}{secrets.token_hex(4)}")
+    conf.reload()
+    return dags

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -74,19 +72,8 @@ with DAG("{dag_id}", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
 @pytest.fixture
 def bus_env(updraft_home, tmp_path, monkeypatch, _sqlite_template, nats_url):
     """Fast scheduler settings, a DAGs folder, a SQLite store, NATS with a fresh prefix."""
-    from updraft.config import conf
-
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    for name, value in h.FAST_SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("UPDRAFT__CORE__DAGS_FOLDER", str(dags))
-    path = updraft_home / "updraft.db"
-    shutil.copyfile(_sqlite_template, path)
-    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{path}")
-    monkeypatch.setenv("UPDRAFT__NATS__SERVERS", nats_url)
-    monkeypatch.setenv("UPDRAFT__NATS__SUBJECT_PREFIX", f"t{secrets.token_hex(4)}")
-    conf.reload()
+    dags = h.prepare_bus_env(monkeypatch, tmp_path, updraft_home, _sqlite_template, nats_url,
+                             "t")
     yield dags
     from bus.connection import close_shared_bus
 
