@@ -19,16 +19,15 @@ import time
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from updraft.config import conf
-from updraft.runlogic import RunSnapshot, decide, spec_from_task
+from updraft.runlogic import RunSnapshot, decide, specs_from_dag
 from updraft.state import DagRunState, TaskInstanceState as TI
 from updraft.store.engine import session_scope
 from updraft.store.models import DagRunModel, NodeModel, TaskInstanceModel, utcnow
 from updraft.store.runs import (
     add_event,
-    create_dag_run,  # noqa: F401  (re-exported for tests)
     expand_task,
     past_view,
     set_run_state,
@@ -64,7 +63,7 @@ class DagCache:
         key = dag.dag_hash
         specs = self._specs.get(key)
         if specs is None:
-            specs = {t.task_id: spec_from_task(t) for t in dag.tasks}
+            specs = specs_from_dag(dag)
             self._specs[key] = specs
         return specs
 
@@ -502,4 +501,4 @@ def _start_metrics(scheduler: Scheduler):
     return server
 
 
-__all__ = ["Scheduler", "DagCache", "run_scheduler", "update"]
+__all__ = ["Scheduler", "DagCache", "run_scheduler"]

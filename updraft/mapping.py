@@ -18,7 +18,7 @@ from updraft.exceptions import DagDefinitionError, UnmappableXComTypePushed
 from updraft.operators.base import BaseOperator, DAGNode, _merge_default_args
 from updraft.setup_teardown import SetupTeardownContext
 from updraft.taskgroup import TaskGroupContext
-from updraft.xcom_arg import DagParamArg, XComArg, find_xcom_args
+from updraft.xcom_arg import XComArg, find_xcom_args
 
 MAX_MAP_LENGTH = 1024
 
@@ -274,8 +274,4 @@ class MappedOperator(DAGNode):
         return op
 
 
-def is_mappable_value(value: Any) -> bool:
-    return isinstance(value, (XComArg, DagParamArg, list, tuple, dict))
-
-
-__all__ = ["MappedOperator", "OperatorPartial", "detached", "MAX_MAP_LENGTH", "BaseOperator"]
+__all__ = ["MappedOperator", "OperatorPartial", "detached", "MAX_MAP_LENGTH"]
