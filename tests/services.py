@@ -246,3 +246,25 @@ def start_smtp_server(monkeypatch):
     conf.reload()
     collector.port = port
     return collector, controller
+
+
+def delete_nats_streams(url: str, prefix: str) -> None:
+    """Delete the JetStream streams a test or bench made under its subject ``prefix``."""
+    import asyncio
+
+    async def clean():
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                if info.config.name.startswith(prefix.upper() + "_"):
+                    await js.delete_stream(info.config.name)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(clean())
+    except Exception as exc:  # noqa: BLE001  (cleanup only)
+        print(f"could not delete the streams of {prefix}: {exc}")

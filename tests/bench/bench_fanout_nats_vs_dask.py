@@ -14,7 +14,6 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import subprocess
@@ -27,8 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
-import bench_scheduler
+import bench_scheduler  # noqa: E402
+import services  # noqa: E402
 
 UPDRAFT = [sys.executable, "-m", "updraft.cli"]
 
@@ -40,25 +41,6 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
-
-
-def _delete_streams(servers: str, prefix: str) -> None:
-    async def clean():
-        import nats
-
-        nc = await nats.connect(servers.split(",")[0])
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                if info.config.name.startswith(prefix.upper() + "_"):
-                    await js.delete_stream(info.config.name)
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(clean())
-    except Exception as exc:  # noqa: BLE001  (cleanup only)
-        print(f"(could not delete the bench streams: {exc})")
 
 
 def run_nats(concurrency: int) -> dict:
@@ -125,7 +107,7 @@ def run_nats(concurrency: int) -> dict:
             for log in logs:
                 log.close()
             dispose_engines()
-            _delete_streams(servers, prefix)
+            services.delete_nats_streams(servers.split(",")[0], prefix)
 
 
 def main() -> None:

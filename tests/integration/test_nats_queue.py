@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import services
 import test_executors as suite
 from sqlalchemy import select
 
@@ -52,26 +53,7 @@ def nats_env(nats_url, monkeypatch):
         monkeypatch.setenv(name, value)
     conf.reload()
     yield values
-    _delete_streams(nats_url, prefix)
-
-
-def _delete_streams(url: str, prefix: str) -> None:
-    async def clean():
-        import nats
-
-        nc = await nats.connect(url)
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                if info.config.name.startswith(prefix.upper() + "_"):
-                    await js.delete_stream(info.config.name)
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(clean())
-    except Exception as exc:  # noqa: BLE001  (cleanup only)
-        print(f"could not delete the test streams: {exc}")
+    services.delete_nats_streams(nats_url, prefix)
 
 
 class WorkerThread:
