@@ -151,31 +151,19 @@ def send_command(verb: str, payload: dict[str, Any]) -> dict[str, Any]:
     payload = {k: v for k, v in payload.items() if v is not None}
     payload.setdefault("owner", user.username if user else None)
     timeout = float(current_app.config.get("UPDRAFT_COMMAND_TIMEOUT", 10.0))
+    from bus.client import CommandError, request_command
+
     try:
-        from bus import client
-    except ImportError as exc:
-        raise ApiError(503, f"the bus is down: the bus client is not available ({exc})") from None
-    command_error = getattr(client, "CommandError", None)
-    try:
-        reply = client.request_command(verb, payload, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001  (sorted below: refusal, or bus/scheduler away)
-        if command_error is not None and isinstance(exc, command_error):
-            code = getattr(exc, "code", None) or "bad_request"
-            status = COMMAND_STATUS.get(code, 400)
-            reason = getattr(exc, "message", None) or str(exc)
-            if status == 503:
-                raise ApiError(503, f"the bus is down: {reason}") from None
-            if status == 502:
-                raise ApiError(502, f"the scheduler failed to {verb}: {reason}") from None
-            raise ApiError(status, reason) from None
+        result = request_command(verb, payload, timeout=timeout)
+    except CommandError as exc:
+        status = COMMAND_STATUS.get(exc.code, 400)
+        if status == 503:
+            raise ApiError(503, f"the bus is down: {exc.message}") from None
+        if status == 502:
+            raise ApiError(502, f"the scheduler failed to {verb}: {exc.message}") from None
+        raise ApiError(status, exc.message) from None
+    except Exception as exc:  # noqa: BLE001  (anything else: the command did not get through)
         log.warning("command %s not delivered: %s", verb, exc)
         raise ApiError(503, f"the bus is down: {type(exc).__name__}: {exc}".rstrip(": ")
                        ) from None
-    if isinstance(reply, dict):
-        if reply.get("ok") is False:
-            raise ApiError(COMMAND_STATUS.get(reply.get("code") or "", 400),
-                           reply.get("error") or f"the scheduler refused {verb}")
-        result = reply.get("result", reply)
-        return result if isinstance(result, dict) else {"result": result}
-    result = getattr(reply, "result", None)
-    return result if isinstance(result, dict) else {}
+    return result if isinstance(result, dict) else {"result": result}
