@@ -150,6 +150,9 @@ class BusThread:
         #: messages dropped because the buffer was full while NATS was away
         self.dropped = 0
         self._pending: collections.deque = collections.deque()
+        #: publishes handed over by other threads, taken into _pending by the loop
+        self._incoming: collections.deque = collections.deque()
+        self._take_scheduled = False
         self._buffer_limit = buffer_limit
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=f"nats-{name}", daemon=True)
@@ -227,10 +230,21 @@ class BusThread:
 
     def publish(self, subject: str, data: bytes, headers: dict | None = None) -> None:
         """Queue a core NATS publish; never blocks; buffered while NATS is away."""
-        try:
-            self._loop.call_soon_threadsafe(self._enqueue, subject, data, headers)
-        except RuntimeError:  # the loop is closed: this BusThread was stopped
-            self.dropped += 1
+        self._incoming.append((subject, data, headers))
+        # Wake the loop once per burst, not once per message (each wake is a syscall).
+        if not self._take_scheduled:
+            self._take_scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._take_incoming)
+            except RuntimeError:  # the loop is closed: this BusThread was stopped
+                self.dropped += len(self._incoming)
+                self._incoming.clear()
+
+    def _take_incoming(self) -> None:
+        # Cleared before taking: a publish after the last take schedules a new one.
+        self._take_scheduled = False
+        while self._incoming:
+            self._enqueue(*self._incoming.popleft())
 
     def subscribe(self, subject: str, handler: Callable[[Any], None],
                   queue: str = "") -> BusSubscription:
@@ -256,6 +270,7 @@ class BusThread:
         self._connected_event.wait(timeout)
         async def _flush():
             await asyncio.sleep(0)  # let call_soon_threadsafe callbacks queued before run
+            self._take_incoming()
             await self._drain()
             if self._pending:
                 raise BusUnavailable(f"{len(self._pending)} message(s) still buffered: NATS "
@@ -338,6 +353,7 @@ class BusThread:
         if self._connector is not None:
             self._connector.cancel()
         if self.nc is not None and not self.nc.is_closed:
+            self._take_incoming()
             await self._drain()
             try:
                 await self.nc.flush(2)

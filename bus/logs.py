@@ -144,7 +144,10 @@ def process_publisher() -> LogPublisher | None:
         return None
     with _process_lock:
         if _process_publisher is None:
+            import atexit
+
             _process_publisher = LogPublisher()
+            atexit.register(_process_publisher.flush, 2.0)
         return _process_publisher
 
 
@@ -163,10 +166,9 @@ def run_with_live_logs(request: Any, run: Callable[[Callable[[str], None] | None
         if stream is not None:
             try:
                 stream.close()
-                # Worker processes may be stopped right after a try: send its lines now
-                # (waiting briefly for the first connection of this process).
+                # The lines go out in the background; only the first try of a process
+                # gives the lazy connection a moment, and the process flushes at exit.
                 _wait_connected(publisher, 2.0)
-                publisher.flush(1.0)
             except Exception:
                 log.debug("could not publish the end of a live log", exc_info=True)
 

@@ -32,8 +32,8 @@ class Message:
     SUPPORTED_VERSIONS: ClassVar[tuple[int, ...]] = (1,)
 
     def to_dict(self) -> dict:
-        """The JSON object of this message."""
-        return dataclasses.asdict(self)
+        """The JSON object of this message (fields are JSON values: no deep copy needed)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 # --- commands (request/reply on P.cmd.<verb>) -------------------------------------------

@@ -225,10 +225,10 @@ class Scheduler:
             return
         from updraft.store.models import TiEvent
 
+        events = TiEvent.__table__
         with session_scope(self.store_url) as session:
-            rows = session.scalars(select(TiEvent).where(TiEvent.id > self._last_event_id)
-                                   .order_by(TiEvent.id).limit(10000)).all()
-            session.expunge_all()
+            rows = session.execute(select(events).where(events.c.id > self._last_event_id)
+                                   .order_by(events.c.id).limit(10000)).all()
         if not rows:
             return
         self._last_event_id = rows[-1].id
@@ -324,6 +324,11 @@ class Scheduler:
                 self._verify_integrity(session, run, dag, now)
             specs = self.dags.specs(dag)
             past_tasks = [s.task_id for s in specs.values() if s.depends_on_past]
+            # On SQLite the first write takes the database-wide write lock: commit each
+            # round of changes at once instead of holding it while deciding the next round
+            # (with PostgreSQL and MariaDB the run's row lock must be kept to the end).
+            release = session.get_bind().dialect.name == "sqlite"
+            changed = False
             for _ in range(100):
                 snapshot = self._snapshot(session, dag_id, run_id)
                 past = past_view(session, dag_id, run_id, run.logical_date, past_tasks) \
@@ -338,13 +343,17 @@ class Scheduler:
                                 task.get_map_length(lengths) or 0, self.node_id, now)
                 if not decision.changes and not decision.expand:
                     break
+                changed = True
+                if release:
+                    session.commit()
             current = snapshot.states
             newly_ready = [key for key in decision.ready if current.get(key) != TI.SCHEDULED]
             if newly_ready:
                 set_ti_states(session, dag_id, run_id,
                               [(t, i, TI.SCHEDULED, "dependencies met")
                                for t, i in newly_ready], self.node_id, now)
-            run.last_scheduling_decision = now
+            if changed or newly_ready or decision.run_state is not None:
+                run.last_scheduling_decision = now
             if decision.run_state is not None:
                 self._snapshots.pop((dag_id, run_id), None)
                 set_run_state(session, run, decision.run_state, now)

@@ -145,6 +145,7 @@ class UpdraftConfig:
 
     def __init__(self) -> None:
         self._values: dict[str, dict[str, Any]] = {}
+        self._default_conn: tuple[str | None, str] | None = None
         self.reload()
 
     def config_file(self) -> Path:
@@ -212,7 +213,14 @@ class UpdraftConfig:
 
     def sql_alchemy_conn(self) -> str:
         url = self.get("database", "sql_alchemy_conn")
-        return url or f"sqlite:///{updraft_home() / 'updraft.db'}"
+        if url:
+            return url
+        # Asked for on every store access: derive the default once per UPDRAFT_HOME.
+        home = os.environ.get("UPDRAFT_HOME")
+        cached = self._default_conn
+        if cached is None or cached[0] != home:
+            cached = self._default_conn = (home, f"sqlite:///{updraft_home() / 'updraft.db'}")
+        return cached[1]
 
 
 conf = UpdraftConfig()

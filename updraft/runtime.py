@@ -272,21 +272,34 @@ def _statements() -> dict[str, Any]:
     SQLAlchemy statement costs more than running it on SQLite)."""
     if _STATEMENTS:
         return _STATEMENTS
-    from sqlalchemy import bindparam, select, update
+    from sqlalchemy import bindparam, func, insert, select, update
 
     from updraft.state import DagRunState
-    from updraft.store.models import DagRunModel, TaskInstanceModel
+    from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
 
     ti = TaskInstanceModel.__table__
     run = DagRunModel.__table__
     key = (ti.c.dag_id == bindparam("k_dag"), ti.c.run_id == bindparam("k_run"),
-           ti.c.task_id == bindparam("k_task"), ti.c.map_index == bindparam("k_index"))
+           ti.c.task_id == bindparam("k_task"), ti.c.map_index == bindparam("k_index"),
+           ti.c.try_number == bindparam("k_try"))
     _STATEMENTS.update(
-        claim=update(ti).where(*key, ti.c.try_number == bindparam("k_try"),
-                               ti.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)])),
+        claim=update(ti).where(*key, ti.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)]))
+        .values(state=str(TI.RUNNING), start_date=bindparam("v_now", type_=ti.c.start_date.type),
+                end_date=None, duration=None, hostname=bindparam("v_host"),
+                pid=bindparam("v_pid"), heartbeat_at=bindparam("v_now"),
+                updated_at=bindparam("v_now"),
+                executor=func.coalesce(bindparam("v_executor", type_=ti.c.executor.type),
+                                       ti.c.executor)),
+        outcome=update(ti).where(*key, ti.c.state == str(TI.RUNNING)).values(
+            state=bindparam("v_state"), end_date=bindparam("v_now", type_=ti.c.end_date.type),
+            duration=bindparam("v_duration"),
+            next_retry_at=bindparam("v_next", type_=ti.c.next_retry_at.type),
+            rendered_fields=bindparam("v_rendered", type_=ti.c.rendered_fields.type),
+            updated_at=bindparam("v_now")),
+        try_row=insert(TaskInstanceTry.__table__),
         run=select(run).where(run.c.dag_id == bindparam("k_dag"),
                               run.c.run_id == bindparam("k_run")),
-        ti=select(ti).where(*key),
+        ti=select(ti).where(*key[:4]),
         previous=select(run.c.data_interval_start, run.c.data_interval_end,
                         run.c.start_date, run.c.end_date).where(
             run.c.dag_id == bindparam("k_dag"), run.c.logical_date < bindparam("k_date"),
@@ -303,20 +316,18 @@ def _key_params(request: TryRequest) -> dict[str, Any]:
 
 def _claim(request: TryRequest, node: str | None, executor: str | None):
     """queued -> running for exactly this try; returns (run row, ti row, previous success)
-    or None if refused."""
+    or None if refused. Runs in a transaction shared with other threads' store writes."""
     from updraft.models.xcom import clear_xcoms
-    from updraft.store.engine import session_scope
+    from updraft.store.group_commit import group_committer
     from updraft.store.runs import add_event
 
-    now = utcnow()
     stmts = _statements()
     params = _key_params(request)
-    with session_scope(request.store_url, write=True) as session:
-        values = dict(state=str(TI.RUNNING), start_date=now, end_date=None, duration=None,
-                      hostname=hostname(), pid=os.getpid(), heartbeat_at=now, updated_at=now)
-        if executor:
-            values["executor"] = executor
-        result = session.execute(stmts["claim"].values(**values), params)
+
+    def claim(session):
+        now = utcnow()
+        result = session.execute(stmts["claim"], {**params, "v_now": now, "v_host": hostname(),
+                                                  "v_pid": os.getpid(), "v_executor": executor})
         if not result.rowcount:
             return None
         if request.try_number > 1:
@@ -340,6 +351,8 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
                             "prev_start_date_success": prev.start_date,
                             "prev_end_date_success": prev.end_date}
         return run, ti, previous
+
+    return group_committer(request.store_url).run(claim)
 
 
 def _has_mapped_dependants(task) -> bool:
@@ -541,12 +554,12 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                     rendered: dict, reschedule_at: datetime | None, node: str | None,
                     started: float) -> TryOutcome:
     """running -> outcome for exactly this try, with XComs, skips and the try row."""
-    from sqlalchemy import insert, update
+    from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
     from updraft.models.xcom import set_xcom
-    from updraft.store.engine import new_session
-    from updraft.store.models import TaskInstanceModel, TaskInstanceTry, TaskReschedule
+    from updraft.store.group_commit import group_committer
+    from updraft.store.models import TaskReschedule
     from updraft.store.runs import add_event, skip_task_instances
 
     now = utcnow()
@@ -558,35 +571,26 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                                             try_number=request.try_number, failed_at=now)
     elif state == TI.UP_FOR_RESCHEDULE:
         next_retry_at = reschedule_at
-    session = new_session(request.store_url, write=True)
-    try:
-        ti_table = TaskInstanceModel.__table__
-        result = session.execute(update(ti_table).where(
-            ti_table.c.dag_id == request.dag_id, ti_table.c.run_id == request.run_id,
-            ti_table.c.task_id == request.task_id, ti_table.c.map_index == request.map_index,
-            ti_table.c.try_number == request.try_number,
-            ti_table.c.state == str(TI.RUNNING),
-        ).values(state=str(state), end_date=now, duration=duration,
-                 next_retry_at=next_retry_at, rendered_fields=rendered,
-                 updated_at=now))
-        if not result.rowcount:
-            session.rollback()
-            return TryOutcome(state=None, try_number=request.try_number, refused=True,
-                              error="the task instance was changed by someone else while it "
-                                    "ran (cleared, marked or failed as a zombie)",
-                              duration=duration)
+    params = {**_key_params(request), "v_state": str(state), "v_now": now,
+              "v_duration": duration, "v_next": next_retry_at, "v_rendered": rendered}
+    started_at = now - timedelta(seconds=duration)
+
+    def record(session) -> bool:
+        if not session.execute(_statements()["outcome"], params).rowcount:
+            return False
         if state == TI.UP_FOR_RESCHEDULE:
             session.execute(insert(TaskReschedule.__table__).values(
                 dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
                 map_index=request.map_index, try_number=request.try_number,
-                start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
+                start_date=started_at, end_date=now, duration=duration,
                 reschedule_date=reschedule_at))
         else:
-            session.execute(insert(TaskInstanceTry.__table__).values(
-                dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
-                map_index=request.map_index, try_number=request.try_number, state=str(state),
-                start_date=now - timedelta(seconds=duration), end_date=now, duration=duration,
-                hostname=hostname(), error=(error or "")[:4000] or None))
+            session.execute(_statements()["try_row"], {
+                "dag_id": request.dag_id, "run_id": request.run_id, "task_id": request.task_id,
+                "map_index": request.map_index, "try_number": request.try_number,
+                "state": str(state), "start_date": started_at, "end_date": now,
+                "duration": duration, "hostname": hostname(),
+                "error": (error or "")[:4000] or None})
         if ti is not None:
             for key, value in ti.pending_xcoms.items():
                 set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
@@ -607,13 +611,18 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                   task_id=request.task_id, map_index=request.map_index,
                   try_number=request.try_number, old=str(TI.RUNNING), new=str(state),
                   cause=cause, node=node, when=now)
-        session.commit()
+        return True
+
+    try:
+        recorded = group_committer(request.store_url).run(record)
     except IntegrityError:
-        session.rollback()
         return TryOutcome(state=None, try_number=request.try_number, refused=True,
                           error="this try was already recorded", duration=duration)
-    finally:
-        session.close()
+    if not recorded:
+        return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                          error="the task instance was changed by someone else while it "
+                                "ran (cleared, marked or failed as a zombie)",
+                          duration=duration)
     return TryOutcome(state=state, try_number=request.try_number, error=error,
                       duration=duration, next_retry_at=next_retry_at)
 

@@ -120,20 +120,41 @@ class _UtcFormatter(logging.Formatter):
         return when.isoformat(timespec="milliseconds").replace("+00:00", "+0000")
 
 
-class _ThreadHandler(logging.Handler):
-    def __init__(self, sink: TryLogSink, thread_id: int):
+class _RoutingHandler(logging.Handler):
+    """One handler on the root logger, installed once per process: each record goes to the
+    try log of the thread that logged it, if that thread runs a try."""
+
+    def __init__(self):
         super().__init__(logging.DEBUG)
-        self.sink = sink
-        self.thread_id = thread_id
         self.setFormatter(_UtcFormatter(LOG_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.thread_id:
+        sink = _routes.get(record.thread)
+        if sink is None:
             return
         try:
-            self.sink.write(self.format(record) + "\n")
+            sink.write(self.format(record) + "\n")
         except Exception:  # noqa: BLE001
             self.handleError(record)
+
+
+_handler: _RoutingHandler | None = None
+
+
+def _install_handler() -> None:
+    """Put the routing handler on the root logger (again, if logging was reconfigured)."""
+    global _handler
+    from updraft.secrets import get_secrets_masker
+
+    root = logging.getLogger()
+    with _install_lock:
+        if _handler is None:
+            _handler = _RoutingHandler()
+            _handler.addFilter(get_secrets_masker())
+        if _handler not in root.handlers:
+            root.addHandler(_handler)
+        if root.level > logging.INFO:
+            root.setLevel(logging.INFO)
 
 
 @contextmanager
@@ -141,26 +162,24 @@ def capture_try_log(path: Path, on_line: Callable[[str], None] | None = None,
                     echo: io.TextIOBase | None = None,
                     level: int | str | None = None) -> Iterator[TryLogSink]:
     """Send this thread's logging and prints to the try log at ``path`` while in the block."""
-    from updraft.secrets import get_secrets_masker
-
     _install_router()
+    _install_handler()
     sink = TryLogSink(path, on_line=on_line, echo=echo)
     thread_id = threading.get_ident()
-    handler = _ThreadHandler(sink, thread_id)
-    handler.addFilter(get_secrets_masker())
-    root = logging.getLogger()
     task_logger = logging.getLogger("updraft.task")
     old_level = task_logger.level
-    task_logger.setLevel(level or os.environ.get("UPDRAFT__LOGGING__LEVEL", "INFO"))
-    root.addHandler(handler)
-    if root.level > logging.INFO:
-        # Set once and left: restoring it per try would race with tries in other threads.
-        root.setLevel(logging.INFO)
+    wanted = level or os.environ.get("UPDRAFT__LOGGING__LEVEL", "INFO")
+    if isinstance(wanted, str):
+        wanted = logging.getLevelName(wanted.upper())
+        if not isinstance(wanted, int):
+            wanted = logging.INFO
+    if wanted != old_level:
+        task_logger.setLevel(wanted)
     _routes[thread_id] = sink
     try:
         yield sink
     finally:
         _routes.pop(thread_id, None)
-        root.removeHandler(handler)
-        task_logger.setLevel(old_level)
+        if task_logger.level != old_level:
+            task_logger.setLevel(old_level)
         sink.close()

@@ -7,6 +7,7 @@ transaction and commits it. ``session_scope()`` is the with-statement form for s
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +22,11 @@ from updraft.config import conf
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker] = {}
+#: Sessions that take SQLite's write lock when they begin (the same maker elsewhere).
+_write_makers: dict[str, sessionmaker] = {}
 
 
+@functools.lru_cache(maxsize=256)
 def normalise_url(url: str) -> str:
     """Pick the driver Updraft ships for URLs written without one."""
     parsed = make_url(url)
@@ -44,23 +48,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn) -> None:
-    """For write sessions, BEGIN IMMEDIATE taken with short retries.
+def _take_write_lock(raw) -> None:
+    """BEGIN IMMEDIATE on a pysqlite connection, retried every fraction of a millisecond.
 
     SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer
-    that meets the lock of another often waits far longer than the lock is held. Write
-    sessions (the task runner, the scheduler) instead take the write lock up front and retry
-    every fraction of a millisecond. Other sessions keep pysqlite's own handling (a deferred
-    BEGIN just before the first write, so reads never hold a stale snapshot).
+    that meets the lock of another often waits far longer than the lock is held (a task
+    runner's transaction holds it for about a millisecond).
     """
     import sqlite3
     import time
 
-    if conn.get_execution_options().get("sqlite_begin") != "IMMEDIATE":
-        return
-    raw = conn.connection.dbapi_connection
-    if raw.in_transaction:
-        return
     raw.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + 30.0
@@ -78,6 +75,30 @@ def _sqlite_begin(conn) -> None:
                 pause = min(pause * 1.5, 0.005)
     finally:
         raw.execute("PRAGMA busy_timeout=30000")
+
+
+def _sqlite_begin(conn) -> None:
+    """Write sessions (``write=True``) take the write lock when they begin."""
+    if conn.get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+        return
+    raw = conn.connection.dbapi_connection
+    if not raw.in_transaction:
+        _take_write_lock(raw)
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+
+
+def _sqlite_before_execute(conn, _cursor, statement: str, _parameters, _context,
+                           _executemany) -> None:
+    """Other sessions read outside a transaction (pysqlite begins one only before the first
+    write) and take the write lock at their first write, the fast way, so the lock is held
+    only from the first write to the commit and nobody sleeps in SQLite's busy handler."""
+    if statement[:6].upper() not in _WRITES:
+        return
+    raw = conn.connection.dbapi_connection
+    if not raw.in_transaction:
+        _take_write_lock(raw)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -100,18 +121,24 @@ def get_engine(url: str | None = None) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
+            event.listen(engine, "before_cursor_execute", _sqlite_before_execute)
         _engines[url] = engine
         _makers[url] = sessionmaker(bind=engine, expire_on_commit=False, future=True)
+        _write_makers[url] = sessionmaker(
+            bind=engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine)
+            else engine, expire_on_commit=False, future=True)
         return engine
 
 
 def new_session(url: str | None = None, write: bool = False) -> Session:
     """Open a session on the store; the caller commits and closes it. ``write=True`` says the
     session will write: on SQLite it takes the write lock at its start (BEGIN IMMEDIATE)."""
-    engine = get_engine(url)
-    maker = _makers[normalise_url(url or conf.sql_alchemy_conn())]
-    if write and is_sqlite(engine):
-        return maker(bind=engine.execution_options(sqlite_begin="IMMEDIATE"))
+    key = normalise_url(url or conf.sql_alchemy_conn())
+    makers = _write_makers if write else _makers
+    maker = makers.get(key)
+    if maker is None:
+        get_engine(key)
+        maker = makers[key]
     return maker()
 
 
@@ -136,6 +163,7 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _makers.clear()
+        _write_makers.clear()
 
 
 def is_sqlite(engine: Engine) -> bool:

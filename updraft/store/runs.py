@@ -92,7 +92,10 @@ def add_events(session: Session, rows: list[dict]) -> None:
         return
     for row in rows:
         row["cause"] = (row.get("cause") or "")[:2000]
-    session.execute(insert(TiEvent.__table__), rows)
+    session.execute(_EVENT_INSERT, rows)
+
+
+_EVENT_INSERT = insert(TiEvent.__table__)
 
 
 def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
