@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Self
 
 log = logging.getLogger(__name__)
+#: While publishes keep coming, how often the bus thread takes them (seconds).
+PUMP_INTERVAL = 0.02
 
 
 class BusUnavailable(ConnectionError):
@@ -152,7 +154,8 @@ class BusThread:
         self._pending: collections.deque = collections.deque()
         #: publishes handed over by other threads, taken into _pending by the loop
         self._incoming: collections.deque = collections.deque()
-        self._take_scheduled = False
+        self._kick_pending = False
+        self._pump_armed = False
         self._buffer_limit = buffer_limit
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=f"nats-{name}", daemon=True)
@@ -229,20 +232,37 @@ class BusThread:
             raise TimeoutError(f"the bus did not finish within {timeout} s") from None
 
     def publish(self, subject: str, data: bytes, headers: dict | None = None) -> None:
-        """Queue a core NATS publish; never blocks; buffered while NATS is away."""
+        """Queue a core NATS publish; never blocks; buffered while NATS is away.
+
+        The first message after a quiet spell wakes the bus thread at once; while messages
+        keep coming, the bus thread takes them every ``PUMP_INTERVAL`` instead, so busy
+        publishers (task logs, state events) do not wake it once per message."""
         self._incoming.append((subject, data, headers))
-        # Wake the loop once per burst, not once per message (each wake is a syscall).
-        if not self._take_scheduled:
-            self._take_scheduled = True
+        if not self._pump_armed and not self._kick_pending:
+            self._kick_pending = True
             try:
-                self._loop.call_soon_threadsafe(self._take_incoming)
+                self._loop.call_soon_threadsafe(self._kick)
             except RuntimeError:  # the loop is closed: this BusThread was stopped
                 self.dropped += len(self._incoming)
                 self._incoming.clear()
 
+    def _kick(self) -> None:
+        self._kick_pending = False
+        if not self._pump_armed:
+            self._pump_armed = True
+            self._pump()
+
+    def _pump(self) -> None:
+        if self._incoming:
+            self._take_incoming()
+            self._loop.call_later(PUMP_INTERVAL, self._pump)
+            return
+        self._pump_armed = False
+        if self._incoming:  # queued by a publisher that still saw the pump armed
+            self._pump_armed = True
+            self._loop.call_soon(self._pump)
+
     def _take_incoming(self) -> None:
-        # Cleared before taking: a publish after the last take schedules a new one.
-        self._take_scheduled = False
         while self._incoming:
             self._enqueue(*self._incoming.popleft())
 

@@ -157,6 +157,11 @@ class BaseExecutor:
         """
         raise NotImplementedError
 
+    def warm(self, dags: list[tuple[str, str]]) -> None:
+        """Let the workers parse these DAGs, ``(fileloc, dag_id)`` pairs, ahead of their
+        first tries. Best effort, never blocks; executors whose workers are short-lived
+        processes ignore it."""
+
     def slots_available(self) -> int:
         """How many more tries may be submitted now: parallelism minus tries in flight.
 

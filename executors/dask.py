@@ -144,6 +144,7 @@ class DaskExecutor(BaseExecutor):
                 self._cluster = self._start_cluster(options)
                 self._client = Client(self._cluster, set_as_default=False)
         self._tighten_batching()
+        self._register_warm_up()
         self._refresh_threads()
         super().start()
         self._collector = threading.Thread(target=self._collect, name="updraft-dask-collector",
@@ -198,6 +199,26 @@ class DaskExecutor(BaseExecutor):
                     self._futures[token] = future
             for (token, _), future in zip(items, futures):
                 future.add_done_callback(functools.partial(self._on_done, token))
+
+    def warm(self, dags: list[tuple[str, str]]) -> None:
+        """Have every worker parse these DAGs in a background thread (never waits)."""
+        from executors.dask_worker import warm_dags
+
+        if not dags or self._client is None:
+            return
+        try:
+            self._client.run(warm_dags, list(dags), wait=False)
+        except Exception:  # noqa: BLE001  (only an optimisation)
+            log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
+
+    def _register_warm_up(self) -> None:
+        """Workers (current and joining) import the runner and connect in the background."""
+        from executors.dask_worker import WarmWorker
+
+        try:
+            self._client.register_plugin(WarmWorker(self._default_store_url))
+        except Exception:  # noqa: BLE001  (only an optimisation)
+            log.debug("could not register the worker warm-up plugin", exc_info=True)
 
     def cancel(self, key: TryKey) -> bool:
         """Cancel the Dask futures of ``key``; blocks for one round trip to the scheduler."""

@@ -1,4 +1,5 @@
-"""What the Dask executor ships to Dask workers: one module-level function per try.
+"""What the Dask executor ships to Dask workers: the function each try runs, the DAG
+warm-up and the worker warm-up plugin.
 
 It must stay importable on every worker (the ``executors`` package is installed with
 Updraft) and cheap to import: Dask imports it by reference when it unpickles the task.
@@ -6,9 +7,15 @@ Updraft) and cheap to import: Dask imports it by reference when it unpickles the
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+log = logging.getLogger(__name__)
 
 
 def _worker_name() -> str:
@@ -39,3 +46,56 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None) -> dict[str
     outcome = run_with_live_logs(request, lambda on_line: run_task_try(
         request, node=worker, executor="dask", on_log_line=on_line))
     return {"outcome": outcome, "worker": worker}
+
+
+def warm_dags(dags: list[tuple[str, str]]) -> None:
+    """Parse these ``(fileloc, dag_id)`` pairs in a background thread of this worker, so
+    its first tries of them find the DAG parsed. Runs via ``Client.run`` on the worker's
+    event loop, which it must not block: it returns at once."""
+
+    def parse():
+        from updraft.runtime import load_dag
+
+        for fileloc, dag_id in dags:
+            try:
+                load_dag(fileloc, dag_id)
+            except Exception:  # noqa: BLE001  (the try that needs it reports the error)
+                log.debug("could not parse %s from %s ahead of time", dag_id, fileloc,
+                          exc_info=True)
+
+    threading.Thread(target=parse, name="updraft-warm-dags", daemon=True).start()
+
+
+class WarmWorker(WorkerPlugin):
+    """Dask worker plugin: when a worker starts (or the plugin is registered), import the
+    task runner, open the store and the live-log connection in the background, so the
+    worker's first try does not pay for them."""
+
+    name = "updraft-warm-worker"
+
+    def __init__(self, store_url: str | None) -> None:
+        self.store_url = store_url
+
+    def setup(self, worker: Any = None) -> None:
+        threading.Thread(target=self._warm, name="updraft-warm-worker", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            from sqlalchemy import text
+
+            from executors.live_logs import run_with_live_logs  # noqa: F401  (the import)
+            from updraft.runtime import run_task_try  # noqa: F401  (the import)
+            from updraft.store.engine import session_scope
+
+            with session_scope(self.store_url) as session:
+                session.execute(text("SELECT 1"))
+            try:
+                from bus.logs import process_publisher
+
+                publisher = process_publisher()
+                if publisher is not None:
+                    publisher.bus  # noqa: B018  (starts the connection)
+            except ImportError:
+                pass
+        except Exception:  # noqa: BLE001  (the first try does it again and reports)
+            log.debug("warming the worker failed", exc_info=True)

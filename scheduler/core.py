@@ -22,10 +22,10 @@ from datetime import datetime
 from sqlalchemy import select
 
 from updraft.config import conf
-from updraft.runlogic import RunSnapshot, decide, specs_from_dag
+from updraft.runlogic import decide, specs_from_dag
 from updraft.state import DagRunState, TaskInstanceState as TI
-from updraft.store.engine import session_scope
-from updraft.store.models import DagRunModel, NodeModel, TaskInstanceModel, utcnow
+from updraft.store.engine import get_engine, is_sqlite, session_scope
+from updraft.store.models import DagModel, DagRunModel, NodeModel, TaskInstanceModel, utcnow
 from updraft.store.runs import (
     add_event,
     expand_task,
@@ -36,6 +36,7 @@ from updraft.store.runs import (
 )
 
 from scheduler import dispatch, runs, zombies
+from scheduler.snapshots import SnapshotCache
 
 log = logging.getLogger("updraft.scheduler")
 
@@ -87,15 +88,13 @@ class Scheduler:
         self.reconcile_interval = conf.getfloat("scheduler", "reconcile_interval")
         self.zombie_threshold = conf.getfloat("scheduler", "zombie_threshold")
         self.dags = DagCache()
-        #: Where state changes and heartbeats are published (the NATS bus); None: nowhere.
-        self.bus = bus
-        self._last_event_id = 0
+        self._bus = bus
         self._dirty: set[tuple[str, str]] = set()
         self._check_queued = True
-        #: Per running run: (RunSnapshot, newest updated_at seen, generation). The
-        #: generation moves on each slow timer tick, which forces a full re-read.
-        self._snapshots: dict[tuple[str, str], tuple] = {}
-        self._generation = 0
+        self._warm_due = True
+        self._warmed: dict[str, str | None] = {}
+        self.snapshots = SnapshotCache(self.node_id, event_feed=self._single_writer_store(),
+                                       keep_events=bus is not None)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_reconcile = 0.0
@@ -109,7 +108,21 @@ class Scheduler:
                                               node_id=self.node_id)
         self.loop_durations: list[float] = []
 
+    @property
+    def bus(self):
+        """Where state changes and heartbeats are published (the NATS bus); None: nowhere."""
+        return self._bus
+
+    @bus.setter
+    def bus(self, bus) -> None:
+        self._bus = bus
+        self.snapshots.keep_events = bus is not None
+
     # -- control ---------------------------------------------------------------------------
+
+    def _single_writer_store(self) -> bool:
+        """SQLite: one writer at a time, so event ids follow commit order."""
+        return is_sqlite(get_engine(self.store_url))
 
     def wake(self) -> None:
         """Ask the loop to run a pass now (thread-safe): something outside the executor
@@ -124,14 +137,30 @@ class Scheduler:
     def _dags_changed(self) -> None:
         # The processor stored new DAG versions: read them now, not when the cache expires.
         self.dags.invalidate()
+        self._warm_due = True
         self.wake()
+
+    def _warm_workers(self) -> None:
+        """Have the executor's workers parse new versions of active, unpaused DAGs before
+        their first tries need them."""
+        self._warm_due = False
+        with session_scope(self.store_url) as session:
+            rows = session.execute(select(DagModel.dag_id, DagModel.fileloc, DagModel.dag_hash)
+                                   .where(DagModel.is_active, ~DagModel.is_paused)).all()
+        todo = [(r.fileloc, r.dag_id) for r in rows
+                if r.fileloc and self._warmed.get(r.dag_id) != r.dag_hash]
+        self._warmed = {r.dag_id: r.dag_hash for r in rows}
+        if todo:
+            self.executor.warm(todo)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
 
     def mark_dirty(self, dag_id: str, run_id: str) -> None:
-        """Look at this run in the next pass (and at queued runs: it may be a new one)."""
+        """Look at this run, read whole, in the next pass (and at queued runs: it may be a
+        new one). For changes made outside the loop: commands, triggers, timers."""
+        self.snapshots.reread((dag_id, run_id))
         self._dirty.add((dag_id, run_id))
         self._check_queued = True
         self._wake.set()
@@ -148,7 +177,7 @@ class Scheduler:
 
             from updraft.store.models import TiEvent
 
-            self._last_event_id = session.scalar(select(func.max(TiEvent.id))) or 0
+            self.snapshots.start_at(session.scalar(select(func.max(TiEvent.id))) or 0)
             reset = zombies.reset_stale_queued(session, utcnow(), node=self.node_id)
             if reset:
                 log.info("Reset %d queued task instance(s) left by a previous scheduler",
@@ -192,6 +221,11 @@ class Scheduler:
             self._dirty.add((dag_id, run_id))
             if event.error and not event.refused:
                 self._handle_lost_try(event, now)
+        with session_scope(self.store_url) as session:
+            self.snapshots.ingest(session)
+        self._dirty |= self.snapshots.take_touched()
+        if self._warm_due:
+            self._warm_workers()
         due = time.monotonic() - self._last_reconcile >= self.reconcile_interval
         if due:
             self._slow_timer(now)
@@ -223,15 +257,11 @@ class Scheduler:
         """Publish new lines of the task instances' stories, in order (``ti_event`` ids)."""
         if self.bus is None:
             return
-        from updraft.store.models import TiEvent
-
-        events = TiEvent.__table__
         with session_scope(self.store_url) as session:
-            rows = session.execute(select(events).where(events.c.id > self._last_event_id)
-                                   .order_by(events.c.id).limit(10000)).all()
+            self.snapshots.ingest(session)
+        rows = self.snapshots.take_unpublished()
         if not rows:
             return
-        self._last_event_id = rows[-1].id
         try:
             self.bus.publish_ti_events(rows)
         except Exception:  # noqa: BLE001
@@ -241,7 +271,7 @@ class Scheduler:
         with session_scope(self.store_url) as session:
             for dag_id, run_id in runs.start_queued_runs(session, now, self.dags.read):
                 # A run that (re)starts may have been cleared: read it whole.
-                self._snapshots.pop((dag_id, run_id), None)
+                self.snapshots.drop((dag_id, run_id))
                 self._dirty.add((dag_id, run_id))
                 self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
                                   str(DagRunState.RUNNING), now)
@@ -251,7 +281,7 @@ class Scheduler:
         return max(0.0, min(self.reconcile_interval - elapsed, self.reconcile_interval))
 
     def _slow_timer(self, now: datetime) -> None:
-        self._generation += 1
+        self.snapshots.new_generation()
         with session_scope(self.store_url) as session:
             for key in runs.create_due_runs(session, now, self.dags.read):
                 log.info("Created run %s of %s", key[1], key[0])
@@ -330,7 +360,7 @@ class Scheduler:
             release = session.get_bind().dialect.name == "sqlite"
             changed = False
             for _ in range(100):
-                snapshot = self._snapshot(session, dag_id, run_id)
+                snapshot = self.snapshots.get(session, dag_id, run_id)
                 past = past_view(session, dag_id, run_id, run.logical_date, past_tasks) \
                     if past_tasks else None
                 decision = decide(specs, snapshot, now, past)
@@ -341,6 +371,8 @@ class Scheduler:
                     lengths = xcom_lengths(session, dag_id, run_id, task.mapped_task_ids())
                     expand_task(session, dag_id, run_id, task_id,
                                 task.get_map_length(lengths) or 0, self.node_id, now)
+                if decision.expand:  # new map indexes: read the run whole
+                    self.snapshots.drop((dag_id, run_id))
                 if not decision.changes and not decision.expand:
                     break
                 changed = True
@@ -355,7 +387,7 @@ class Scheduler:
             if changed or newly_ready or decision.run_state is not None:
                 run.last_scheduling_decision = now
             if decision.run_state is not None:
-                self._snapshots.pop((dag_id, run_id), None)
+                self.snapshots.drop((dag_id, run_id))
                 set_run_state(session, run, decision.run_state, now)
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
                                   str(decision.run_state), now)
@@ -370,31 +402,6 @@ class Scheduler:
                     timer.daemon = True
                     timer.start()
         return None
-
-    def _snapshot(self, session, dag_id: str, run_id: str) -> RunSnapshot:
-        """The run's task instance states: read whole the first time and on every slow
-        timer tick, otherwise only the rows changed since the last read (``updated_at``,
-        with a margin for clocks of other machines)."""
-        from datetime import timedelta
-
-        ti = TaskInstanceModel.__table__
-        columns = (ti.c.task_id, ti.c.map_index, ti.c.state, ti.c.next_retry_at,
-                   ti.c.updated_at)
-        key = (dag_id, run_id)
-        entry = self._snapshots.get(key)
-        query = select(*columns).where(ti.c.dag_id == dag_id, ti.c.run_id == run_id)
-        if entry is None or entry[2] != self._generation:
-            snapshot, last_seen = RunSnapshot(), None
-        else:
-            snapshot, last_seen, _generation = entry
-            query = query.where(ti.c.updated_at >= last_seen - timedelta(seconds=2))
-        rows = session.execute(query).all()
-        snapshot.update(rows)
-        newest = max((r.updated_at for r in rows if r.updated_at is not None), default=None)
-        if newest is not None and (last_seen is None or newest > last_seen):
-            last_seen = newest
-        self._snapshots[key] = (snapshot, last_seen or utcnow(), self._generation)
-        return snapshot
 
     def _verify_integrity(self, session, run: DagRunModel, dag, now: datetime) -> None:
         """Align a run with a new version of its DAG: new tasks get task instances,

@@ -59,6 +59,9 @@ class TiView:
         return self.task_id, self.map_index
 
 
+_TI_BY_VALUE = {str(state): state for state in TI}
+
+
 class RunSnapshot:
     """The states of a run's task instances, indexed for ``decide``; updatable in place, so a
     scheduler can apply only the rows that changed since its last pass."""
@@ -90,7 +93,7 @@ class RunSnapshot:
                 else:
                     indexes.append(ti.map_index)
                     indexes.sort()
-            states[key] = state if state.__class__ is TI else TI(state)
+            states[key] = state if state.__class__ is TI else _TI_BY_VALUE.get(state) or TI(state)
             if ti.next_retry_at is not None:
                 retry_at[key] = ti.next_retry_at
             else:

@@ -24,6 +24,7 @@ _engines: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker] = {}
 #: Sessions that take SQLite's write lock when they begin (the same maker elsewhere).
 _write_makers: dict[str, sessionmaker] = {}
+_write_engines: dict[str, Engine] = {}
 
 
 @functools.lru_cache(maxsize=256)
@@ -48,17 +49,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _take_write_lock(raw) -> None:
+def _sqlite_write_pragmas(dbapi_connection, record) -> None:
+    """Connections of write sessions never sleep in SQLite's busy handler: they only meet
+    the lock at BEGIN IMMEDIATE, which ``_take_write_lock`` retries itself."""
+    _sqlite_pragmas(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+
+def _take_write_lock(raw, busy_handler_on: bool = True) -> None:
     """BEGIN IMMEDIATE on a pysqlite connection, retried every fraction of a millisecond.
 
     SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer
     that meets the lock of another often waits far longer than the lock is held (a task
-    runner's transaction holds it for about a millisecond).
+    runner's transaction holds it for about a millisecond). ``busy_handler_on``: the
+    connection has a busy timeout, turned off while trying here.
     """
     import sqlite3
     import time
 
-    raw.execute("PRAGMA busy_timeout=0")
+    if busy_handler_on:
+        raw.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + 30.0
         pause = 0.0002
@@ -74,7 +84,8 @@ def _take_write_lock(raw) -> None:
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.005)
     finally:
-        raw.execute("PRAGMA busy_timeout=30000")
+        if busy_handler_on:
+            raw.execute("PRAGMA busy_timeout=30000")
 
 
 def _sqlite_begin(conn) -> None:
@@ -83,7 +94,8 @@ def _sqlite_begin(conn) -> None:
         return
     raw = conn.connection.dbapi_connection
     if not raw.in_transaction:
-        _take_write_lock(raw)
+        _take_write_lock(raw, busy_handler_on=not conn.get_execution_options().get(
+            "sqlite_busy_off"))
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
@@ -118,15 +130,24 @@ def get_engine(url: str | None = None) -> Engine:
             kwargs.update(pool_pre_ping=True, pool_size=conf.getint("database", "pool_size"),
                           max_overflow=10, pool_recycle=1800)
         engine = create_engine(url, **kwargs)
+        writer = engine
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-            event.listen(engine, "begin", _sqlite_begin)
             event.listen(engine, "before_cursor_execute", _sqlite_before_execute)
+            event.listen(engine, "begin", _sqlite_begin)
+            if parsed.database and parsed.database != ":memory:":
+                # Write sessions get connections of their own (see _sqlite_write_pragmas).
+                writer = create_engine(url, **kwargs)
+                event.listen(writer, "connect", _sqlite_write_pragmas)
+                event.listen(writer, "begin", _sqlite_begin)
+                _write_engines[url] = writer
+                writer = writer.execution_options(sqlite_begin="IMMEDIATE",
+                                                  sqlite_busy_off=True)
+            else:  # one in-memory database: one engine
+                writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         _engines[url] = engine
         _makers[url] = sessionmaker(bind=engine, expire_on_commit=False, future=True)
-        _write_makers[url] = sessionmaker(
-            bind=engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine)
-            else engine, expire_on_commit=False, future=True)
+        _write_makers[url] = sessionmaker(bind=writer, expire_on_commit=False, future=True)
         return engine
 
 
@@ -159,9 +180,10 @@ def session_scope(url: str | None = None, write: bool = False) -> Iterator[Sessi
 def dispose_engines() -> None:
     """Close every pooled connection (tests, and child processes after fork)."""
     with _lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_write_engines.values()]:
             engine.dispose()
         _engines.clear()
+        _write_engines.clear()
         _makers.clear()
         _write_makers.clear()
 

@@ -2,10 +2,11 @@
 
 A worker process runs several tries at once, and each try writes twice (its claim and its
 outcome). On SQLite every write transaction takes the one database-wide write lock, and
-threads that each take it in turn spend most of their time waiting for it. Here one
-writer thread per store takes the jobs queued meanwhile and runs them in one transaction:
-one lock, one commit for the lot. When nobody else writes, a job waits for nothing but the
-hand-over to the writer thread.
+threads that each take it in turn spend most of their time waiting for it. Here the jobs
+of threads that arrive while another thread is writing wait in a queue; the thread that
+finds nobody writing becomes the leader, runs the queued jobs in one transaction (one lock,
+one commit for the lot), then hands the lead to the first job that queued meanwhile. A
+thread alone runs its job itself: no hand-over to another thread.
 
 A job is ``job(session) -> result``: it may read and write through the session and must
 not commit. If any job of a batch raises, the whole batch is rolled back and each of its
@@ -17,11 +18,10 @@ twice when the first run was rolled back, which compare-and-set updates are.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from updraft.store.engine import normalise_url, session_scope
 
@@ -30,69 +30,87 @@ T = TypeVar("T")
 MAX_BATCH = 64
 
 
+class _Job:
+    __slots__ = ("error", "fn", "lead", "ready", "result")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.ready = threading.Event()
+        self.lead = False  # woken to lead the next batch rather than with a result
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class GroupCommitter:
-    """Runs write jobs for one store in shared transactions, on one writer thread."""
+    """Runs write jobs for one store in shared transactions (see the module docstring)."""
 
     def __init__(self, url: str | None) -> None:
         self.url = url
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._queue: deque[_Job] = deque()
         self._lock = threading.Lock()
-        #: Batches committed and jobs run, for tests and benchmarks.
+        self._busy = False
+        #: Transactions committed and jobs run, for tests and benchmarks.
         self.batches = 0
         self.jobs = 0
 
-    def run(self, job: Callable[..., T]) -> T:
-        """Run ``job(session)`` in a write transaction shared with other threads' jobs;
-        return its result or raise its error once it is committed or rolled back."""
-        future: Future = Future()
-        self._ensure_thread()
-        self._jobs.put((job, future))
-        return future.result()
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
+    def run(self, fn: Callable[..., T]) -> T:
+        """Run ``fn(session)`` in a write transaction, possibly shared with other threads'
+        jobs; return its result or raise its error once committed or rolled back."""
+        job = _Job(fn)
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, daemon=True,
-                                                name="updraft-group-commit")
-                self._thread.start()
+            self._queue.append(job)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            job.ready.wait()
+        if lead or job.lead:
+            with self._lock:
+                batch = [self._queue.popleft()
+                         for _ in range(min(MAX_BATCH, len(self._queue)))]
+            try:
+                self._run_batch(batch)
+            finally:
+                with self._lock:
+                    if self._queue:
+                        following = self._queue[0]
+                        following.lead = True
+                        following.ready.set()
+                    else:
+                        self._busy = False
+        if job.error is not None:
+            raise job.error
+        return job.result
 
-    def _loop(self) -> None:
-        while True:
-            batch = [self._jobs.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            self._run_batch(batch)
-
-    def _run_batch(self, batch: list[tuple[Callable, Future]]) -> None:
+    def _run_batch(self, batch: list[_Job]) -> None:
         if len(batch) > 1:
             try:
                 with session_scope(self.url, write=True) as session:
-                    results = [job(session) for job, _future in batch]
+                    results = [job.fn(session) for job in batch]
             except Exception:  # noqa: BLE001  (each job runs again alone, below)
                 log.debug("a batch of %d store writes failed; running them one by one",
                           len(batch), exc_info=True)
             else:
                 self.batches += 1
                 self.jobs += len(batch)
-                for (_job, future), result in zip(batch, results):
-                    future.set_result(result)
+                for job, result in zip(batch, results):
+                    self._finish(job, result)
                 return
-        for job, future in batch:
+        for job in batch:
             try:
                 with session_scope(self.url, write=True) as session:
-                    result = job(session)
+                    result = job.fn(session)
             except BaseException as exc:  # noqa: BLE001  (handed to the job's caller)
-                future.set_exception(exc)
+                self._finish(job, None, exc)
             else:
                 self.batches += 1
                 self.jobs += 1
-                future.set_result(result)
+                self._finish(job, result)
+
+    @staticmethod
+    def _finish(job: _Job, result: Any, error: BaseException | None = None) -> None:
+        job.result, job.error = result, error
+        job.lead = False
+        job.ready.set()
 
 
 _committers: dict[str, GroupCommitter] = {}

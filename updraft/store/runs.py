@@ -184,15 +184,11 @@ _CAS_STATEMENTS: dict[frozenset, Any] = {}
 _BINDABLE = (str, int, float, type(None), datetime)
 
 
-def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int], old_state: str,
-                old_try: int, values: dict[str, Any]) -> bool:
-    """One compare-and-set on (key, state, try number). Statements whose values are all plain
-    are built once per set of columns and reused with bind parameters (building a statement
-    costs more than running it); ones with SQL expressions are built each time."""
+def _cas_statement(values: dict[str, Any]):
+    """The compare-and-set UPDATE for this set of columns; built once when every value is
+    plain (building a statement costs more than running it), else built each time."""
     from sqlalchemy import bindparam
 
-    params = {"c_dag": dag_id, "c_run": run_id, "c_task": key[0], "c_index": key[1],
-              "c_state": old_state, "c_try": old_try}
     plain = all(isinstance(v, _BINDABLE) for v in values.values())
     stmt = _CAS_STATEMENTS.get(frozenset(values)) if plain else None
     if stmt is None:
@@ -204,9 +200,68 @@ def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int]
                   for name, value in values.items()})
         if plain:
             _CAS_STATEMENTS[frozenset(values)] = stmt
+    return stmt, plain
+
+
+def _cas_params(dag_id: str, run_id: str, key: tuple[str, int], old_state: str, old_try: int,
+                values: dict[str, Any]) -> dict[str, Any]:
+    params = {"c_dag": dag_id, "c_run": run_id, "c_task": key[0], "c_index": key[1],
+              "c_state": old_state, "c_try": old_try}
     params.update({f"v_{name}": value for name, value in values.items()
                    if isinstance(value, _BINDABLE)})
-    return bool(session.execute(stmt, params).rowcount)
+    return params
+
+
+def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int], old_state: str,
+                old_try: int, values: dict[str, Any]) -> bool:
+    """One compare-and-set on (key, state, try number)."""
+    stmt, _plain = _cas_statement(values)
+    return bool(session.execute(stmt, _cas_params(dag_id, run_id, key, old_state, old_try,
+                                                  values)).rowcount)
+
+
+def _cas_update_many(session: Session, dag_id: str, run_id: str,
+                     changes: list[tuple[tuple[str, int], str, int, dict[str, Any]]]
+                     ) -> set[tuple[str, int]]:
+    """Compare-and-set on many task instances of one run; returns the keys that changed.
+
+    Changes that set the same columns to plain values go in one executemany. When its total
+    row count shows that some were refused (a concurrent writer won), the rows are read
+    back: a key counts as changed if its row now holds exactly what was written.
+    """
+    done: set[tuple[str, int]] = set()
+    groups: dict[frozenset, list] = {}
+    multi = session.get_bind().dialect.supports_sane_multi_rowcount
+    for change in changes:
+        key, old_state, old_try, values = change
+        _stmt, plain = _cas_statement(values)
+        if plain and multi:
+            groups.setdefault(frozenset(values), []).append(change)
+        elif _cas_update(session, dag_id, run_id, key, old_state, old_try, values):
+            done.add(key)
+    for group in groups.values():
+        if len(group) == 1:
+            key, old_state, old_try, values = group[0]
+            if _cas_update(session, dag_id, run_id, key, old_state, old_try, values):
+                done.add(key)
+            continue
+        stmt, _plain = _cas_statement(group[0][3])
+        result = session.execute(stmt, [_cas_params(dag_id, run_id, key, old_state, old_try,
+                                                    values)
+                                        for key, old_state, old_try, values in group])
+        if result.rowcount == len(group):
+            done.update(key for key, *_rest in group)
+            continue
+        written = {key: values for key, _state, _try, values in group}
+        rows = session.execute(select(_TI).where(
+            _TI.c.dag_id == dag_id, _TI.c.run_id == run_id,
+            _TI.c.task_id.in_(sorted({key[0] for key in written})))).all()
+        for row in rows:
+            values = written.get((row.task_id, row.map_index))
+            if values is not None and all(getattr(row, name) == value
+                                          for name, value in values.items()):
+                done.add((row.task_id, row.map_index))
+    return done
 
 
 def set_ti_states(session: Session, dag_id: str, run_id: str,
@@ -218,7 +273,8 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
     if not changes:
         return 0
     current = _current_rows(session, dag_id, run_id, [(t, i) for t, i, _s, _c in changes])
-    events: list[dict] = []
+    planned: list[tuple] = []
+    causes: dict[tuple[str, int], tuple[str, str]] = {}
     for task_id, map_index, new_state, cause in changes:
         row = current.get((task_id, map_index))
         if row is None or row.state == str(new_state):
@@ -227,12 +283,13 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
         values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
         if new_state in (TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED):
             values.update(start_date=func.coalesce(_TI.c.start_date, now), end_date=now)
-        if _cas_update(session, dag_id, run_id, (task_id, map_index), row.state,
-                       row.try_number, values):
-            events.append(dict(dag_id=dag_id, run_id=run_id, task_id=task_id,
-                               map_index=map_index, try_number=row.try_number,
-                               old_state=row.state, new_state=str(new_state), cause=cause,
-                               node=node, timestamp=now))
+        planned.append(((task_id, map_index), row.state, row.try_number, values))
+        causes[(task_id, map_index)] = (str(new_state), cause)
+    done = _cas_update_many(session, dag_id, run_id, planned)
+    events = [dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
+                   try_number=old_try, old_state=old_state, new_state=causes[key][0],
+                   cause=causes[key][1], node=node, timestamp=now)
+              for key, old_state, old_try, _values in planned if key in done]
     add_events(session, events)
     return len(events)
 
@@ -254,23 +311,29 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
     rescheduled = _mid_reschedule_keys(session, dag_id, run_id, [
         (k, r.try_number) for k, r in current.items()
         if r.state == str(TI.SCHEDULED) and r.try_number])
-    queued: dict[tuple[str, int], int] = {}
-    events: list[dict] = []
+    planned: list[tuple] = []
     for key in keys:
         row = current.get(key)
         if row is None or row.state not in _SCHEDULABLE:
             continue
         continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
-        if _cas_update(session, dag_id, run_id, key, row.state, row.try_number, dict(
-                state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
-                executor=executor, next_retry_at=None, updated_at=now)):
-            queued[key] = try_number
-            events.append(dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
-                               try_number=try_number, old_state=row.state,
-                               new_state=str(TI.QUEUED),
-                               cause=f"dependencies met; try {try_number} queued", node=node,
-                               timestamp=now))
+        planned.append((key, row.state, row.try_number, dict(
+            state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
+            executor=executor, next_retry_at=None, updated_at=now)))
+    done = _cas_update_many(session, dag_id, run_id, planned)
+    queued: dict[tuple[str, int], int] = {}
+    events: list[dict] = []
+    for key, old_state, _old_try, values in planned:
+        if key not in done:
+            continue
+        try_number = values["try_number"]
+        queued[key] = try_number
+        events.append(dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
+                           try_number=try_number, old_state=old_state,
+                           new_state=str(TI.QUEUED),
+                           cause=f"dependencies met; try {try_number} queued", node=node,
+                           timestamp=now))
     add_events(session, events)
     return queued
 
