@@ -212,13 +212,18 @@ class DaskExecutor(BaseExecutor):
             log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
 
     def _register_warm_up(self) -> None:
-        """Workers (current and joining) import the runner and connect in the background."""
-        from executors.dask_worker import WarmWorker
+        """Workers (current and joining) import the runner and connect in the background,
+        and one no-op task per worker warms Dask's own path to it."""
+        from executors.dask_worker import WarmWorker, noop
 
         try:
             self._client.register_plugin(WarmWorker(self._default_store_url))
+            workers = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+            futures = [self._client.submit(noop, pure=False, workers=[address],
+                                           allow_other_workers=True) for address in workers]
+            self._client.gather(futures, errors="skip")
         except Exception:  # noqa: BLE001  (only an optimisation)
-            log.debug("could not register the worker warm-up plugin", exc_info=True)
+            log.debug("could not warm the Dask workers up", exc_info=True)
 
     def cancel(self, key: TryKey) -> bool:
         """Cancel the Dask futures of ``key``; blocks for one round trip to the scheduler."""

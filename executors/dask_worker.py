@@ -48,6 +48,10 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None) -> dict[str
     return {"outcome": outcome, "worker": worker}
 
 
+def noop() -> None:
+    """The task that warms Dask's path from the client to a worker thread."""
+
+
 def warm_dags(dags: list[tuple[str, str]]) -> None:
     """Parse these ``(fileloc, dag_id)`` pairs in a background thread of this worker, so
     its first tries of them find the DAG parsed. Runs via ``Client.run`` on the worker's
@@ -84,8 +88,10 @@ class WarmWorker(WorkerPlugin):
             from sqlalchemy import text
 
             from executors.live_logs import run_with_live_logs  # noqa: F401  (the import)
-            from updraft.runtime import run_task_try  # noqa: F401  (the import)
+            from updraft.runtime import preload
             from updraft.store.engine import session_scope
+
+            preload()
 
             with session_scope(self.store_url) as session:
                 session.execute(text("SELECT 1"))

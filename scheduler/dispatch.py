@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from updraft.runtime import TryRequest
@@ -26,18 +26,48 @@ log = logging.getLogger(__name__)
 ACTIVE = [str(TI.QUEUED), str(TI.RUNNING)]
 
 
-def _usage(session: Session):
+_STATEMENTS: dict[str, object] = {}
+
+
+def _statement(name: str, dialect: str):
+    """The dispatch queries, built once (building a statement costs more than running it);
+    the candidates take their limit as a parameter and lock rows where the store can."""
+    key = f"{name}:{dialect}"
+    stmt = _STATEMENTS.get(key)
+    if stmt is not None:
+        return stmt
+    ti = TaskInstanceModel.__table__
+    if name == "pools":
+        stmt = select(PoolModel.__table__.c.pool, PoolModel.__table__.c.slots)
+    elif name == "usage":
+        stmt = select(ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.pool,
+                      func.sum(ti.c.pool_slots), func.count()).where(
+            ti.c.state.in_(ACTIVE)).group_by(ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.pool)
+    else:
+        run = DagRunModel.__table__
+        stmt = select(
+            ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.map_index, ti.c.pool,
+            ti.c.pool_slots, ti.c.queue,
+        ).join(run, and_(run.c.dag_id == ti.c.dag_id, run.c.run_id == ti.c.run_id)).join(
+            DagModel.__table__, DagModel.__table__.c.dag_id == ti.c.dag_id).where(
+            ti.c.state == str(TI.SCHEDULED),
+            run.c.state == str(DagRunState.RUNNING),
+            _not_paused(),  # a paused DAG starts no new task, except in backfills (Airflow)
+        ).order_by(ti.c.priority_weight.desc(), run.c.logical_date, ti.c.dag_id,
+                   ti.c.task_id, ti.c.map_index).limit(bindparam("limit"))
+        if dialect in ("postgresql", "mysql", "mariadb"):
+            stmt = stmt.with_for_update(skip_locked=True, of=ti)
+    _STATEMENTS[key] = stmt
+    return stmt
+
+
+def _usage(session: Session, dialect: str):
     pools: Counter = Counter()
     dags: Counter = Counter()
     tasks: Counter = Counter()
     task_runs: Counter = Counter()
-    rows = session.execute(select(
-        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
-        TaskInstanceModel.pool, func.sum(TaskInstanceModel.pool_slots), func.count(),
-    ).where(TaskInstanceModel.state.in_(ACTIVE)).group_by(
-        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
-        TaskInstanceModel.pool))
-    for dag_id, run_id, task_id, pool, slots, count in rows:
+    for dag_id, run_id, task_id, pool, slots, count in session.execute(
+            _statement("usage", dialect)):
         pools[pool] += int(slots or 0)
         dags[dag_id] += count
         tasks[(dag_id, task_id)] += count
@@ -51,26 +81,13 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     """Queue as many scheduled task instances as the limits allow; return their requests."""
     if free_slots <= 0:
         return []
-    pool_sizes = dict(session.execute(select(PoolModel.pool, PoolModel.slots)).all())
-    pool_used, dag_used, task_used, task_run_used = _usage(session)
-    query = select(
-        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
-        TaskInstanceModel.map_index, TaskInstanceModel.pool, TaskInstanceModel.pool_slots,
-        TaskInstanceModel.queue,
-    ).join(DagRunModel, and_(DagRunModel.dag_id == TaskInstanceModel.dag_id,
-                             DagRunModel.run_id == TaskInstanceModel.run_id)).join(
-        DagModel, DagModel.dag_id == TaskInstanceModel.dag_id).where(
-        TaskInstanceModel.state == str(TI.SCHEDULED),
-        DagRunModel.state == str(DagRunState.RUNNING),
-        _not_paused(),  # a paused DAG starts no new task, except in backfills (Airflow)
-    ).order_by(TaskInstanceModel.priority_weight.desc(), DagRunModel.logical_date,
-               TaskInstanceModel.dag_id, TaskInstanceModel.task_id,
-               TaskInstanceModel.map_index).limit(max(free_slots * 4, 64))
-    if session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb"):
-        query = query.with_for_update(skip_locked=True, of=TaskInstanceModel)
+    dialect = session.get_bind().dialect.name
+    pool_sizes = dict(session.execute(_statement("pools", dialect)).all())
+    pool_used, dag_used, task_used, task_run_used = _usage(session, dialect)
+    query = _statement("candidates", dialect)
     chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
     queues: dict[tuple[str, str, str, int], str] = {}
-    for row in session.execute(query):
+    for row in session.execute(query, {"limit": max(free_slots * 4, 64)}):
         if free_slots <= 0:
             break
         dag = read_dag(session, row.dag_id)
