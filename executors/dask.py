@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import queue
 import re
 import threading
@@ -162,6 +163,13 @@ class DaskExecutor(BaseExecutor):
         kind = str(conf.get("dask", "cluster", "subprocess")).strip().lower()
         if kind not in ("subprocess", "local"):
             raise ValueError(f"[dask] cluster must be 'subprocess' or 'local', got {kind!r}")
+        import dask
+
+        profile = conf.getboolean("dask", "worker_profile")
+        # Worker processes read Dask's configuration from the environment (subprocesses)
+        # or from the nanny, which sends this process's (LocalCluster).
+        os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = str(profile)
+        dask.config.set({"distributed.worker.profile.enabled": profile})
         if kind == "subprocess" and self.processes and not self.cluster_options:
             from distributed.deploy.subprocess import SubprocessCluster
 

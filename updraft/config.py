@@ -64,6 +64,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # scheduler's event loop then does not share the Updraft scheduler's GIL);
         # "local": distributed.LocalCluster, whose scheduler runs in this process.
         "cluster": "subprocess",
+        # Dask's statistical profiler samples every worker thread every 10 ms: it costs
+        # CPU on every try. Turn on to see the dashboard's profile of the local cluster.
+        "worker_profile": False,
     },
     "worker": {  # `updraft worker`: the NATS queue executor's workers
         "queues": "default",

@@ -343,14 +343,17 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
            past: PastView | None = None) -> Decision:
     """Evaluate every unfinished task instance of one run; see the module docstring."""
     snapshot = tis if isinstance(tis, RunSnapshot) else RunSnapshot.from_views(tis)
-    states = dict(snapshot.states)  # the cascade below changes states; keep the snapshot
+    states = snapshot.states  # copied before the cascade below changes a state
     retry_at = snapshot.retry_at
     tis_by_task = snapshot.tis_by_task
     evaluation = _Evaluation(tasks, states, tis_by_task, past)
     decision = Decision()
 
     position = _topological_positions(tasks)
-    pending = sorted((k for k, st in states.items() if st in SCHEDULABLE_STATES and
+    # Scheduled ones were found ready before and wait for a slot: nothing to decide again.
+    scheduled = [k for k, st in states.items() if st is TI.SCHEDULED]
+    decision.waiting.update(dict.fromkeys(scheduled, "waits for a free slot (scheduled)"))
+    pending = sorted((k for k, st in states.items() if st in _UNDECIDED and
                       k[0] in position), key=lambda k: (position[k[0]], k[1]))
     # Tasks with at least one finished task instance; grows as the cascade below decides.
     finished_tasks = {task_id for (task_id, _i), st in states.items() if st in FINISHED}
@@ -358,10 +361,6 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
         task_id, map_index = key
         spec = tasks[task_id]
         state = states[key]
-        if state == TI.SCHEDULED:
-            # Already found ready and waiting for a slot: nothing to decide again.
-            decision.waiting[key] = "waits for a free slot (scheduled)"
-            continue
         if state == TI.NONE and spec.upstream and spec.trigger_rule != TR.ALWAYS and \
                 spec.upstream.isdisjoint(finished_tasks):
             # No upstream task has finished: no trigger rule can fire or fail yet. This
@@ -370,6 +369,8 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
             continue
         new_state, may_run, why = evaluation.evaluate(spec, map_index)
         if new_state is not None:
+            if states is snapshot.states:
+                states = evaluation.states = dict(states)
             states[key] = new_state
             finished_tasks.add(task_id)
             decision.changes.append((task_id, map_index, new_state, why))
@@ -403,13 +404,17 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
 WAITING_FOR_UPSTREAM = "waits for its upstream tasks: none has finished yet"
 
 
+_UNDECIDED = SCHEDULABLE_STATES - {TI.SCHEDULED}
+_ACTIVE = frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING})
+
+
 def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, int], TI],
                       decision: Decision) -> None:
+    if any(s in _ACTIVE for s in states.values()):
+        return  # something is still on its way: the run goes on
     unfinished = [k for k, s in states.items() if s not in FINISHED]
     if unfinished:
-        active = [k for k in unfinished
-                  if states[k] in (TI.SCHEDULED, TI.QUEUED, TI.RUNNING)]
-        if not active and not decision.ready and not decision.expand and \
+        if not decision.ready and not decision.expand and \
                 decision.wake_at is None and not decision.blocked_by_past:
             decision.run_state = DagRunState.FAILED
             stuck = ", ".join(f"{t}[{i}]" if i >= 0 else t for t, i in sorted(unfinished)[:10])

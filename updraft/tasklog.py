@@ -24,10 +24,9 @@ LOG_FORMAT = "[%(asctime)s] {%(filename)s:%(lineno)d} %(levelname)s - %(message)
 def try_log_path(base: Path | str, dag_id: str, run_id: str, task_id: str, map_index: int,
                  try_number: int) -> Path:
     """Where the log of one try lives (Airflow's layout)."""
-    path = Path(base) / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    if map_index >= 0:
-        path = path / f"map_index={map_index}"
-    return path / f"attempt={try_number}.log"
+    index = f"map_index={map_index}{os.sep}" if map_index >= 0 else ""
+    return Path(f"{base}{os.sep}dag_id={dag_id}{os.sep}run_id={run_id}{os.sep}"
+                f"task_id={task_id}{os.sep}{index}attempt={try_number}.log")
 
 
 class TryLogSink:
@@ -167,19 +166,18 @@ def capture_try_log(path: Path, on_line: Callable[[str], None] | None = None,
     sink = TryLogSink(path, on_line=on_line, echo=echo)
     thread_id = threading.get_ident()
     task_logger = logging.getLogger("updraft.task")
-    old_level = task_logger.level
     wanted = level or os.environ.get("UPDRAFT__LOGGING__LEVEL", "INFO")
     if isinstance(wanted, str):
         wanted = logging.getLevelName(wanted.upper())
         if not isinstance(wanted, int):
             wanted = logging.INFO
-    if wanted != old_level:
+    if wanted != task_logger.level:
+        # Set and left (setting a level clears every logger's cache): tries of one process
+        # share the configured level.
         task_logger.setLevel(wanted)
     _routes[thread_id] = sink
     try:
         yield sink
     finally:
         _routes.pop(thread_id, None)
-        if task_logger.level != old_level:
-            task_logger.setLevel(old_level)
         sink.close()

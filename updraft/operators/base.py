@@ -555,12 +555,17 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
         return OperatorPartial(cls, kwargs)
 
     def __deepcopy__(self, memo):
+        # Each try runs on a copy (rendering and execute may change attributes); copying
+        # must stay cheap: immutable values and the DAG's structure are shared.
         cls = type(self)
         result = cls.__new__(cls)
         memo[id(self)] = result
-        shallow = set(self.shallow_copy_attrs) | {"_dag", "task_group", "_log"}
+        shallow = _ALWAYS_SHALLOW.union(self.shallow_copy_attrs)
         for key, value in self.__dict__.items():
-            setattr(result, key, value if key in shallow else copy.deepcopy(value, memo))
+            if key in shallow or type(value) in _IMMUTABLE:
+                setattr(result, key, value)
+            else:
+                setattr(result, key, copy.deepcopy(value, memo))
         return result
 
     def get_direct_relatives(self, upstream: bool = False) -> list["DAGNode"]:
@@ -574,6 +579,12 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
             for arg in find_xcom_args(getattr(self, field, None)):
                 for op in arg.operators:
                     self.set_upstream(op)
+
+
+_ALWAYS_SHALLOW = frozenset({"_dag", "task_group", "_log", "upstream_task_ids",
+                             "downstream_task_ids"})
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, datetime, timedelta,
+                        frozenset})
 
 
 def _as_timedelta(value: Any, name: str, task_id: str) -> timedelta:

@@ -121,7 +121,7 @@ def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
                  pool_slots=t.pool_slots, queue=t.queue, priority_weight=t.priority_weight,
                  operator=t.operator, updated_at=now) for t in tasks]
     if rows:
-        session.execute(insert(TaskInstanceModel), rows)
+        session.execute(insert(TaskInstanceModel.__table__), rows)
     return run
 
 
