@@ -15,6 +15,16 @@ wakeup. Dask keys read ``updraft-<dag>-<run>-<task>-<map index>-<try>-<submissio
 every character outside ``[A-Za-z0-9_.-]`` replaced by ``_``; the submission number makes
 a duplicate submission a separate Dask task (its claim is then refused by the store).
 
+Bundles: when more tries are in flight than the cluster has threads (twice as many),
+tries would wait in Dask's queue anyway; new ones then go in bundles of about the tries
+waiting per thread (at most ``[dask] max_bundle``), one Dask task running them one after
+the other, which spares Dask's per-task cost (scheduler, worker state machine, messages)
+on short tries. Each try still claims and records itself in the store. A runner error on
+one try of a bundle (not a task failure: the store unreachable, say) is reported for every
+try of it once the others ran; the scheduler's check of a lost try leaves alone those
+whose outcome is recorded. Cancelling a try of a bundle reports it at once; the bundle
+goes on for its other tries, and the try itself runs if it is still queued in the store.
+
 Queues: a task whose ``queue`` is not ``default`` is submitted with the Dask resource
 ``queue-<name>: 1``, so it only runs on workers started with that resource, e.g.
 ``dask worker SCHEDULER --resources "queue-gpu=1000"`` (1000 = no practical limit; the
@@ -76,7 +86,8 @@ class DaskExecutor(BaseExecutor):
                  n_workers: int | None = None, threads_per_worker: int | None = None,
                  processes: bool | None = None, dashboard_address: str | None = _UNSET,
                  cluster_options: dict[str, Any] | None = None, client: Any = None,
-                 fetch_outcomes: bool = False, batch_interval: float = 0.002) -> None:
+                 fetch_outcomes: bool = False, batch_interval: float = 0.002,
+                 max_bundle: int | None = None) -> None:
         from updraft.config import conf
 
         super().__init__(parallelism)
@@ -100,6 +111,11 @@ class DaskExecutor(BaseExecutor):
         #: only needs to say "look again". Tests that inspect outcomes turn it on.
         self.fetch_outcomes = fetch_outcomes
         self.batch_interval = batch_interval
+        #: Tries sent in bundles so far (for tests and the health page).
+        self.bundled_tries = 0
+        #: At most this many tries per Dask task when tries queue up (1: never bundle).
+        self.max_bundle = conf.getint("dask", "max_bundle") if max_bundle is None \
+            else max_bundle
         self._cluster: Any = None
         self._futures: dict[int, Any] = {}
         self._done: queue.SimpleQueue = queue.SimpleQueue()
@@ -144,6 +160,11 @@ class DaskExecutor(BaseExecutor):
                 options.update(self.cluster_options)
                 self._cluster = self._start_cluster(options)
                 self._client = Client(self._cluster, set_as_default=False)
+                try:  # our own workers are on their way: have them ready to warm up
+                    self._client.wait_for_workers(self.n_workers, timeout=60)
+                except Exception:  # noqa: BLE001  (tries wait in Dask until they come)
+                    log.warning("the Dask workers were not all up after 60 s",
+                                exc_info=True)
         self._tighten_batching()
         self._register_warm_up()
         self._refresh_threads()
@@ -181,32 +202,72 @@ class DaskExecutor(BaseExecutor):
         return LocalCluster(**options)
 
     def submit(self, requests: Iterable[TryRequest]) -> None:
-        """Send the tries to Dask, one ``client.map`` per queue. Never waits for results."""
-        from executors.dask_worker import run_on_dask
+        """Send the tries to Dask, one ``client.map`` per queue. Never waits for results.
+
+        When more tries are in flight than the cluster has threads, tries wait in Dask's
+        queue anyway: then new tries go in bundles (one Dask task runs several tries one
+        after the other), which spares Dask's per-task cost; see ``_bundle_size``."""
+        from executors.dask_worker import run_bundle_on_dask, run_on_dask
 
         self._check_accepting()
-        groups: dict[str | None, list[tuple[int, TryRequest]]] = {}
+        groups: dict[tuple, list[tuple[int, TryRequest]]] = {}
         for request in requests:
             token = self._accept(request)
-            groups.setdefault(queue_resource(request.queue), []).append((token, request))
-        for resource, items in groups.items():
-            store_urls = [request.store_url or self._default_store_url for _, request in items]
+            group = (queue_resource(request.queue), self._store_url(request))
+            groups.setdefault(group, []).append((token, request))
+        for (resource, _store), items in groups.items():
+            size = self._bundle_size()
+            if size > 1:
+                bundles = [items[i:i + size] for i in range(0, len(items), size)]
+            else:
+                bundles = [[item] for item in items]
             try:
-                futures = self._client.map(
-                    run_on_dask, [request.to_json() for _, request in items], store_urls,
-                    key=[dask_key(request, token) for token, request in items], pure=False,
-                    resources={resource: 1} if resource else None, retries=0)
+                resources = {resource: 1} if resource else None
+                singles = [b[0] for b in bundles if len(b) == 1]
+                many = [b for b in bundles if len(b) > 1]
+                futures = []
+                if singles:
+                    futures += self._client.map(
+                        run_on_dask, [request.to_json() for _, request in singles],
+                        [self._store_url(request) for _, request in singles],
+                        key=[dask_key(request, token) for token, request in singles],
+                        pure=False, resources=resources, retries=0)
+                if many:
+                    futures += self._client.map(
+                        run_bundle_on_dask,
+                        [[request.to_json() for _, request in bundle] for bundle in many],
+                        [self._store_url(bundle[0][1]) for bundle in many],
+                        key=["bundle-" + dask_key(bundle[0][1], bundle[0][0])
+                             for bundle in many],
+                        pure=False, resources=resources, retries=0)
             except Exception as exc:  # reported per try, the scheduler retries
                 log.exception("could not submit %d tries to Dask", len(items))
                 for token, _ in items:
                     self._finish(token, error=f"could not submit to Dask: "
                                               f"{type(exc).__name__}: {exc}")
                 continue
+            ordered = [[item] for item in singles] + many
+            self.bundled_tries += sum(len(bundle) for bundle in many)
             with self._lock:
-                for (token, _), future in zip(items, futures):
-                    self._futures[token] = future
-            for (token, _), future in zip(items, futures):
-                future.add_done_callback(functools.partial(self._on_done, token))
+                for bundle, future in zip(ordered, futures):
+                    for token, _ in bundle:
+                        self._futures[token] = future
+            for bundle, future in zip(ordered, futures):
+                future.add_done_callback(functools.partial(
+                    self._on_done, tuple(token for token, _ in bundle)))
+
+    def _store_url(self, request: TryRequest) -> str | None:
+        return request.store_url or self._default_store_url
+
+    def _bundle_size(self) -> int:
+        """Tries per Dask task: about the tries waiting per thread, at most ``max_bundle``;
+        one while every try finds a free thread (then bundling would only delay tries)."""
+        threads = self._threads or self.parallelism  # unknown: as if never queued
+        with self._lock:
+            in_flight = len(self._in_flight)
+        if self.max_bundle <= 1 or in_flight <= 2 * threads:
+            return 1
+        return min(self.max_bundle, in_flight // threads)
 
     def warm(self, dags: list[tuple[str, str]]) -> None:
         """Have every worker parse these DAGs in a background thread (never waits)."""
@@ -237,7 +298,10 @@ class DaskExecutor(BaseExecutor):
         """Cancel the Dask futures of ``key``; blocks for one round trip to the scheduler."""
         tokens = self._tokens_for(key)
         with self._lock:
-            futures = [self._futures.pop(token) for token in tokens if token in self._futures]
+            popped = [self._futures.pop(token) for token in tokens if token in self._futures]
+            # A bundle's Dask task goes on while it still carries other tries.
+            shared = {id(future) for future in self._futures.values()}
+            futures = [future for future in popped if id(future) not in shared]
         if futures:
             try:
                 self._client.cancel(futures, reason="cancelled by the Updraft scheduler")
@@ -270,7 +334,8 @@ class DaskExecutor(BaseExecutor):
                 self._futures.clear()
             if pending:
                 try:
-                    self._client.cancel(list(pending.values()),
+                    unique = {id(future): future for future in pending.values()}
+                    self._client.cancel(list(unique.values()),
                                         reason="the Updraft executor stopped")
                 except Exception:
                     log.warning("Dask cancel failed", exc_info=True)
@@ -336,9 +401,9 @@ class DaskExecutor(BaseExecutor):
         except Exception:  # noqa: BLE001  (only an estimate for queue_depth)
             self._threads = 0
 
-    def _on_done(self, token: int, future: Any) -> None:
+    def _on_done(self, tokens: tuple[int, ...], future: Any) -> None:
         """Dask's callback thread: hand the future to the collector, never block here."""
-        self._done.put((token, future))
+        self._done.put((tokens, future))
 
     def _collect(self) -> None:
         """Collector thread: turn finished futures into events, gathering in batches."""
@@ -358,41 +423,51 @@ class DaskExecutor(BaseExecutor):
             except Exception:  # keep collecting; the tries show as zombies
                 log.exception("Dask executor collector failed on a batch")
 
-    def _handle(self, batch: list[tuple[int, Any]]) -> None:
+    def _handle(self, batch: list[tuple[tuple[int, ...], Any]]) -> None:
         finished = []
-        for token, future in batch:
+        for tokens, future in batch:
             with self._lock:
-                owned = self._futures.pop(token, None) is not None
-            if not owned:  # cancelled meanwhile: its event is already queued
+                owned = [token for token in tokens if self._futures.pop(token, None) is not None]
+            if not owned:  # cancelled meanwhile: the events are already queued
                 continue
             if future.status == "finished":
-                finished.append((token, future))
+                finished.append((tokens, owned, future))
             elif future.status == "error":
-                self._finish(token, error=self._describe_error(future))
+                error = self._describe_error(future)
+                for token in owned:
+                    self._finish(token, error=error)
             else:
-                self._finish(token, error=f"Dask reports the task {future.status} (scheduler "
-                                          "connection lost, cluster restarted or cancelled "
-                                          "outside Updraft)")
+                for token in owned:
+                    self._finish(token, error=f"Dask reports the task {future.status} "
+                                              "(scheduler connection lost, cluster restarted "
+                                              "or cancelled outside Updraft)")
         if not finished:
             return
         if not self.fetch_outcomes:
-            for token, future in finished:
-                self._finish(token, None, worker=None)
+            for _tokens, owned, _future in finished:
+                for token in owned:
+                    self._finish(token, None, worker=None)
             return
         try:
-            results = self._client.gather([future for _, future in finished])
+            results = self._client.gather([future for *_rest, future in finished])
         except Exception:  # noqa: BLE001  (one lost result must not hide the others)
             results = []
-            for _, future in finished:
+            for *_rest, future in finished:
                 try:
                     results.append(future.result())
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
-        for (token, _), result in zip(finished, results):
+        for (tokens, owned, _future), result in zip(finished, results):
             if isinstance(result, BaseException):
-                self._finish(token, error=f"result lost: {type(result).__name__}: {result}")
-            else:
-                self._finish(token, result["outcome"], worker=result.get("worker"))
+                for token in owned:
+                    self._finish(token, error=f"result lost: {type(result).__name__}: "
+                                              f"{result}")
+                continue
+            # A bundle returns one result per try, in order; a single try one result.
+            per_try = result if isinstance(result, list) else [result]
+            for token, item in zip(tokens, per_try):
+                if token in owned:
+                    self._finish(token, item["outcome"], worker=item.get("worker"))
 
     @staticmethod
     def _describe_error(future: Any) -> str:

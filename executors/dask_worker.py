@@ -48,6 +48,26 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None) -> dict[str
     return {"outcome": outcome, "worker": worker}
 
 
+def run_bundle_on_dask(requests_json: list[dict[str, Any]],
+                       store_url: str | None) -> list[dict[str, Any]]:
+    """Run several tries one after the other in this worker thread (a bundle); return
+    their results in order. An error of the task runner on one try does not stop the
+    others; the bundle then fails with the first error, once every try has run, and the
+    executor reports it for each of its tries (the store already holds the outcomes of the
+    ones that ran: the scheduler's check of a lost try leaves those alone)."""
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    for request_json in requests_json:
+        try:
+            results.append(run_on_dask(request_json, store_url))
+        except Exception as exc:  # noqa: BLE001  (raised below, after the others ran)
+            errors.append(exc)
+            results.append({"outcome": None, "worker": None})
+    if errors:
+        raise errors[0]
+    return results
+
+
 def noop() -> None:
     """The task that warms Dask's path from the client to a worker thread."""
 

@@ -67,6 +67,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # Dask's statistical profiler samples every worker thread every 10 ms: it costs
         # CPU on every try. Turn on to see the dashboard's profile of the local cluster.
         "worker_profile": False,
+        # When more tries are in flight than the cluster has threads, send up to this many
+        # tries in one Dask task (they run one after the other): saves Dask's per-task
+        # cost on short tries. 1: one Dask task per try, always.
+        "max_bundle": 8,
     },
     "worker": {  # `updraft worker`: the NATS queue executor's workers
         "queues": "default",

@@ -175,12 +175,12 @@ def wait_state(store_url: str, request: TryRequest, state: TI, timeout: float = 
         time.sleep(0.02)
 
 
-def build(kind: str, **options) -> BaseExecutor:
+def build(kind: str, parallelism: int = 2, **options) -> BaseExecutor:
     if kind == "dask":
         options = {"n_workers": 1, "threads_per_worker": 2, "processes": False,
                    "dashboard_address": None, "scheduler_address": "",
                    "fetch_outcomes": True, **options}
-    return get_executor(kind, parallelism=2, **options)
+    return get_executor(kind, parallelism=parallelism, **options)
 
 
 @pytest.fixture(params=["sequential", "local", "dask"])
@@ -364,6 +364,82 @@ def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
         client.close()
         cluster.sync(gpu_worker.close)
         cluster.close()
+
+
+QUICK_DAG = '''
+from datetime import datetime
+
+from updraft import DAG
+from updraft.operators.python import PythonOperator
+
+with DAG("quick_suite", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    for i in range(12):
+        PythonOperator(task_id=f"q{i:02d}", python_callable=lambda: print("quick"))
+'''
+
+
+@pytest.fixture
+def quick_dag(tmp_path):
+    from updraft.dagbag import DagBag
+
+    path = tmp_path / "quick" / "quick_suite.py"
+    path.parent.mkdir()
+    path.write_text(textwrap.dedent(QUICK_DAG))
+    return DagBag(dag_folder=path, include_examples=False, safe_mode=False).dags["quick_suite"]
+
+
+def bundling_executor(**options) -> BaseExecutor:
+    """One worker thread and room for many tries in flight: tries queue up, so they go to
+    Dask in bundles of ``max_bundle``."""
+    return build("dask", threads_per_worker=1, parallelism=20, max_bundle=4, **options)
+
+
+def test_dask_bundles_tries_that_would_queue_and_reports_each(store_url, quick_dag):
+    requests = queue_tries(store_url, quick_dag, [f"q{i:02d}" for i in range(12)])
+    with bundling_executor() as executor:
+        executor.submit(requests)
+        events = wait_events(executor, 12)
+        assert executor.bundled_tries == 12
+    assert sorted(e.key[2] for e in events) == [r.task_id for r in requests]
+    assert all(e.error is None and e.outcome.state == TI.SUCCESS for e in events), events
+    for request in requests:
+        assert ti_row(store_url, request).state == "success"
+        assert try_rows(store_url, request) == 1
+    assert "quick" in Path(events[0].outcome.log_path).read_text()
+
+
+def test_a_runner_error_in_a_bundle_reaches_every_try_of_it(store_url, quick_dag,
+                                                            monkeypatch):
+    import updraft.runtime
+
+    real = updraft.runtime.run_task_try
+
+    def failing_on_q03(request, *args, **kwargs):
+        if request.task_id == "q03":  # the task runner itself fails (not the task)
+            raise OSError("the store went away")
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(updraft.runtime, "run_task_try", failing_on_q03)
+    requests = queue_tries(store_url, quick_dag, ["q00", "q01", "q02", "q03"])
+    with bundling_executor() as executor:
+        executor.submit(requests)
+        events = wait_events(executor, 4)
+        assert executor.bundled_tries == 4
+    assert all(e.lost and e.outcome is None for e in events), events
+    assert all("the store went away" in e.error for e in events)
+    # The store holds what ran: the scheduler's check of a lost try leaves these alone.
+    assert [ti_row(store_url, r).state for r in requests] == ["success"] * 3 + ["queued"]
+
+
+def test_cancelling_a_bundled_try_reports_it_at_once(store_url, quick_dag):
+    requests = queue_tries(store_url, quick_dag, [f"q{i:02d}" for i in range(8)])
+    with bundling_executor() as executor:
+        executor.submit(requests)
+        assert executor.cancel(try_key(requests[-1])) is True
+        events = wait_events(executor, 8)
+    by_task = {e.key[2]: e for e in events}
+    assert "cancel" in by_task["q07"].error and by_task["q07"].outcome is None
+    assert all(by_task[f"q{i:02d}"].outcome.state == TI.SUCCESS for i in range(7))
 
 
 def DaskExecutorFor(client) -> BaseExecutor:

@@ -176,7 +176,9 @@ def set_xcom(session: Session, *, dag_id: str, run_id: str, task_id: str, map_in
     row = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
            "key": key, "value": text, "timestamp": utcnow()}
     table = XComModel.__table__
-    dialect = session.get_bind().dialect.name
+    from updraft.store.engine import dialect_of
+
+    dialect = dialect_of(session).name
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as dialect_insert

@@ -8,10 +8,11 @@ finds nobody writing becomes the leader, runs the queued jobs in one transaction
 one commit for the lot), then hands the lead to the first job that queued meanwhile. A
 thread alone runs its job itself: no hand-over to another thread.
 
-A job is ``job(session) -> result``: it may read and write through the session and must
-not commit. If any job of a batch raises, the whole batch is rolled back and each of its
-jobs runs again in a transaction of its own, so one job's error (an IntegrityError, say)
-reaches only its caller and the others are unaffected. Jobs must therefore be safe to run
+A job is ``job(connection) -> result``: it may read and write through the SQLAlchemy
+Core connection (``execute`` as on a session) and must not commit. If any job of a batch
+raises, the whole batch is rolled back and each of its jobs runs again in a transaction of
+its own, so one job's error (an IntegrityError, say) reaches only its caller and the
+others are unaffected. Jobs must therefore be safe to run
 twice when the first run was rolled back, which compare-and-set updates are.
 """
 
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from updraft.store.engine import normalise_url, session_scope
+from updraft.store.engine import normalise_url, write_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class GroupCommitter:
         self.jobs = 0
 
     def run(self, fn: Callable[..., T]) -> T:
-        """Run ``fn(session)`` in a write transaction, possibly shared with other threads'
+        """Run ``fn(connection)`` in a write transaction, possibly shared with other threads'
         jobs; return its result or raise its error once committed or rolled back."""
         job = _Job(fn)
         with self._lock:
@@ -84,8 +85,8 @@ class GroupCommitter:
     def _run_batch(self, batch: list[_Job]) -> None:
         if len(batch) > 1:
             try:
-                with session_scope(self.url, write=True) as session:
-                    results = [job.fn(session) for job in batch]
+                with write_transaction(self.url) as connection:
+                    results = [job.fn(connection) for job in batch]
             except Exception:  # noqa: BLE001  (each job runs again alone, below)
                 log.debug("a batch of %d store writes failed; running them one by one",
                           len(batch), exc_info=True)
@@ -97,8 +98,8 @@ class GroupCommitter:
                 return
         for job in batch:
             try:
-                with session_scope(self.url, write=True) as session:
-                    result = job.fn(session)
+                with write_transaction(self.url) as connection:
+                    result = job.fn(connection)
             except BaseException as exc:  # noqa: BLE001  (handed to the job's caller)
                 self._finish(job, None, exc)
             else:

@@ -231,7 +231,9 @@ def _cas_update_many(session: Session, dag_id: str, run_id: str,
     """
     done: set[tuple[str, int]] = set()
     groups: dict[frozenset, list] = {}
-    multi = session.get_bind().dialect.supports_sane_multi_rowcount
+    from updraft.store.engine import dialect_of
+
+    multi = dialect_of(session).supports_sane_multi_rowcount
     for change in changes:
         key, old_state, old_try, values = change
         _stmt, plain = _cas_statement(values)
