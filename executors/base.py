@@ -150,7 +150,8 @@ class BaseExecutor:
         """Stop every in-flight submission of task instance ``key``; True if any was stopped.
 
         A cancelled submission produces an error event (``outcome`` None) at once. A try not
-        yet started never starts. What happens to a try already running depends on the
+        yet started never starts (except in a Dask bundle that still carries other tries:
+        see ``executors.dask``). What happens to a try already running depends on the
         executor (see its docstring); the store is left as it is: the scheduler, which asked
         for the cancel, decides the task instance's state. Thread-safe; may block for one
         round trip to the backend.

@@ -105,16 +105,11 @@ class WarmWorker(WorkerPlugin):
 
     def _warm(self) -> None:
         try:
-            from sqlalchemy import text
-
             from executors.live_logs import run_with_live_logs  # noqa: F401  (the import)
-            from updraft.runtime import preload
-            from updraft.store.engine import session_scope
+            from updraft.runtime import preload, warm_statements
 
             preload()
-
-            with session_scope(self.store_url) as session:
-                session.execute(text("SELECT 1"))
+            warm_statements(self.store_url)
             try:
                 from bus.logs import process_publisher
 

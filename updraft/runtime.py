@@ -640,5 +640,43 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+def warm_statements(store_url: str | None = None) -> None:
+    """Run the task runner's statements once, on no row, in a transaction rolled back:
+    SQLAlchemy compiles each on first use, which the first try would otherwise pay."""
+    from sqlalchemy import insert
+
+    from updraft.store.engine import write_transaction
+    from updraft.store.models import TiEvent
+
+    now = utcnow()
+    nothing = {"k_dag": "", "k_run": "", "k_task": "", "k_index": -2, "k_try": -1}
+    stmts = _statements()
+
+    class _Rollback(Exception):
+        pass
+
+    try:
+        with write_transaction(store_url) as connection:
+            connection.execute(stmts["claim"], {**nothing, "v_now": now, "v_host": "",
+                                                "v_pid": 0, "v_executor": None})
+            connection.execute(stmts["outcome"], {**nothing, "v_state": "success",
+                                                  "v_now": now, "v_duration": 0.0,
+                                                  "v_next": None, "v_rendered": {}})
+            connection.execute(stmts["run"], nothing).first()
+            connection.execute(stmts["ti"], nothing).first()
+            connection.execute(stmts["previous"], {**nothing, "k_date": now}).first()
+            connection.execute(stmts["try_row"], {
+                "dag_id": "", "run_id": "", "task_id": "", "map_index": -2, "try_number": -1,
+                "state": "success", "start_date": now, "end_date": now, "duration": 0.0,
+                "hostname": "", "error": None})
+            connection.execute(insert(TiEvent.__table__), [{
+                "dag_id": "", "run_id": "", "task_id": "", "map_index": -2, "try_number": -1,
+                "old_state": None, "new_state": None, "cause": "", "node": None,
+                "timestamp": now}])
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
 __all__ = ["TryOutcome", "TryRequest", "load_dag", "next_retry_datetime", "preload",
-           "run_task_try"]
+           "run_task_try", "warm_statements"]

@@ -258,7 +258,7 @@ def main() -> None:
     args = parser.parse_args()
     for kind in args.kinds:
         results = [run_updraft(kind, args.executor, args.settle) for _ in range(args.repeat)]
-        baseline = run_dask_baseline(kind)
+        baseline = statistics.median(run_dask_baseline(kind) for _ in range(args.repeat))
         seconds = statistics.median(r["seconds"] for r in results)
         peak = max((r["peak_mb"] or 0) for r in results)
         line = (f"{kind:8} updraft[{args.executor}] {seconds:8.2f} s  plain dask "

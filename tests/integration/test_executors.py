@@ -459,3 +459,16 @@ def test_dask_worker_processes_and_a_worker_dying_mid_try(store_url, dag):
         # Dask re-ran it on another worker; the store refused that claim (or gave up).
         assert event.lost and (event.refused or "KilledWorker" in event.error), event
         assert ti_row(store_url, suicide).state == "running"
+
+
+def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_was(
+        store_url):
+    from updraft.runtime import preload, warm_statements
+    from updraft.store.engine import session_scope
+    from updraft.store.models import TaskInstanceTry, TiEvent
+
+    preload()
+    warm_statements(store_url)  # raises if a statement does not fit the schema
+    with session_scope(store_url) as session:
+        assert session.scalar(select(func.count()).select_from(TaskInstanceTry)) == 0
+        assert session.scalar(select(func.count()).select_from(TiEvent)) == 0
