@@ -152,6 +152,19 @@ class Scheduler:
         self._warmed = {r.dag_id: r.dag_hash for r in rows}
         if todo:
             self.executor.warm(todo)
+            # A trigger of a big DAG would otherwise deserialize it first: do it now, aside.
+            threading.Thread(target=self._read_ahead, args=([d for _f, d in todo],),
+                             name="updraft-read-ahead", daemon=True).start()
+
+    def _read_ahead(self, dag_ids: list[str]) -> None:
+        from updraft.store.dags import CACHE_SIZE, read_dag
+
+        try:
+            with session_scope(self.store_url) as session:
+                for dag_id in dag_ids[:CACHE_SIZE]:
+                    read_dag(session, dag_id)
+        except Exception:  # noqa: BLE001  (only an optimisation)
+            log.debug("reading DAGs ahead failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

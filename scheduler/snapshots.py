@@ -15,7 +15,7 @@ every state change writes:
 
 Reading the events also serves the scheduler otherwise: new events are handed over for
 publishing on the bus, and runs changed by someone else (a worker, a command) are marked
-for a look.
+for a look, unless the change was only a try being queued or started.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from updraft.runlogic import RunSnapshot
+from updraft.state import TaskInstanceState as TI
 from updraft.store.models import TaskInstanceModel, TiEvent, utcnow
 
 _TI = TaskInstanceModel.__table__
@@ -40,6 +41,8 @@ _RECENT_ROWS = _RUN_ROWS.where(_TI.c.updated_at >= bindparam("since",
                                                              type_=_TI.c.updated_at.type))
 #: Other machines' clocks and the time between a writer's timestamp and its commit.
 UPDATED_AT_MARGIN = timedelta(seconds=2)
+#: A try that was queued or started unlocks no other task: no need to look at its run.
+_NOTHING_TO_DECIDE = frozenset({str(TI.QUEUED), str(TI.RUNNING)})
 EVENT_BATCH = 5000
 
 
@@ -109,7 +112,7 @@ class SnapshotCache:
                 entry = self._entries.get(key)
                 if entry is not None:
                     entry.changed.add((row.task_id, row.map_index))
-                if row.node != self.node_id:
+                if row.node != self.node_id and row.new_state not in _NOTHING_TO_DECIDE:
                     self.touched.add(key)
             if len(rows) < EVENT_BATCH:
                 return

@@ -153,6 +153,7 @@ class UpdraftConfig:
     def __init__(self) -> None:
         self._values: dict[str, dict[str, Any]] = {}
         self._default_conn: tuple[str | None, str] | None = None
+        self._log_folder: tuple[tuple, Path] | None = None
         self.reload()
 
     def config_file(self) -> Path:
@@ -216,7 +217,14 @@ class UpdraftConfig:
         return Path(self.get("core", "dags_folder") or updraft_home() / "dags").expanduser()
 
     def log_folder(self) -> Path:
-        return Path(self.get("logging", "base_log_folder") or updraft_home() / "logs").expanduser()
+        configured = self.get("logging", "base_log_folder")
+        # Asked for on every try: derive it once per setting and UPDRAFT_HOME.
+        key = (configured, os.environ.get("UPDRAFT_HOME"))
+        cached = self._log_folder
+        if cached is None or cached[0] != key:
+            folder = Path(configured or updraft_home() / "logs").expanduser()
+            cached = self._log_folder = (key, folder)
+        return cached[1]
 
     def sql_alchemy_conn(self) -> str:
         url = self.get("database", "sql_alchemy_conn")
