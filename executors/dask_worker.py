@@ -78,7 +78,7 @@ def warm_dags(dags: list[tuple[str, str]]) -> None:
     event loop, which it must not block: it returns at once."""
 
     def parse():
-        from updraft.runtime import load_dag
+        from updraft.runtime import load_dag, settle_heap
 
         for fileloc, dag_id in dags:
             try:
@@ -86,6 +86,7 @@ def warm_dags(dags: list[tuple[str, str]]) -> None:
             except Exception:  # noqa: BLE001  (the try that needs it reports the error)
                 log.debug("could not parse %s from %s ahead of time", dag_id, fileloc,
                           exc_info=True)
+        settle_heap(min_interval=0)
 
     threading.Thread(target=parse, name="updraft-warm-dags", daemon=True).start()
 

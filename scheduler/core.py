@@ -159,10 +159,13 @@ class Scheduler:
     def _read_ahead(self, dag_ids: list[str]) -> None:
         from updraft.store.dags import CACHE_SIZE, read_dag
 
+        from updraft.runtime import settle_heap
+
         try:
             with session_scope(self.store_url) as session:
                 for dag_id in dag_ids[:CACHE_SIZE]:
                     read_dag(session, dag_id)
+            settle_heap(min_interval=0)
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("reading DAGs ahead failed", exc_info=True)
 
