@@ -270,13 +270,14 @@ class DaskExecutor(BaseExecutor):
         return min(self.max_bundle, in_flight // threads)
 
     def warm(self, dags: list[tuple[str, str]]) -> None:
-        """Have every worker parse these DAGs in a background thread (never waits)."""
+        """Have every worker parse these DAGs in a background thread (waits only for the
+        workers to start it)."""
         from executors.dask_worker import warm_dags
 
         if not dags or self._client is None:
             return
         try:
-            self._client.run(warm_dags, list(dags), wait=False)
+            self._client.run(warm_dags, list(dags), on_error="return")
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
 

@@ -472,3 +472,16 @@ def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_
     with session_scope(store_url) as session:
         assert session.scalar(select(func.count()).select_from(TaskInstanceTry)) == 0
         assert session.scalar(select(func.count()).select_from(TiEvent)) == 0
+
+
+def test_dask_workers_parse_a_dag_ahead_when_asked(store_url, quick_dag):
+    import updraft.runtime
+
+    key = (quick_dag.fileloc, quick_dag.dag_id)
+    with build("dask") as executor:  # in-process workers: they share this module
+        updraft.runtime._dag_cache.pop(key, None)
+        executor.warm([key])
+        deadline = time.monotonic() + 20
+        while key not in updraft.runtime._dag_cache:
+            assert time.monotonic() < deadline, "the workers did not parse the DAG"
+            time.sleep(0.02)
