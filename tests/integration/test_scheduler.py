@@ -861,6 +861,42 @@ with DAG("crashy", schedule=None, start_date=datetime(2024, 1, 1), max_active_ta
     assert earlier and all("zombie" in r.error for r in earlier), [r.error for r in earlier]
 
 
+@pytest.mark.slow
+def test_dask_worker_killed_mid_bundled_run_finishes_every_task_once(crash_env):
+    """Tries go to Dask in bundles; a worker killed mid-run loses the bundles it held: Dask
+    runs them again elsewhere, the store refuses what was already claimed, and the try the
+    dead worker ran is failed as a zombie and retried."""
+    from executors import get_executor
+
+    h.write_dag(crash_env, "bundled", '''
+import time
+from datetime import datetime, timedelta
+from updraft import DAG, task
+
+with DAG("bundled", schedule=None, start_date=datetime(2024, 1, 1), max_active_tasks=1000,
+         default_args={"retries": 1, "retry_delay": timedelta(seconds=0)}) as dag:
+    def nap(i):
+        time.sleep(0.02)
+        return i
+
+    for i in range(300):
+        task(task_id=f"t{i:03d}")(nap)(i)
+''')
+    executor = get_executor("dask", parallelism=64, n_workers=2, threads_per_worker=2,
+                            processes=True, dashboard_address=None, scheduler_address="")
+    with h.running_scheduler(crash_env, executor):
+        h.wait_parsed("bundled")
+        run_id = h.trigger("bundled")
+        h.wait_for(lambda: len(h.try_rows("bundled", run_id)) >= 60,
+                   what="a fifth of the run")
+        victim = next(iter(executor.client.run(os.getpid).values()))
+        os.kill(victim, signal.SIGKILL)
+        assert h.wait_run("bundled", run_id) == "success"
+        assert executor.bundled_tries > 0
+    # Usually the dead worker's running tries show as zombies here, retried once.
+    check_tries_consistent("bundled", run_id)
+
+
 def test_killed_task_process_is_failed_and_retried(crash_env, tmp_path):
     h.write_dag(crash_env, "victim", WAIT_FILE.format(folder=str(tmp_path)) + '''
 from updraft import DAG, task
