@@ -26,6 +26,12 @@ def web(host: str | None, port: int | None, threads: int) -> None:
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     host = host or conf.get("web", "host")
     port = port if port is not None else conf.getint("web", "port")
+    from web.heartbeat import WebHeartbeat
+
     app = create_app()
     click.echo(f"Updraft web on http://{host}:{port}/ (API: /api/v1, metrics: /metrics)")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="updraft")
+    heartbeat = WebHeartbeat(f"http://{host}:{port}/").start()
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="updraft")
+    finally:
+        heartbeat.stop()

@@ -578,7 +578,8 @@ def health(session: Session, now: datetime | None = None) -> dict[str, Any]:
         "latest_scheduler_heartbeat": schedulers[0]["latest_heartbeat"] if schedulers else None,
         "schedulers": schedulers,
     }
-    result["workers"] = [n for n in nodes if n["kind"] not in ("scheduler",)]
+    result["workers"] = [n for n in nodes if n["kind"] not in ("scheduler", "web")]
+    result["web"] = [n for n in nodes if n["kind"] == "web"]
     result["nats"] = nats_status()
     result["dask"] = {"dashboard_link": dashboard}
     return result

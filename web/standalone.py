@@ -192,6 +192,10 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
         web_thread = threading.Thread(target=server.run, name="updraft-web", daemon=True)
         web_thread.start()
         cleanup.append(("web server", server.close))
+        from web.heartbeat import WebHeartbeat
+
+        heartbeat = WebHeartbeat(f"http://{host}:{port}/").start()
+        cleanup.append(("web node record", heartbeat.stop))
 
         click.echo("")
         click.echo(click.style(f"Updraft is running: http://{host}:{port}/", fg="green",

@@ -662,6 +662,28 @@ def _fuzz(operation, mode, headers: dict, failures: list, statuses) -> None:
 
 # -- metrics, health, version ----------------------------------------------------------------
 
+def test_a_web_node_heartbeats_and_shows_in_health(app, tokens):
+    from web.heartbeat import WebHeartbeat
+
+    client = app.test_client()
+    beat = WebHeartbeat("http://127.0.0.1:8080/", interval=0.1).start()
+    try:
+        def web_nodes():
+            return client.get("/api/v1/health").get_json()["web"]
+
+        [node] = h.wait_for(web_nodes, what="the web node on the health page")
+        assert node["node_id"] == beat.node_id and node["healthy"] and \
+            node["info"]["address"] == "http://127.0.0.1:8080/"
+        first = node["latest_heartbeat"]
+        h.wait_for(lambda: web_nodes()[0]["latest_heartbeat"] != first,
+                   what="a second heartbeat")
+    finally:
+        beat.stop()
+    [node] = client.get("/api/v1/health").get_json()["web"]
+    assert node["state"] == "stopped" and not node["healthy"]
+    assert all(n["kind"] != "web" for n in client.get("/api/v1/health").get_json()["workers"])
+
+
 def test_metrics_health_and_version(app, tokens, web_env):
     from updraft.metrics import scheduler_metrics_text, serve_metrics
 

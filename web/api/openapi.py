@@ -144,7 +144,8 @@ SCHEMAS: dict[str, dict] = {
                         "email": _NSTR, "first_name": _NSTR, "last_name": _NSTR,
                         "active": _BOOL}, extra=False),
     "Health": _obj({"metadatabase": _OBJ, "scheduler": _OBJ, "nats": _OBJ, "dask": _OBJ,
-                    "workers": {"type": "array", "items": _OBJ}}, required=("metadatabase",)),
+                    "workers": {"type": "array", "items": _OBJ},
+                    "web": {"type": "array", "items": _OBJ}}, required=("metadatabase",)),
     "Version": _obj({"version": _STR, "git_version": _NSTR}, required=("version",)),
 }
 for _name, _item, _key in (("DAGCollection", "DAG", "dags"), ("TaskCollection", "Task", "tasks"),
@@ -338,7 +339,7 @@ def _paths() -> dict:
                                   _json("EventLogCollection"), tag="EventLog", errors=("400",),
                                   params=PAGE + [_query("dag_id", _STR), _query("event", _STR),
                                                  _query("owner", _STR)])},
-        "/health": {"get": _op("Health of the store, scheduler, NATS and Dask", _json("Health"),
+        "/health": {"get": _op("Health of the store, scheduler, workers, web nodes, NATS and Dask", _json("Health"),
                                tag="Monitoring", public=True)},
         "/version": {"get": _op("Version of Updraft", _json("Version"), tag="Monitoring")},
         "/openapi.json": {"get": _op("This document", {"description": "OpenAPI 3.0",
