@@ -19,7 +19,9 @@ Bundles: when more tries are in flight than the cluster has threads (twice as ma
 tries would wait in Dask's queue anyway; new ones then go in bundles of about the tries
 waiting per thread (at most ``[dask] max_bundle``), one Dask task running them one after
 the other, which spares Dask's per-task cost (scheduler, worker state machine, messages)
-on short tries. Each try still claims and records itself in the store. A runner error on
+on short tries. Each try still claims and records itself in the store. A try that runs
+long does not hold up the rest of its bundle for more than half a second: they go on in
+another thread (``executors.bundles``). A runner error on
 one try of a bundle (not a task failure: the store unreachable, say) is reported for every
 try of it once the others ran; the scheduler's check of a lost try leaves alone those
 whose outcome is recorded. Cancelling a try of a bundle reports it at once; the bundle

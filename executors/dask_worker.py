@@ -50,19 +50,16 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None) -> dict[str
 
 def run_bundle_on_dask(requests_json: list[dict[str, Any]],
                        store_url: str | None) -> list[dict[str, Any]]:
-    """Run several tries one after the other in this worker thread (a bundle); return
-    their results in order. An error of the task runner on one try does not stop the
-    others; the bundle then fails with the first error, once every try has run, and the
-    executor reports it for each of its tries (the store already holds the outcomes of the
-    ones that ran: the scheduler's check of a lost try leaves those alone)."""
-    results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-    for request_json in requests_json:
-        try:
-            results.append(run_on_dask(request_json, store_url))
-        except Exception as exc:  # noqa: BLE001  (raised below, after the others ran)
-            errors.append(exc)
-            results.append({"outcome": None, "worker": None})
+    """Run several tries (a bundle) in this worker thread, one after the other unless one
+    holds up the rest (``executors.bundles``); return their results in order. An error of
+    the task runner on one try does not stop the others; the bundle then fails with the
+    first error, once every try has run, and the executor reports it for each of its tries
+    (the store already holds the outcomes of the ones that ran: the scheduler's check of a
+    lost try leaves those alone)."""
+    from executors.bundles import run_bundle
+
+    results, errors = run_bundle(requests_json,
+                                 lambda request_json: run_on_dask(request_json, store_url))
     if errors:
         raise errors[0]
     return results
