@@ -136,7 +136,7 @@ class DaskExecutor(BaseExecutor):
         """Start the LocalCluster or connect to the scheduler; blocks until connected."""
         if self._collector is not None:
             return
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from updraft.config import conf
 
