@@ -519,20 +519,10 @@ class Worker:
 
     def _store_heartbeat(self, state: str, info: dict[str, Any]) -> None:
         from updraft.store.engine import session_scope
-        from updraft.store.models import NodeModel, utcnow
+        from updraft.store.nodes import record_node
 
-        now = utcnow()
         with session_scope() as session:
-            node = session.get(NodeModel, self.node_id)
-            if node is None:
-                session.add(NodeModel(node_id=self.node_id, kind="worker",
-                                      hostname=socket.gethostname(), pid=os.getpid(),
-                                      started_at=now, heartbeat_at=now, state=state,
-                                      info=info))
-            else:
-                node.heartbeat_at = now
-                node.state = state
-                node.info = info
+            record_node(session, self.node_id, "worker", state, info)
 
 
 def wait_for_stop_signals(worker: Worker) -> None:

@@ -217,44 +217,33 @@ class DaskExecutor(BaseExecutor):
             token = self._accept(request)
             group = (queue_resource(request.queue), self._store_url(request))
             groups.setdefault(group, []).append((token, request))
-        for (resource, _store), items in groups.items():
+        for (resource, store_url), items in groups.items():
             size = self._bundle_size()
+            bundles = [items[i:i + size] for i in range(0, len(items), size)]
             if size > 1:
-                bundles = [items[i:i + size] for i in range(0, len(items), size)]
+                function, prefix = run_bundle_on_dask, "bundle-"
+                payloads = [[request.to_json() for _, request in bundle] for bundle in bundles]
             else:
-                bundles = [[item] for item in items]
+                function, prefix = run_on_dask, ""
+                payloads = [bundle[0][1].to_json() for bundle in bundles]
             try:
-                resources = {resource: 1} if resource else None
-                singles = [b[0] for b in bundles if len(b) == 1]
-                many = [b for b in bundles if len(b) > 1]
-                futures = []
-                if singles:
-                    futures += self._client.map(
-                        run_on_dask, [request.to_json() for _, request in singles],
-                        [self._store_url(request) for _, request in singles],
-                        key=[dask_key(request, token) for token, request in singles],
-                        pure=False, resources=resources, retries=0)
-                if many:
-                    futures += self._client.map(
-                        run_bundle_on_dask,
-                        [[request.to_json() for _, request in bundle] for bundle in many],
-                        [self._store_url(bundle[0][1]) for bundle in many],
-                        key=["bundle-" + dask_key(bundle[0][1], bundle[0][0])
-                             for bundle in many],
-                        pure=False, resources=resources, retries=0)
+                futures = self._client.map(
+                    function, payloads, [store_url] * len(bundles),
+                    key=[prefix + dask_key(bundle[0][1], bundle[0][0]) for bundle in bundles],
+                    pure=False, resources={resource: 1} if resource else None, retries=0)
             except Exception as exc:  # reported per try, the scheduler retries
                 log.exception("could not submit %d tries to Dask", len(items))
                 for token, _ in items:
                     self._finish(token, error=f"could not submit to Dask: "
                                               f"{type(exc).__name__}: {exc}")
                 continue
-            ordered = [[item] for item in singles] + many
-            self.bundled_tries += sum(len(bundle) for bundle in many)
+            if size > 1:
+                self.bundled_tries += len(items)
             with self._lock:
-                for bundle, future in zip(ordered, futures):
+                for bundle, future in zip(bundles, futures):
                     for token, _ in bundle:
                         self._futures[token] = future
-            for bundle, future in zip(ordered, futures):
+            for bundle, future in zip(bundles, futures):
                 future.add_done_callback(functools.partial(
                     self._on_done, tuple(token for token, _ in bundle)))
 

@@ -25,7 +25,8 @@ from updraft.config import conf
 from updraft.runlogic import decide, specs_from_dag
 from updraft.state import DagRunState, TaskInstanceState as TI
 from updraft.store.engine import get_engine, is_sqlite, session_scope
-from updraft.store.models import DagModel, DagRunModel, NodeModel, TaskInstanceModel, utcnow
+from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel, utcnow
+from updraft.store.nodes import record_node
 from updraft.store.runs import (
     add_event,
     expand_task,
@@ -157,9 +158,8 @@ class Scheduler:
                              name="updraft-read-ahead", daemon=True).start()
 
     def _read_ahead(self, dag_ids: list[str]) -> None:
-        from updraft.store.dags import CACHE_SIZE, read_dag
-
         from updraft.runtime import settle_heap
+        from updraft.store.dags import CACHE_SIZE, read_dag
 
         try:
             with session_scope(self.store_url) as session:
@@ -319,7 +319,6 @@ class Scheduler:
         self._sla_checks(now)
 
     def _heartbeat(self, session, now: datetime, state: str = "running") -> None:
-        node = session.get(NodeModel, self.node_id)
         info = {"executor": self.executor.name, "loops": self._loops,
                 "queue_depth": self.executor.queue_depth()}
         try:
@@ -331,14 +330,7 @@ class Scheduler:
         if self.loop_durations:
             recent = self.loop_durations[-200:]
             info["loop_seconds_avg"] = sum(recent) / len(recent)
-        if node is None:
-            session.add(NodeModel(node_id=self.node_id, kind="scheduler",
-                                  hostname=socket.gethostname(), pid=os.getpid(),
-                                  started_at=now, heartbeat_at=now, state=state, info=info))
-        else:
-            node.heartbeat_at = now
-            node.state = state
-            node.info = info
+        record_node(session, self.node_id, "scheduler", state, info, now)
 
     def _handle_lost_try(self, event, now: datetime) -> None:
         dag_id, run_id, task_id, map_index = event.key

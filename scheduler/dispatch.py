@@ -26,48 +26,33 @@ log = logging.getLogger(__name__)
 ACTIVE = [str(TI.QUEUED), str(TI.RUNNING)]
 
 
-_STATEMENTS: dict[str, object] = {}
+# Built once (building a statement costs more than running it); the candidates take their
+# limit as a parameter and, where the store can, lock their rows.
+_TI = TaskInstanceModel.__table__
+_RUN = DagRunModel.__table__
+_POOLS = select(PoolModel.__table__.c.pool, PoolModel.__table__.c.slots)
+_USAGE = select(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.pool,
+                func.sum(_TI.c.pool_slots), func.count()).where(
+    _TI.c.state.in_(ACTIVE)).group_by(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.pool)
+_CANDIDATES = select(
+    _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.pool, _TI.c.pool_slots,
+    _TI.c.queue,
+).join(_RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id)).join(
+    DagModel.__table__, DagModel.__table__.c.dag_id == _TI.c.dag_id).where(
+    _TI.c.state == str(TI.SCHEDULED),
+    _RUN.c.state == str(DagRunState.RUNNING),
+    _not_paused(),  # a paused DAG starts no new task, except in backfills (Airflow)
+).order_by(_TI.c.priority_weight.desc(), _RUN.c.logical_date, _TI.c.dag_id, _TI.c.task_id,
+           _TI.c.map_index).limit(bindparam("limit"))
+_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True, of=_TI)
 
 
-def _statement(name: str, dialect: str):
-    """The dispatch queries, built once (building a statement costs more than running it);
-    the candidates take their limit as a parameter and lock rows where the store can."""
-    key = f"{name}:{dialect}"
-    stmt = _STATEMENTS.get(key)
-    if stmt is not None:
-        return stmt
-    ti = TaskInstanceModel.__table__
-    if name == "pools":
-        stmt = select(PoolModel.__table__.c.pool, PoolModel.__table__.c.slots)
-    elif name == "usage":
-        stmt = select(ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.pool,
-                      func.sum(ti.c.pool_slots), func.count()).where(
-            ti.c.state.in_(ACTIVE)).group_by(ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.pool)
-    else:
-        run = DagRunModel.__table__
-        stmt = select(
-            ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.map_index, ti.c.pool,
-            ti.c.pool_slots, ti.c.queue,
-        ).join(run, and_(run.c.dag_id == ti.c.dag_id, run.c.run_id == ti.c.run_id)).join(
-            DagModel.__table__, DagModel.__table__.c.dag_id == ti.c.dag_id).where(
-            ti.c.state == str(TI.SCHEDULED),
-            run.c.state == str(DagRunState.RUNNING),
-            _not_paused(),  # a paused DAG starts no new task, except in backfills (Airflow)
-        ).order_by(ti.c.priority_weight.desc(), run.c.logical_date, ti.c.dag_id,
-                   ti.c.task_id, ti.c.map_index).limit(bindparam("limit"))
-        if dialect in ("postgresql", "mysql", "mariadb"):
-            stmt = stmt.with_for_update(skip_locked=True, of=ti)
-    _STATEMENTS[key] = stmt
-    return stmt
-
-
-def _usage(session: Session, dialect: str):
+def _usage(session: Session):
     pools: Counter = Counter()
     dags: Counter = Counter()
     tasks: Counter = Counter()
     task_runs: Counter = Counter()
-    for dag_id, run_id, task_id, pool, slots, count in session.execute(
-            _statement("usage", dialect)):
+    for dag_id, run_id, task_id, pool, slots, count in session.execute(_USAGE):
         pools[pool] += int(slots or 0)
         dags[dag_id] += count
         tasks[(dag_id, task_id)] += count
@@ -81,10 +66,10 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     """Queue as many scheduled task instances as the limits allow; return their requests."""
     if free_slots <= 0:
         return []
-    dialect = session.get_bind().dialect.name
-    pool_sizes = dict(session.execute(_statement("pools", dialect)).all())
-    pool_used, dag_used, task_used, task_run_used = _usage(session, dialect)
-    query = _statement("candidates", dialect)
+    pool_sizes = dict(session.execute(_POOLS).all())
+    pool_used, dag_used, task_used, task_run_used = _usage(session)
+    locks = session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb")
+    query = _CANDIDATES_LOCKED if locks else _CANDIDATES
     chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
     queues: dict[tuple[str, str, str, int], str] = {}
     for row in session.execute(query, {"limit": max(free_slots * 4, 64)}):

@@ -44,6 +44,8 @@ UPDATED_AT_MARGIN = timedelta(seconds=2)
 #: A try that was queued or started unlocks no other task: no need to look at its run.
 _NOTHING_TO_DECIDE = frozenset({str(TI.QUEUED), str(TI.RUNNING)})
 EVENT_BATCH = 5000
+_NEW_EVENTS = select(_EVENTS).where(_EVENTS.c.id > bindparam("after")).order_by(
+    _EVENTS.c.id).limit(EVENT_BATCH)
 
 
 @dataclass
@@ -100,8 +102,7 @@ class SnapshotCache:
     def ingest(self, session) -> None:
         """Read the events written since the last call."""
         while True:
-            rows = session.execute(select(_EVENTS).where(_EVENTS.c.id > self.last_event_id)
-                                   .order_by(_EVENTS.c.id).limit(EVENT_BATCH)).all()
+            rows = session.execute(_NEW_EVENTS, {"after": self.last_event_id}).all()
             if not rows:
                 return
             self.last_event_id = rows[-1].id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,7 @@ class UpdraftConfig:
 
     def __init__(self) -> None:
         self._values: dict[str, dict[str, Any]] = {}
-        self._default_conn: tuple[str | None, str] | None = None
-        self._log_folder: tuple[tuple, Path] | None = None
+        self._memo: dict[str, tuple[tuple, Any]] = {}
         self.reload()
 
     def config_file(self) -> Path:
@@ -218,24 +218,21 @@ class UpdraftConfig:
 
     def log_folder(self) -> Path:
         configured = self.get("logging", "base_log_folder")
-        # Asked for on every try: derive it once per setting and UPDRAFT_HOME.
-        key = (configured, os.environ.get("UPDRAFT_HOME"))
-        cached = self._log_folder
-        if cached is None or cached[0] != key:
-            folder = Path(configured or updraft_home() / "logs").expanduser()
-            cached = self._log_folder = (key, folder)
-        return cached[1]
+        return self._derived("log_folder", configured, lambda: Path(
+            configured or updraft_home() / "logs").expanduser())
 
     def sql_alchemy_conn(self) -> str:
         url = self.get("database", "sql_alchemy_conn")
-        if url:
-            return url
-        # Asked for on every store access: derive the default once per UPDRAFT_HOME.
-        home = os.environ.get("UPDRAFT_HOME")
-        cached = self._default_conn
-        if cached is None or cached[0] != home:
-            cached = self._default_conn = (home, f"sqlite:///{updraft_home() / 'updraft.db'}")
-        return cached[1]
+        return url or self._derived("default_conn", None,
+                                    lambda: f"sqlite:///{updraft_home() / 'updraft.db'}")
 
+    def _derived(self, name: str, setting: Any, build: Callable[[], Any]) -> Any:
+        """A value derived from ``setting`` and UPDRAFT_HOME, built once for each pair
+        (log paths and the store URL are asked for on every try and store access)."""
+        key = (setting, os.environ.get("UPDRAFT_HOME"))
+        cached = self._memo.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._memo[name] = (key, build())
+        return cached[1]
 
 conf = UpdraftConfig()

@@ -664,10 +664,8 @@ def preload() -> None:
 def warm_statements(store_url: str | None = None) -> None:
     """Run the task runner's statements once, on no row, in a transaction rolled back:
     SQLAlchemy compiles each on first use, which the first try would otherwise pay."""
-    from sqlalchemy import insert
-
     from updraft.store.engine import write_transaction
-    from updraft.store.models import TiEvent
+    from updraft.store.runs import add_event
 
     now = utcnow()
     nothing = {"k_dag": "", "k_run": "", "k_task": "", "k_index": -2, "k_try": -1}
@@ -690,10 +688,8 @@ def warm_statements(store_url: str | None = None) -> None:
                 "dag_id": "", "run_id": "", "task_id": "", "map_index": -2, "try_number": -1,
                 "state": "success", "start_date": now, "end_date": now, "duration": 0.0,
                 "hostname": "", "error": None})
-            connection.execute(insert(TiEvent.__table__), [{
-                "dag_id": "", "run_id": "", "task_id": "", "map_index": -2, "try_number": -1,
-                "old_state": None, "new_state": None, "cause": "", "node": None,
-                "timestamp": now}])
+            add_event(connection, dag_id="", run_id="", task_id="", map_index=-2, try_number=-1,
+                      old=None, new=None, cause="", when=now)
             raise _Rollback
     except _Rollback:
         pass

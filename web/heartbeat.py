@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import uuid
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +46,11 @@ class WebHeartbeat:
     def beat(self, state: str = "running") -> None:
         """Write the row (best effort: a store that is away is retried next interval)."""
         from updraft.store.engine import session_scope
-        from updraft.store.models import NodeModel, utcnow
+        from updraft.store.nodes import record_node
 
-        now = utcnow()
-        info: dict[str, Any] = {"address": self.address}
         try:
             with session_scope(self.store_url) as session:
-                node = session.get(NodeModel, self.node_id)
-                if node is None:
-                    node = NodeModel(node_id=self.node_id, kind="web",
-                                     hostname=socket.gethostname(), pid=os.getpid(),
-                                     started_at=now)
-                    session.add(node)
-                node.heartbeat_at = now
-                node.state = state
-                node.info = info
+                record_node(session, self.node_id, "web", state, {"address": self.address})
         except Exception:  # noqa: BLE001  (the health page shows the node as silent)
             log.warning("web heartbeat failed", exc_info=True)
 

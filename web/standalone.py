@@ -73,18 +73,11 @@ def ensure_admin(home: Path) -> tuple[str, str | None]:
 def _record_dask_node(link: str | None, state: str = "running") -> None:
     """Show the LocalCluster (and its dashboard link) on the health page."""
     from updraft.store.engine import session_scope
-    from updraft.store.models import NodeModel, utcnow
+    from updraft.store.nodes import record_node
 
-    now = utcnow()
     with session_scope() as session:
-        node = session.get(NodeModel, DASK_NODE_ID)
-        if node is None:
-            node = NodeModel(node_id=DASK_NODE_ID, kind="dask", hostname=socket.gethostname(),
-                             pid=os.getpid(), started_at=now)
-            session.add(node)
-        node.heartbeat_at = now
-        node.state = state
-        node.info = {"dashboard_link": link} if link else {}
+        record_node(session, DASK_NODE_ID, "dask", state,
+                    {"dashboard_link": link} if link else {})
 
 
 @click.command("standalone")

@@ -789,6 +789,22 @@ CRASH_SETTINGS = {"UPDRAFT__SCHEDULER__ZOMBIE_THRESHOLD": "3",
                   "UPDRAFT__SCHEDULER__TASK_HEARTBEAT_INTERVAL": "0.5"}
 
 
+# A task whose first try waits two minutes (to be killed), and whose second succeeds.
+DOOMED_DAG = '''
+from updraft import DAG, task
+
+with DAG("DAG_ID", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def doomed(ti=None):
+        if ti.try_number == 1:
+            (FOLDER / "pid").write_text(str(os.getpid()))
+            time.sleep(120)
+        return ti.try_number
+
+    doomed()
+'''
+
+
 @pytest.fixture
 def crash_env(env, monkeypatch):
     from updraft.config import conf
@@ -898,19 +914,8 @@ with DAG("bundled", schedule=None, start_date=datetime(2024, 1, 1), max_active_t
 
 
 def test_killed_task_process_is_failed_and_retried(crash_env, tmp_path):
-    h.write_dag(crash_env, "victim", WAIT_FILE.format(folder=str(tmp_path)) + '''
-from updraft import DAG, task
-
-with DAG("victim", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-    @task(retries=1, retry_delay=timedelta(seconds=0))
-    def doomed(ti=None):
-        if ti.try_number == 1:
-            (FOLDER / "pid").write_text(str(os.getpid()))
-            time.sleep(120)
-        return ti.try_number
-
-    doomed()
-''')
+    h.write_dag(crash_env, "victim", WAIT_FILE.format(folder=str(tmp_path)) +
+                DOOMED_DAG.replace("DAG_ID", "victim"))
     with h.running_scheduler(crash_env, "local", parallelism=1):
         h.wait_parsed("victim")
         run_id = h.trigger("victim")
@@ -925,19 +930,8 @@ with DAG("victim", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
 
 @pytest.mark.slow
 def test_task_of_a_dead_scheduler_is_failed_as_a_zombie(crash_env, tmp_path):
-    h.write_dag(crash_env, "orphan", WAIT_FILE.format(folder=str(tmp_path)) + '''
-from updraft import DAG, task
-
-with DAG("orphan", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-    @task(retries=1, retry_delay=timedelta(seconds=0))
-    def doomed(ti=None):
-        if ti.try_number == 1:
-            (FOLDER / "pid").write_text(str(os.getpid()))
-            time.sleep(120)
-        return ti.try_number
-
-    doomed()
-''')
+    h.write_dag(crash_env, "orphan", WAIT_FILE.format(folder=str(tmp_path)) +
+                DOOMED_DAG.replace("DAG_ID", "orphan"))
     process = h.start_scheduler_process(tmp_path / "scheduler.log", "local")
     try:
         h.wait_parsed("orphan")

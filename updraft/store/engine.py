@@ -157,13 +157,17 @@ def get_engine(url: str | None = None) -> Engine:
 def new_session(url: str | None = None, write: bool = False) -> Session:
     """Open a session on the store; the caller commits and closes it. ``write=True`` says the
     session will write: on SQLite it takes the write lock at its start (BEGIN IMMEDIATE)."""
+    return _registered(_write_makers if write else _makers, url)()
+
+
+def _registered(registry: dict, url: str | None):
+    """What ``get_engine`` registered in ``registry`` for ``url`` (made on first use)."""
     key = normalise_url(url or conf.sql_alchemy_conn())
-    makers = _write_makers if write else _makers
-    maker = makers.get(key)
-    if maker is None:
+    found = registry.get(key)
+    if found is None:
         get_engine(key)
-        maker = makers[key]
-    return maker()
+        found = registry[key]
+    return found
 
 
 @contextmanager
@@ -185,12 +189,7 @@ def write_transaction(url: str | None = None) -> Iterator[Connection]:
     """A Core connection in a write transaction (on SQLite it holds the write lock from its
     start), committed when the block ends and rolled back if it raises. Cheaper than a
     session for short jobs of prebuilt statements (the task runner's)."""
-    key = normalise_url(url or conf.sql_alchemy_conn())
-    bind = _write_binds.get(key)
-    if bind is None:
-        get_engine(key)
-        bind = _write_binds[key]
-    with bind.begin() as connection:
+    with _registered(_write_binds, url).begin() as connection:
         yield connection
 
 

@@ -12,8 +12,8 @@ A job is ``job(connection) -> result``: it may read and write through the SQLAlc
 Core connection (``execute`` as on a session) and must not commit. If any job of a batch
 raises, the whole batch is rolled back and each of its jobs runs again in a transaction of
 its own, so one job's error (an IntegrityError, say) reaches only its caller and the
-others are unaffected. Jobs must therefore be safe to run
-twice when the first run was rolled back, which compare-and-set updates are.
+others are unaffected. Jobs must therefore be safe to run twice when the first run was
+rolled back, which compare-and-set updates are.
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ class GroupCommitter:
         self._queue: deque[_Job] = deque()
         self._lock = threading.Lock()
         self._busy = False
-        #: Transactions committed and jobs run, for tests and benchmarks.
-        self.batches = 0
-        self.jobs = 0
 
     def run(self, fn: Callable[..., T]) -> T:
         """Run ``fn(connection)`` in a write transaction, possibly shared with other threads'
@@ -91,8 +88,6 @@ class GroupCommitter:
                 log.debug("a batch of %d store writes failed; running them one by one",
                           len(batch), exc_info=True)
             else:
-                self.batches += 1
-                self.jobs += len(batch)
                 for job, result in zip(batch, results):
                     self._finish(job, result)
                 return
@@ -103,8 +98,6 @@ class GroupCommitter:
             except BaseException as exc:  # noqa: BLE001  (handed to the job's caller)
                 self._finish(job, None, exc)
             else:
-                self.batches += 1
-                self.jobs += 1
                 self._finish(job, result)
 
     @staticmethod

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from updraft.runlogic import PastView, TiView
 from updraft.state import DagRunState, TaskInstanceState as TI, check_transition
+from updraft.store.engine import dialect_of
 from updraft.store.models import (
     DagRunModel,
     TaskInstanceModel,
@@ -184,12 +185,16 @@ _CAS_STATEMENTS: dict[frozenset, Any] = {}
 _BINDABLE = (str, int, float, type(None), datetime)
 
 
+def _plain(values: dict[str, Any]) -> bool:
+    return all(isinstance(v, _BINDABLE) for v in values.values())
+
+
 def _cas_statement(values: dict[str, Any]):
     """The compare-and-set UPDATE for this set of columns; built once when every value is
     plain (building a statement costs more than running it), else built each time."""
     from sqlalchemy import bindparam
 
-    plain = all(isinstance(v, _BINDABLE) for v in values.values())
+    plain = _plain(values)
     stmt = _CAS_STATEMENTS.get(frozenset(values)) if plain else None
     if stmt is None:
         stmt = update(_TI).where(
@@ -200,7 +205,7 @@ def _cas_statement(values: dict[str, Any]):
                   for name, value in values.items()})
         if plain:
             _CAS_STATEMENTS[frozenset(values)] = stmt
-    return stmt, plain
+    return stmt
 
 
 def _cas_params(dag_id: str, run_id: str, key: tuple[str, int], old_state: str, old_try: int,
@@ -212,18 +217,11 @@ def _cas_params(dag_id: str, run_id: str, key: tuple[str, int], old_state: str, 
     return params
 
 
-def _cas_update(session: Session, dag_id: str, run_id: str, key: tuple[str, int], old_state: str,
-                old_try: int, values: dict[str, Any]) -> bool:
-    """One compare-and-set on (key, state, try number)."""
-    stmt, _plain = _cas_statement(values)
-    return bool(session.execute(stmt, _cas_params(dag_id, run_id, key, old_state, old_try,
-                                                  values)).rowcount)
-
-
 def _cas_update_many(session: Session, dag_id: str, run_id: str,
                      changes: list[tuple[tuple[str, int], str, int, dict[str, Any]]]
                      ) -> set[tuple[str, int]]:
-    """Compare-and-set on many task instances of one run; returns the keys that changed.
+    """Compare-and-set on (key, state, try number) for many task instances of one run;
+    returns the keys that changed.
 
     Changes that set the same columns to plain values go in one executemany. When its total
     row count shows that some were refused (a concurrent writer won), the rows are read
@@ -231,26 +229,18 @@ def _cas_update_many(session: Session, dag_id: str, run_id: str,
     """
     done: set[tuple[str, int]] = set()
     groups: dict[frozenset, list] = {}
-    from updraft.store.engine import dialect_of
-
     multi = dialect_of(session).supports_sane_multi_rowcount
     for change in changes:
         key, old_state, old_try, values = change
-        _stmt, plain = _cas_statement(values)
-        if plain and multi:
+        if multi and _plain(values):
             groups.setdefault(frozenset(values), []).append(change)
-        elif _cas_update(session, dag_id, run_id, key, old_state, old_try, values):
+        elif session.execute(_cas_statement(values), _cas_params(
+                dag_id, run_id, key, old_state, old_try, values)).rowcount:
             done.add(key)
     for group in groups.values():
-        if len(group) == 1:
-            key, old_state, old_try, values = group[0]
-            if _cas_update(session, dag_id, run_id, key, old_state, old_try, values):
-                done.add(key)
-            continue
-        stmt, _plain = _cas_statement(group[0][3])
-        result = session.execute(stmt, [_cas_params(dag_id, run_id, key, old_state, old_try,
-                                                    values)
-                                        for key, old_state, old_try, values in group])
+        result = session.execute(_cas_statement(group[0][3]), [
+            _cas_params(dag_id, run_id, key, old_state, old_try, values)
+            for key, old_state, old_try, values in group])
         if result.rowcount == len(group):
             done.update(key for key, *_rest in group)
             continue

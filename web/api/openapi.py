@@ -339,8 +339,8 @@ def _paths() -> dict:
                                   _json("EventLogCollection"), tag="EventLog", errors=("400",),
                                   params=PAGE + [_query("dag_id", _STR), _query("event", _STR),
                                                  _query("owner", _STR)])},
-        "/health": {"get": _op("Health of the store, scheduler, workers, web nodes, NATS and Dask", _json("Health"),
-                               tag="Monitoring", public=True)},
+        "/health": {"get": _op("Health of the store, scheduler, workers, web nodes, NATS and "
+                               "Dask", _json("Health"), tag="Monitoring", public=True)},
         "/version": {"get": _op("Version of Updraft", _json("Version"), tag="Monitoring")},
         "/openapi.json": {"get": _op("This document", {"description": "OpenAPI 3.0",
                                                        "content": {"application/json": {
