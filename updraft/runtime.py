@@ -579,6 +579,7 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
     from sqlalchemy.exc import IntegrityError
 
     from updraft.models.xcom import set_xcom
+    from updraft.secrets import redact
     from updraft.store.group_commit import group_committer
     from updraft.store.models import TaskReschedule
     from updraft.store.runs import add_event, skip_task_instances
@@ -593,7 +594,9 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
     elif state == TI.UP_FOR_RESCHEDULE:
         next_retry_at = reschedule_at
     params = {**_key_params(request), "v_state": str(state), "v_now": now,
-              "v_duration": duration, "v_next": next_retry_at, "v_rendered": rendered}
+              "v_duration": duration, "v_next": next_retry_at,
+              # Stored masked: readers of the store (the UI, the API) never see a secret.
+              "v_rendered": redact(rendered)}
     started_at = now - timedelta(seconds=duration)
 
     def record(session) -> bool:
