@@ -71,8 +71,7 @@ def fail_undelivered_try(request: Any, *, reason: str, from_states: tuple[str, .
     from sqlalchemy import insert, select, update
     from sqlalchemy.exc import IntegrityError
 
-    from updraft.runtime import next_retry_datetime
-    from updraft.state import TaskInstanceState as TI
+    from updraft.retries import RetryPolicy, decide_failure
     from updraft.store.dags import read_dag
     from updraft.store.engine import session_scope
     from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry, utcnow
@@ -91,15 +90,12 @@ def fail_undelivered_try(request: Any, *, reason: str, from_states: tuple[str, .
             return None
         dag = read_dag(session, request.dag_id)
         task = dag.task_dict.get(request.task_id) if dag is not None else None
-        retry = bool(task is not None and task.retries and request.try_number <= row.max_tries)
-        state = TI.UP_FOR_RETRY if retry else TI.FAILED
-        next_retry_at = None
-        if retry:
-            logical = session.scalar(select(DagRunModel.logical_date).where(
-                DagRunModel.dag_id == request.dag_id, DagRunModel.run_id == request.run_id))
-            next_retry_at = next_retry_datetime(task, dag_id=request.dag_id,
-                                                logical_date=logical,
-                                                try_number=request.try_number, failed_at=now)
+        logical = session.scalar(select(DagRunModel.logical_date).where(
+            DagRunModel.dag_id == request.dag_id, DagRunModel.run_id == request.run_id))
+        state, next_retry_at = decide_failure(
+            RetryPolicy.of(task) if task is not None else None, dag_id=request.dag_id,
+            task_id=request.task_id, logical_date=logical, try_number=request.try_number,
+            max_tries=row.max_tries, failed_at=now)
         conditions = [*key, TaskInstanceModel.state == row.state]
         if stale_before is not None:
             conditions.append(TaskInstanceModel.heartbeat_at < stale_before)
@@ -457,7 +453,8 @@ class Worker:
 
     def _process(self, request: Any, delivered: int) -> Verdict:
         """Judge a redelivery, or run the try; runs in a pool thread."""
-        from updraft.runtime import load_dag, run_task_try
+        from updraft.runtime import run_task_try
+        from updraft.task_execution import load_dag
 
         if delivered > 1:
             verdict = self._judge_redelivery(request, delivered)

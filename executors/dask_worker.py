@@ -75,7 +75,7 @@ def warm_dags(dags: list[tuple[str, str]]) -> None:
     event loop, which it must not block: it returns at once."""
 
     def parse():
-        from updraft.runtime import load_dag, settle_heap
+        from updraft.task_execution import load_dag, settle_heap
 
         for fileloc, dag_id in dags:
             try:

@@ -52,7 +52,7 @@ def run_dag_callback(fileloc: str, dag_id: str, run_id: str, state: str, reason:
                      store_url: str | None) -> bool:
     """In the child: load the DAG and call its callback(s) with the run's context."""
     from updraft.dag_callbacks import call_dag_callbacks
-    from updraft.runtime import load_dag
+    from updraft.task_execution import load_dag
     from updraft.runtime_models import DagRun
     from updraft.store.engine import session_scope
     from updraft.store.runs import get_run
@@ -68,7 +68,7 @@ def run_sla_callback(fileloc: str, dag_id: str, misses: list[dict],
                      store_url: str | None) -> bool:
     """In the child: call ``sla_miss_callback(dag, task_list, blocking_task_list, slas,
     blocking_tis)`` as Airflow does."""
-    from updraft.runtime import load_dag
+    from updraft.task_execution import load_dag
 
     dag = load_dag(fileloc, dag_id)
     if not dag.sla_miss_callback:

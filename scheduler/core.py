@@ -158,7 +158,7 @@ class Scheduler:
                              name="updraft-read-ahead", daemon=True).start()
 
     def _read_ahead(self, dag_ids: list[str]) -> None:
-        from updraft.runtime import settle_heap
+        from updraft.task_execution import settle_heap
         from updraft.store.dags import CACHE_SIZE, read_dag
 
         try:

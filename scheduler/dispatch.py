@@ -112,8 +112,9 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
         dag = read_dag(session, dag_id)
         queued = queue_task_instances(session, dag_id, run_id, keys, node=node,
                                       executor=executor_name, now=now)
-        for (task_id, map_index), try_number in queued.items():
+        for (task_id, map_index), (try_number, try_id) in queued.items():
             requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
                                        dag.fileloc, store_url,
-                                       queue=queues[(dag_id, run_id, task_id, map_index)]))
+                                       queue=queues[(dag_id, run_id, task_id, map_index)],
+                                       try_id=try_id))
     return requests

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from updraft.runtime import next_retry_datetime
+from updraft.retries import RetryPolicy, decide_failure
 from updraft.state import TaskInstanceState as TI
 from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
 from updraft.store.runs import add_event
@@ -37,14 +37,11 @@ def fail_try(session: Session, *, dag_id: str, run_id: str, task_id: str, map_in
         return None
     dag = read_dag(session, dag_id)
     task = dag.task_dict.get(task_id) if dag is not None else None
-    retry = task is not None and task.retries and try_number <= row.max_tries
-    state = TI.UP_FOR_RETRY if retry else TI.FAILED
-    next_retry_at = None
-    if retry:
-        logical = session.scalar(select(DagRunModel.logical_date).where(
-            DagRunModel.dag_id == dag_id, DagRunModel.run_id == run_id))
-        next_retry_at = next_retry_datetime(task, dag_id=dag_id, logical_date=logical,
-                                            try_number=try_number, failed_at=now)
+    logical = session.scalar(select(DagRunModel.logical_date).where(
+        DagRunModel.dag_id == dag_id, DagRunModel.run_id == run_id))
+    state, next_retry_at = decide_failure(
+        RetryPolicy.of(task) if task is not None else None, dag_id=dag_id, task_id=task_id,
+        logical_date=logical, try_number=try_number, max_tries=row.max_tries, failed_at=now)
     result = session.execute(update(TaskInstanceModel).where(
         TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
         TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,

@@ -45,6 +45,14 @@ class UpdraftTaskTimeout(UpdraftException):
     """A try ran past its execution_timeout."""
 
 
+class UpdraftTaskTerminated(BaseException):
+    """The try's process was told to stop (SIGTERM): a timeout, a cancel, a mark, a shutdown.
+
+    A BaseException, as Airflow's ``AirflowTaskTerminated``, so that task code catching
+    ``Exception`` does not swallow the stop.
+    """
+
+
 class UpdraftRescheduleException(UpdraftException):
     """A sensor in reschedule mode asks to be poked again at ``reschedule_date``."""
 

@@ -113,9 +113,9 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
             wait = (decision.wake_at - utcnow()).total_seconds() if decision.wake_at else 0.5
             time.sleep(min(max(wait, 0.01), 5.0))
             continue
-        for (task_id, map_index), try_number in sorted(queued.items()):
+        for (task_id, map_index), (try_number, try_id) in sorted(queued.items()):
             request = TryRequest(dag.dag_id, run_id, task_id, map_index, try_number,
-                                 dag.fileloc, store_url)
+                                 dag.fileloc, store_url, try_id=try_id)
             outcome = run_task_try(request, dag, node=NODE, executor="dag.test",
                                    echo_log=echo_log)
             if progress:

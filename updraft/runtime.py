@@ -1,42 +1,38 @@
-"""Run one try of one task instance: the task runner every executor calls.
+"""Run one try of one task instance: the task runner every executor uses.
 
-``run_task_try(request)`` claims the try (``queued -> running`` compare-and-set on the try
-number), builds the context, renders templates, runs the operator with its timeout while
-capturing the try's log, and records the outcome with a second compare-and-set
-(``running -> outcome`` for that try number) in the same transaction as the XComs, the
-branch skips and the row in ``task_instance_try`` whose unique key makes a try count once.
-A duplicate or stale delivery is refused at either step and changes nothing.
+A try has four steps (ADR 2), each its own function so that an executor slot can run them
+in two processes (``updraft.isolation``):
+
+1. ``claim_try``: ``queued -> running`` compare-and-set on the task instance, its try number
+   and the try's identity (``try_id``, set when it was queued): a duplicate or stale request
+   is refused and runs nothing;
+2. ``task_execution.execute_try``: the task's code (render templates, execute, collect
+   XComs), in the try's own process with process isolation; it writes nothing;
+3. ``record_try``: ``running -> outcome`` compare-and-set for that same try, in one
+   transaction with the XComs, the branch skips and the ``task_instance_try`` row whose
+   unique key makes a try count once; retried while the store is away, so a finished try's
+   outcome is never lost to an outage;
+4. ``task_execution.after_try``: the callbacks of the recorded outcome.
+
+``run_task_try(request)`` runs all four in this thread: thread isolation, ``dag.test`` and
+``tasks test``.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import logging
-import math
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from updraft.exceptions import (
-    UpdraftFailException,
-    UpdraftRescheduleException,
-    UpdraftSensorTimeout,
-    UpdraftSkipException,
-    UpdraftTaskTimeout,
-    UnmappableXComTypePushed,
-    XComForMappedNotFound,
-)
 from updraft.state import TaskInstanceState as TI
 
 log = logging.getLogger(__name__)
-MAX_RETRY_DELAY_SECONDS = 24 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,9 @@ class TryRequest:
     fileloc: str
     store_url: str | None = None
     queue: str = "default"  # the task's queue: executors route it (Dask: worker resources)
+    #: The identity of this queueing of the try (``task_instance.try_id``): the claim and the
+    #: outcome compare-and-set on it, so a stale request for an earlier queueing is refused.
+    try_id: str | None = None
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -63,6 +62,10 @@ class TryRequest:
     def label(self) -> str:
         index = f"[{self.map_index}]" if self.map_index >= 0 else ""
         return f"{self.dag_id}.{self.task_id}{index} {self.run_id} try {self.try_number}"
+
+    @property
+    def heartbeat_key(self) -> tuple[str, str, str, int, int]:
+        return (self.dag_id, self.run_id, self.task_id, self.map_index, self.try_number)
 
 
 @dataclass
@@ -78,202 +81,28 @@ class TryOutcome:
     next_retry_at: datetime | None = None
 
 
+@dataclass
+class ClaimedTry:
+    """What the claim read for the try: its run's and task instance's rows (as plain
+    attribute bags, so they travel to the try's process) and the previous successful run."""
+
+    run: Any
+    ti: Any
+    previous: dict[str, Any]
+    started_at: datetime
+
+
 def utcnow() -> datetime:
     from updraft.store.models import utcnow as _now
 
     return _now()
 
 
-# -- retries -------------------------------------------------------------------------------
-
-def next_retry_datetime(task, *, dag_id: str, logical_date: Any, try_number: int,
-                        failed_at: datetime) -> datetime:
-    """When the next try may start: retry_delay, or Airflow's exponential backoff."""
-    delay: timedelta = task.retry_delay
-    if task.retry_exponential_backoff:
-        min_backoff = max(1, math.ceil(delay.total_seconds() * (2 ** (try_number - 1))))
-        digest = hashlib.sha1(f"{dag_id}#{task.task_id}#{logical_date}#{try_number}"
-                              .encode()).hexdigest()
-        modded = min_backoff + int(digest, 16) % min_backoff
-        delay = timedelta(seconds=min(modded, MAX_RETRY_DELAY_SECONDS))
-        if task.max_retry_delay is not None:
-            delay = min(task.max_retry_delay, delay)
-    return failed_at + delay
+REFUSED_CLAIM = ("the store refused the claim: this try is not queued under this identity "
+                 "(already running elsewhere, finished, cleared, marked or queued again)")
 
 
-# -- loading the task ------------------------------------------------------------------------
-
-_dag_cache: dict[tuple[str, str], tuple[float, Any]] = {}
-_dag_cache_lock = threading.Lock()
-_file_locks: dict[str, threading.Lock] = {}
-
-
-def load_dag(fileloc: str, dag_id: str):
-    """The DAG ``dag_id`` from ``fileloc``, parsed once per file version in this process.
-
-    Threads that need the same file at once wait for one parse instead of racing.
-    """
-    from updraft.compat import install_if_enabled
-    from updraft.dagbag import DagBag
-    from updraft.exceptions import DagNotFound
-
-    install_if_enabled()
-    mtime = os.stat(fileloc).st_mtime
-    with _dag_cache_lock:
-        cached = _dag_cache.get((fileloc, dag_id))
-        if cached and cached[0] == mtime:
-            return cached[1]
-        file_lock = _file_locks.setdefault(fileloc, threading.Lock())
-    with file_lock:
-        with _dag_cache_lock:
-            cached = _dag_cache.get((fileloc, dag_id))
-            if cached and cached[0] == mtime:
-                return cached[1]
-        bag = DagBag(dag_folder=fileloc, include_examples=False, safe_mode=False)
-        dag = bag.dags.get(dag_id)
-        if dag is None:
-            problem = bag.import_errors.get(fileloc)
-            raise DagNotFound(f"DAG {dag_id!r} not found in {fileloc}" +
-                              (f": {problem}" if problem else ""))
-        with _dag_cache_lock:
-            for other in bag.dags.values():
-                _dag_cache[(fileloc, other.dag_id)] = (mtime, other)
-        settle_heap()
-        return dag
-
-
-_settled = [0.0]
-
-
-def settle_heap(min_interval: float = 1.0) -> None:
-    """Keep long-lived objects (parsed DAGs: thousands of objects each) out of the garbage
-    collector's full passes, which otherwise walk them again and again while tries run (a
-    fifth of a short try's cost). Called after parsing: objects frozen before are thawed
-    and collected first, so a replaced DAG version is not kept forever. At most once per
-    ``min_interval`` seconds (a full collection costs tens of milliseconds)."""
-    import gc
-
-    now = time.monotonic()
-    if now - _settled[0] < min_interval:
-        return
-    _settled[0] = now
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-# -- heartbeats ------------------------------------------------------------------------------
-
-class _Heartbeats:
-    """One thread per process that marks every running try as alive, in one UPDATE."""
-
-    def __init__(self):
-        self._keys: dict[tuple, str | None] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def add(self, key: tuple, store_url: str | None) -> None:
-        with self._lock:
-            self._keys[key] = store_url
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="updraft-heartbeat",
-                                                daemon=True)
-                self._thread.start()
-
-    def remove(self, key: tuple) -> None:
-        with self._lock:
-            self._keys.pop(key, None)
-
-    def _loop(self) -> None:
-        from sqlalchemy import tuple_, update
-
-        from updraft.config import conf
-        from updraft.store.engine import session_scope
-        from updraft.store.models import TaskInstanceModel
-
-        interval = conf.getfloat("scheduler", "task_heartbeat_interval")
-        while True:
-            time.sleep(interval)
-            with self._lock:
-                by_url: dict[str | None, list[tuple]] = {}
-                for key, url in self._keys.items():
-                    by_url.setdefault(url, []).append(key)
-            for url, keys in by_url.items():
-                try:
-                    with session_scope(url) as session:
-                        session.execute(update(TaskInstanceModel).where(
-                            tuple_(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
-                                   TaskInstanceModel.task_id, TaskInstanceModel.map_index,
-                                   TaskInstanceModel.try_number).in_(keys),
-                            TaskInstanceModel.state == str(TI.RUNNING),
-                        ).values(heartbeat_at=utcnow()))
-                except Exception:  # noqa: BLE001  (a missed beat is retried next interval)
-                    log.warning("task heartbeat failed", exc_info=True)
-
-
-heartbeats = _Heartbeats()
-
-
-# -- timeouts --------------------------------------------------------------------------------
-
-def call_with_timeout(func: Callable[[], Any], timeout: timedelta | None,
-                      on_kill: Callable[[], None], label: str) -> Any:
-    """Call ``func``; past ``timeout`` raise UpdraftTaskTimeout (and call ``on_kill``)."""
-    if timeout is None:
-        return func()
-    seconds = timeout.total_seconds()
-    message = f"Timeout, PID: {os.getpid()}: {label} ran longer than {timeout}"
-    if threading.current_thread() is threading.main_thread():
-        def _raise(_signum, _frame):
-            raise UpdraftTaskTimeout(message)
-
-        previous = signal.signal(signal.SIGALRM, _raise)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            return func()
-        except UpdraftTaskTimeout:
-            on_kill()
-            raise
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    # Worker threads cannot take signals: run in a helper thread and abandon it on timeout.
-    box: dict[str, Any] = {}
-
-    def target():
-        try:
-            box["result"] = func()
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller)
-            box["error"] = exc
-
-    from updraft.tasklog import _routes
-
-    sink = _routes.get(threading.get_ident())
-    from updraft.runtime_context import _local
-
-    stack = list(getattr(_local, "stack", []) or [])
-
-    def routed_target():
-        if sink is not None:
-            _routes[threading.get_ident()] = sink
-        _local.stack = stack
-        try:
-            target()
-        finally:
-            _routes.pop(threading.get_ident(), None)
-
-    worker = threading.Thread(target=routed_target, name=f"updraft-task-{label}", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        on_kill()
-        raise UpdraftTaskTimeout(message)
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
-
-
-# -- the runner ------------------------------------------------------------------------------
+# -- the store side of a try ---------------------------------------------------------------
 
 _HOST: dict[str, str] = {}
 
@@ -302,12 +131,15 @@ def _statements() -> dict[str, Any]:
     run = DagRunModel.__table__
     key = (ti.c.dag_id == bindparam("k_dag"), ti.c.run_id == bindparam("k_run"),
            ti.c.task_id == bindparam("k_task"), ti.c.map_index == bindparam("k_index"),
-           ti.c.try_number == bindparam("k_try"))
+           ti.c.try_number == bindparam("k_try"),
+           ti.c.try_id.is_not_distinct_from(bindparam("k_id", type_=ti.c.try_id.type)))
     _STATEMENTS.update(
-        claim=update(ti).where(*key, ti.c.state.in_([str(TI.QUEUED), str(TI.SCHEDULED)]))
+        # Only the exact queueing named by the request may start (ADR 2).
+        claim=update(ti).where(*key, ti.c.state == str(TI.QUEUED))
         .values(state=str(TI.RUNNING), start_date=bindparam("v_now", type_=ti.c.start_date.type),
                 end_date=None, duration=None, hostname=bindparam("v_host"),
                 pid=bindparam("v_pid"), heartbeat_at=bindparam("v_now"),
+                worker=bindparam("v_worker", type_=ti.c.worker.type),
                 updated_at=bindparam("v_now"),
                 executor=func.coalesce(bindparam("v_executor", type_=ti.c.executor.type),
                                        ti.c.executor)),
@@ -332,14 +164,24 @@ def _statements() -> dict[str, Any]:
 
 def _key_params(request: TryRequest) -> dict[str, Any]:
     return {"k_dag": request.dag_id, "k_run": request.run_id, "k_task": request.task_id,
-            "k_index": request.map_index, "k_try": request.try_number}
+            "k_index": request.map_index, "k_try": request.try_number, "k_id": request.try_id}
 
 
-def _claim(request: TryRequest, node: str | None, executor: str | None):
-    """queued -> running for exactly this try; returns (run row, ti row, previous success)
-    or None if refused. Runs in a transaction shared with other threads' store writes."""
+def _bag(row) -> Any:
+    return None if row is None else SimpleNamespace(**row._asdict())
+
+
+def claim_try(request: TryRequest, node: str | None, executor: str | None, *,
+              give_up: Callable[[], bool] | None = None) -> ClaimedTry | None:
+    """``queued -> running`` for exactly this try; None if the store refused it.
+
+    Runs in a transaction shared with other threads' store writes (group commit), retried
+    with backoff while the store is away (``give_up()`` true stops retrying: the error is
+    raised). ``node`` is recorded as the try's worker.
+    """
     from updraft.models.xcom import clear_xcoms
     from updraft.store.group_commit import group_committer
+    from updraft.store.outage import retry_while_unavailable
     from updraft.store.runs import add_event
 
     stmts = _statements()
@@ -348,7 +190,8 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
     def claim(session):
         now = utcnow()
         result = session.execute(stmts["claim"], {**params, "v_now": now, "v_host": hostname(),
-                                                  "v_pid": os.getpid(), "v_executor": executor})
+                                                  "v_pid": os.getpid(), "v_executor": executor,
+                                                  "v_worker": node})
         if not result.rowcount:
             return None
         if request.try_number > 1:
@@ -371,232 +214,45 @@ def _claim(request: TryRequest, node: str | None, executor: str | None):
                             "prev_data_interval_end_success": prev.data_interval_end,
                             "prev_start_date_success": prev.start_date,
                             "prev_end_date_success": prev.end_date}
-        return run, ti, previous
+        return ClaimedTry(_bag(run), _bag(ti), previous, now)
 
-    return group_committer(request.store_url).run(claim)
-
-
-def _has_mapped_dependants(task) -> bool:
-    from updraft.mapping import MappedOperator
-
-    dag = task.dag
-    for down_id in task.downstream_task_ids:
-        down = dag.task_dict[down_id]
-        if isinstance(down, MappedOperator) and task.task_id in down.mapped_task_ids():
-            return True
-    return False
+    committer = group_committer(request.store_url)
+    return retry_while_unavailable(lambda: committer.run(claim),
+                                   what=f"claiming {request.label}", give_up=give_up)
 
 
-def _collect_xcoms(task, ti, result: Any) -> None:
-    """Queue the return value (and each key with multiple_outputs) as XComs."""
-    if _has_mapped_dependants(task):
-        if result is None:
-            raise XComForMappedNotFound(
-                f"Task {task.task_id!r} feeds a mapped task but returned None; return a list "
-                "or a dict to map over")
-        if isinstance(result, (str, bytes)) or not isinstance(result, (list, tuple, dict)):
-            raise UnmappableXComTypePushed(
-                f"Task {task.task_id!r} feeds a mapped task but returned a "
-                f"{type(result).__name__}; only a list or a dict can be mapped over")
-    if not task.do_xcom_push or result is None:
-        return
-    if task.multiple_outputs:
-        if not isinstance(result, dict):
-            raise TypeError(f"Returned output was type {type(result)} expected dictionary for "
-                            "multiple_outputs")
-        for key in result:
-            if not isinstance(key, str):
-                raise TypeError(f"Returned dictionary keys must be strings when using "
-                                f"multiple_outputs, found {key} ({type(key)}) instead")
-        for key, value in result.items():
-            ti.xcom_push(key=key, value=value)
-    ti.xcom_push(key="return_value", value=result)
+def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | None,
+               duration: float, give_up: Callable[[], bool] | None = None) -> TryOutcome:
+    """``running -> outcome`` for exactly this try, with XComs, skips and the try row.
 
-
-def _prepare_task(dag, request: TryRequest, run, ti_row, store_url, previous: dict):
-    """Build the operator, the TaskInstance and the context for this try."""
-    from updraft.mapping import MappedOperator
-    from updraft.params import ParamsDict
-    from updraft.runtime_models import DagRun, TaskInstance
-    from updraft.templating import build_context
-
-    declared = dag.get_task(request.task_id)
-    run_view = DagRun.from_row(run, dag=dag, store_url=store_url)
-    ti = TaskInstance.from_row(ti_row, run=run_view, task=declared, store_url=store_url)
-    params = ParamsDict()
-    params.update(dag.params)
-    params.update(declared.params)
-    resolved_params = params.resolve(run_view.conf or {})
-    context = build_context(dag=dag, task=declared, ti=ti, dag_run=run_view,
-                            params=resolved_params, **previous)
-    if isinstance(declared, MappedOperator):
-        mapped_kwargs = declared.resolve_expansion_kwargs(context, request.map_index)
-        task = declared.unmap(mapped_kwargs)
-    else:
-        try:
-            task = copy.deepcopy(declared)
-        except Exception:  # noqa: BLE001  (uncopyable attributes: render on a shallow copy)
-            task = copy.copy(declared)
-    ti.task = task
-    context["task"] = task
-    context["expanded_ti_count"] = None
-    return task, ti, context
-
-
-def _render(task, context) -> dict[str, Any]:
-    from updraft.xcom_arg import resolve_xcom_args
-
-    for field in task.template_fields:
-        value = getattr(task, field, None)
-        if value is not None:
-            setattr(task, field, resolve_xcom_args(value, context))
-    return task.render_template_fields(context) or {}
-
-
-def _run_callbacks(callbacks, context, label: str) -> None:
-    if not callbacks:
-        return
-    for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
-        try:
-            callback(context)
-        except Exception:  # noqa: BLE001  (a failing callback must not change the outcome)
-            log.exception("Error when executing %s callback", label)
-
-
-def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
-                 executor: str | None = None, on_log_line: Callable[[str], None] | None = None,
-                 echo_log=None) -> TryOutcome:
-    """Run one try of one task instance and record its outcome; see the module docstring."""
-    from updraft.config import conf
-    from updraft.runtime_context import set_current_context
-    from updraft.tasklog import capture_try_log, try_log_path
-
-    claimed = _claim(request, node, executor)
-    if claimed is None:
-        return TryOutcome(state=None, try_number=request.try_number, refused=True,
-                          error="the store refused the claim: this try is not queued "
-                                "(already running elsewhere, finished, cleared or marked)")
-    run, ti_row, previous = claimed
-    path = try_log_path(conf.log_folder(), request.dag_id, request.run_id, request.task_id,
-                        request.map_index, request.try_number)
-    key = (request.dag_id, request.run_id, request.task_id, request.map_index,
-           request.try_number)
-    heartbeats.add(key, request.store_url)
-    started = time.monotonic()
-    state: TI = TI.FAILED
-    error: str | None = None
-    exception: BaseException | None = None
-    reschedule_at: datetime | None = None
-    task = ti = context = None
-    rendered: dict[str, Any] = {}
-    try:
-        with capture_try_log(path, on_line=on_log_line, echo=echo_log):
-            log.info("Running %s on host %s", request.label, socket.gethostname())
-            try:
-                dag = dag or load_dag(request.fileloc, request.dag_id)
-                task, ti, context = _prepare_task(dag, request, run, ti_row,
-                                                      request.store_url, previous)
-                with set_current_context(context):
-                    rendered = _render(task, context)
-                    _run_callbacks(task.on_execute_callback, context, "on_execute")
-                    task.pre_execute(context)
-
-                    def execute():
-                        return task.execute(context)
-
-                    result = call_with_timeout(execute, task.execution_timeout, task.on_kill,
-                                               request.label)
-                    task.post_execute(context, result)
-                    _collect_xcoms(task, ti, result)
-                state = TI.SUCCESS
-                log.info("Marking task as SUCCESS. dag_id=%s, task_id=%s, run_id=%s, "
-                         "map_index=%s", request.dag_id, request.task_id, request.run_id,
-                         request.map_index)
-            except UpdraftSkipException as exc:
-                state, exception = TI.SKIPPED, exc
-                log.info("Marking task as SKIPPED: %s", exc)
-            except UpdraftRescheduleException as exc:
-                state, exception, reschedule_at = TI.UP_FOR_RESCHEDULE, exc, exc.reschedule_date
-                log.info("Rescheduling task, next poke at %s", reschedule_at)
-            except (UpdraftFailException, UpdraftSensorTimeout) as exc:
-                state, exception = TI.FAILED, exc
-                error = f"{type(exc).__name__}: {exc}"
-                log.error("Task failed without retrying: %s", exc, exc_info=True)
-            except BaseException as exc:  # noqa: BLE001  (every error of user code is recorded)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)) and \
-                        not isinstance(exc, SystemExit):
-                    raise
-                exception = exc
-                error = f"{type(exc).__name__}: {exc}"
-                retries = task.retries if task is not None else 0
-                eligible = retries and request.try_number <= (ti_row.max_tries or 0)
-                state = TI.UP_FOR_RETRY if eligible else TI.FAILED
-                log.error("Task failed with exception", exc_info=True)
-                log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, map_index=%s",
-                         "UP_FOR_RETRY" if eligible else "FAILED", request.dag_id,
-                         request.task_id, request.run_id, request.map_index)
-            outcome = _record_outcome(request, run, task, ti, state, error, rendered,
-                                      reschedule_at, node, started)
-            if outcome.refused:
-                log.warning("Outcome not recorded: %s", outcome.error)
-            elif context is not None and task is not None:
-                context["exception"] = exception
-                callbacks = {TI.SUCCESS: (task.on_success_callback, "on_success"),
-                             TI.FAILED: (task.on_failure_callback, "on_failure"),
-                             TI.UP_FOR_RETRY: (task.on_retry_callback, "on_retry"),
-                             TI.SKIPPED: (task.on_skipped_callback, "on_skipped")}.get(state)
-                with set_current_context(context):
-                    if callbacks:
-                        _run_callbacks(callbacks[0], context, callbacks[1])
-                    _send_alert_email(task, ti, state, exception, context)
-    finally:
-        heartbeats.remove(key)
-    outcome.log_path = str(path)
-    return outcome
-
-
-def _send_alert_email(task, ti, state: TI, exception, context) -> None:
-    """Email on failure or retry when the task asks for it (and SMTP is configured)."""
-    if state == TI.FAILED and not task.email_on_failure:
-        return
-    if state == TI.UP_FOR_RETRY and not task.email_on_retry:
-        return
-    if state not in (TI.FAILED, TI.UP_FOR_RETRY) or not task.email:
-        return
-    try:
-        from updraft.alerts import send_task_alert
-
-        send_task_alert(task, ti, state, exception, context)
-    except Exception:  # noqa: BLE001  (an alert that cannot be sent is logged, not fatal)
-        log.exception("Failed to send email alert for %s", ti)
-
-
-def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | None,
-                    rendered: dict, reschedule_at: datetime | None, node: str | None,
-                    started: float) -> TryOutcome:
-    """running -> outcome for exactly this try, with XComs, skips and the try row."""
+    ``result`` is the ``task_execution.TryResult``. Retried with backoff while the store is
+    away, for as long as it takes unless ``give_up()`` turns true: the outcome of a finished
+    try is written when the store is back (the write is a compare-and-set, so repeating it
+    is safe). Refused (not raised) when the task instance moved on meanwhile.
+    """
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
     from updraft.models.xcom import set_xcom
-    from updraft.secrets import redact
+    from updraft.retries import next_retry_at as retry_time
     from updraft.store.group_commit import group_committer
     from updraft.store.models import TaskReschedule
+    from updraft.store.outage import retry_while_unavailable
     from updraft.store.runs import add_event, skip_task_instances
 
+    state, error = result.state, result.error
     now = utcnow()
-    duration = time.monotonic() - started
     next_retry_at = None
-    if state == TI.UP_FOR_RETRY and task is not None:
-        next_retry_at = next_retry_datetime(task, dag_id=request.dag_id,
-                                            logical_date=run.logical_date,
-                                            try_number=request.try_number, failed_at=now)
+    if state == TI.UP_FOR_RETRY and result.retry_policy is not None:
+        next_retry_at = retry_time(result.retry_policy, dag_id=request.dag_id,
+                                   task_id=request.task_id,
+                                   logical_date=claimed.run.logical_date,
+                                   try_number=request.try_number, failed_at=now)
     elif state == TI.UP_FOR_RESCHEDULE:
-        next_retry_at = reschedule_at
+        next_retry_at = result.reschedule_at
     params = {**_key_params(request), "v_state": str(state), "v_now": now,
               "v_duration": duration, "v_next": next_retry_at,
-              # Stored masked: readers of the store (the UI, the API) never see a secret.
-              "v_rendered": redact(rendered)}
+              "v_rendered": result.rendered}
     started_at = now - timedelta(seconds=duration)
 
     def record(session) -> bool:
@@ -607,7 +263,7 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                 dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
                 map_index=request.map_index, try_number=request.try_number,
                 start_date=started_at, end_date=now, duration=duration,
-                reschedule_date=reschedule_at))
+                reschedule_date=result.reschedule_at))
         else:
             session.execute(_statements()["try_row"], {
                 "dag_id": request.dag_id, "run_id": request.run_id, "task_id": request.task_id,
@@ -615,21 +271,20 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                 "state": str(state), "start_date": started_at, "end_date": now,
                 "duration": duration, "hostname": hostname(),
                 "error": (error or "")[:4000] or None})
-        if ti is not None:
-            for key, value in ti.pending_xcoms.items():
-                set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
-                         task_id=request.task_id, map_index=request.map_index, key=key,
-                         value=value)
-            if state == TI.SUCCESS and ti.skipped_downstream:
-                branch = (f"branch chose {', '.join(ti.followed_branches)}"
-                          if ti.followed_branches is not None else "short-circuited")
-                skip_task_instances(session, request.dag_id, request.run_id,
-                                    ti.skipped_downstream,
-                                    cause=f"skipped by {request.task_id}: {branch}", node=node,
-                                    now=now)
+        for key, value in result.xcoms.items():
+            set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
+                     task_id=request.task_id, map_index=request.map_index, key=key,
+                     value=value)
+        if state == TI.SUCCESS and result.skipped_downstream:
+            branch = (f"branch chose {', '.join(result.followed_branches)}"
+                      if result.followed_branches is not None else "short-circuited")
+            skip_task_instances(session, request.dag_id, request.run_id,
+                                result.skipped_downstream,
+                                cause=f"skipped by {request.task_id}: {branch}", node=node,
+                                now=now)
         cause = {TI.SUCCESS: "try succeeded", TI.SKIPPED: "task skipped itself",
                  TI.UP_FOR_RETRY: f"try failed ({error}); retry at {next_retry_at}",
-                 TI.UP_FOR_RESCHEDULE: f"sensor rescheduled to {reschedule_at}",
+                 TI.UP_FOR_RESCHEDULE: f"sensor rescheduled to {result.reschedule_at}",
                  TI.FAILED: f"try failed: {error}"}[state]
         add_event(session, dag_id=request.dag_id, run_id=request.run_id,
                   task_id=request.task_id, map_index=request.map_index,
@@ -637,8 +292,11 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                   cause=cause, node=node, when=now)
         return True
 
+    committer = group_committer(request.store_url)
     try:
-        recorded = group_committer(request.store_url).run(record)
+        recorded = retry_while_unavailable(lambda: committer.run(record),
+                                           what=f"recording the outcome of {request.label}",
+                                           give_up=give_up)
     except IntegrityError:
         return TryOutcome(state=None, try_number=request.try_number, refused=True,
                           error="this try was already recorded", duration=duration)
@@ -651,16 +309,50 @@ def _record_outcome(request: TryRequest, run, task, ti, state: TI, error: str | 
                       duration=duration, next_retry_at=next_retry_at)
 
 
+def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
+                 executor: str | None = None, on_log_line: Callable[[str], None] | None = None,
+                 echo_log=None) -> TryOutcome:
+    """Run one try in this thread: claim, execute, record, callbacks (see the docstring)."""
+    from updraft.config import conf
+    from updraft.heartbeats import heartbeats
+    from updraft.task_execution import after_try, execute_try
+    from updraft.tasklog import capture_try_log, try_log_path
+
+    claimed = claim_try(request, node, executor)
+    if claimed is None:
+        return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                          error=REFUSED_CLAIM)
+    path = try_log_path(conf.log_folder(), request.dag_id, request.run_id, request.task_id,
+                        request.map_index, request.try_number)
+    heartbeats.add(request.heartbeat_key, request.store_url, try_id=request.try_id)
+    started = time.monotonic()
+    try:
+        with capture_try_log(path, on_line=on_log_line, echo=echo_log):
+            log.info("Running %s on host %s", request.label, socket.gethostname())
+            execution = execute_try(request, claimed, dag)
+            outcome = record_try(request, claimed, execution.result, node=node,
+                                 duration=time.monotonic() - started)
+            if outcome.refused:
+                log.warning("Outcome not recorded: %s", outcome.error)
+            else:
+                after_try(execution, outcome.state)
+    finally:
+        heartbeats.remove(request.heartbeat_key)
+    outcome.log_path = str(path)
+    return outcome
+
+
 def preload() -> None:
     """Import what a try needs (the runner imports it lazily, so importing this module stays
     cheap): a worker that calls this ahead saves its first try about a tenth of a second."""
     import importlib
 
     for name in ("updraft.store.models", "updraft.store.runs", "updraft.store.group_commit",
-                 "updraft.models.xcom", "updraft.templating", "updraft.runtime_models",
-                 "updraft.runtime_context", "updraft.params", "updraft.mapping",
-                 "updraft.xcom_arg", "updraft.tasklog", "updraft.secrets", "updraft.dagbag",
-                 "updraft.compat"):
+                 "updraft.store.outage", "updraft.models.xcom", "updraft.templating",
+                 "updraft.runtime_models", "updraft.runtime_context", "updraft.params",
+                 "updraft.mapping", "updraft.xcom_arg", "updraft.tasklog", "updraft.secrets",
+                 "updraft.dagbag", "updraft.compat", "updraft.task_execution",
+                 "updraft.heartbeats", "updraft.retries"):
         importlib.import_module(name)
 
 
@@ -671,7 +363,7 @@ def warm_statements(store_url: str | None = None) -> None:
     from updraft.store.runs import add_event
 
     now = utcnow()
-    nothing = {"k_dag": "", "k_run": "", "k_task": "", "k_index": -2, "k_try": -1}
+    nothing = {"k_dag": "", "k_run": "", "k_task": "", "k_index": -2, "k_try": -1, "k_id": None}
     stmts = _statements()
 
     class _Rollback(Exception):
@@ -680,7 +372,8 @@ def warm_statements(store_url: str | None = None) -> None:
     try:
         with write_transaction(store_url) as connection:
             connection.execute(stmts["claim"], {**nothing, "v_now": now, "v_host": "",
-                                                "v_pid": 0, "v_executor": None})
+                                                "v_pid": 0, "v_executor": None,
+                                                "v_worker": None})
             connection.execute(stmts["outcome"], {**nothing, "v_state": "success",
                                                   "v_now": now, "v_duration": 0.0,
                                                   "v_next": None, "v_rendered": {}})
@@ -698,5 +391,5 @@ def warm_statements(store_url: str | None = None) -> None:
         pass
 
 
-__all__ = ["TryOutcome", "TryRequest", "load_dag", "next_retry_datetime", "preload",
-           "run_task_try", "settle_heap", "warm_statements"]
+__all__ = ["REFUSED_CLAIM", "ClaimedTry", "TryOutcome", "TryRequest", "claim_try", "preload",
+           "record_try", "run_task_try", "warm_statements"]

@@ -681,7 +681,7 @@ def test_logs_per_try_with_print_output_and_masked_secret(updraft_home):
 # -- the runner's compare-and-set ------------------------------------------------------------
 
 def test_run_task_try_records_a_try_once(updraft_home):
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, update
 
     from updraft.runtime import TryRequest, run_task_try
     from updraft.state import DagRunType
@@ -697,8 +697,8 @@ def test_run_task_try_records_a_try_once(updraft_home):
                        logical_date=DAY, data_interval=(DAY, DAY), conf={},
                        tasks=row_defaults_for(d.task_dict), state=DagRunState.RUNNING)
         queued = queue_task_instances(session, "cas", "r1", [("t", -1)])
-    assert queued == {("t", -1): 1}
-    request = TryRequest("cas", "r1", "t", -1, 1, d.fileloc)
+    assert queued[("t", -1)].try_number == 1
+    request = TryRequest("cas", "r1", "t", -1, 1, d.fileloc, try_id=queued[("t", -1)].try_id)
     first = run_task_try(request, d)
     second = run_task_try(request, d)
     assert (first.state, first.refused) == (TI.SUCCESS, False)
@@ -712,6 +712,12 @@ def test_run_task_try_records_a_try_once(updraft_home):
         assert (row.state, row.try_number) == ("success", 1)
     stale = run_task_try(TryRequest("cas", "r1", "t", -1, 2, d.fileloc), d)
     assert stale.refused
+    # A request for the right try number but another queueing of it is refused too (ADR 2).
+    with session_scope() as session:
+        session.execute(update(TaskInstanceModel).where(TaskInstanceModel.dag_id == "cas")
+                        .values(state="queued", try_number=2, try_id="a" * 32))
+    wrong_id = run_task_try(TryRequest("cas", "r1", "t", -1, 2, d.fileloc, try_id="b" * 32), d)
+    assert wrong_id.refused and ran == [1]
     assert os.path.exists(first.log_path)
 
 

@@ -121,8 +121,9 @@ def queue_tries(store_url: str, dag, task_ids: list[str]) -> list[TryRequest]:
     with session_scope(store_url) as session:
         queued = queue_task_instances(session, dag.dag_id, run_id,
                                       [(task_id, -1) for task_id in task_ids])
-    return [TryRequest(dag.dag_id, run_id, task_id, -1, queued[(task_id, -1)], dag.fileloc,
-                       store_url, queue=dag.task_dict[task_id].queue) for task_id in task_ids]
+    return [TryRequest(dag.dag_id, run_id, task_id, -1, queued[(task_id, -1)].try_number,
+                       dag.fileloc, store_url, queue=dag.task_dict[task_id].queue,
+                       try_id=queued[(task_id, -1)].try_id) for task_id in task_ids]
 
 
 def ti_row(store_url: str, request: TryRequest):
@@ -475,13 +476,13 @@ def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_
 
 
 def test_dask_workers_parse_a_dag_ahead_when_asked(store_url, quick_dag):
-    import updraft.runtime
+    import updraft.task_execution
 
     key = (quick_dag.fileloc, quick_dag.dag_id)
     with build("dask") as executor:  # in-process workers: they share this module
-        updraft.runtime._dag_cache.pop(key, None)
+        updraft.task_execution._dag_cache.pop(key, None)
         executor.warm([key])
         deadline = time.monotonic() + 20
-        while key not in updraft.runtime._dag_cache:
+        while key not in updraft.task_execution._dag_cache:
             assert time.monotonic() < deadline, "the workers did not parse the DAG"
             time.sleep(0.02)

@@ -34,6 +34,8 @@ from updraft.store import migrate as store_migrate
 from updraft.store.engine import get_engine, session_scope
 from updraft.store.models import Base, ConnectionModel, VariableModel
 
+HEAD = store_migrate.head_revision()
+
 
 def cli(*args: str, ok: bool = True):
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -70,8 +72,26 @@ def test_migrate_twice_keeps_data(store_url):
     assert pools == [("default_pool", conf.getint("core", "default_pool_slots"))]
 
 
+def test_upgrade_from_the_first_revision_keeps_task_instances(tmp_path):
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with get_engine(url).connect() as connection:
+        command.upgrade(store_migrate.alembic_config(connection), "0001")
+        connection.execute(text(
+            "INSERT INTO task_instance (dag_id, run_id, task_id, map_index, state, try_number,"
+            " max_tries, pool, pool_slots, priority_weight) VALUES ('d', 'r', 't', -1,"
+            " 'success', 1, 0, 'default_pool', 1, 1)"))
+        connection.commit()
+    store_migrate.migrate(url)
+    assert store_migrate.current_revision(url) == HEAD
+    with get_engine(url).connect() as connection:
+        row = connection.execute(text("SELECT state, try_id, worker FROM task_instance")).one()
+    assert tuple(row) == ("success", None, None)
+
+
 def test_check_reports_head_and_missing_schema(store_url):
-    assert "at revision 0001 (head)" in store_migrate.check(store_url)
+    assert f"at revision {HEAD} (head)" in store_migrate.check(store_url)
     with get_engine(store_url).begin() as connection:
         connection.execute(text("DELETE FROM alembic_version"))
     try:
@@ -79,7 +99,7 @@ def test_check_reports_head_and_missing_schema(store_url):
             store_migrate.check(store_url)
     finally:  # the store is shared by the next tests on this backend
         with get_engine(store_url).begin() as connection:
-            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+            connection.execute(text(f"INSERT INTO alembic_version (version_num) VALUES ('{HEAD}')"))
 
 
 def test_check_unreachable_store_is_precise():
@@ -96,7 +116,7 @@ def test_reset_drops_data_and_extra_tables(store_url):
     store_migrate.reset(store_url)
     assert "leftover_table" not in inspect(get_engine(store_url)).get_table_names()
     assert Variable.get("gone", default_var=None) is None
-    assert store_migrate.current_revision(store_url) == "0001"
+    assert store_migrate.current_revision(store_url) == HEAD
 
 
 def test_two_processes_migrate_one_sqlite_file_at_once(tmp_path):
@@ -106,7 +126,7 @@ def test_two_processes_migrate_one_sqlite_file_at_once(tmp_path):
              for _ in range(3)]
     errors = [p.communicate(timeout=60)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
-    assert store_migrate.current_revision(url) == "0001"
+    assert store_migrate.current_revision(url) == HEAD
     with get_engine(url).connect() as connection:
         assert connection.execute(text("SELECT COUNT(*) FROM slot_pool")).scalar() == 1
 
@@ -116,7 +136,7 @@ def test_fresh_home_works_without_db_migrate():
     assert store_migrate.current_revision() is None
     Variable.set("first", "1")
     assert Variable.get("first") == "1"
-    assert store_migrate.current_revision() == "0001"
+    assert store_migrate.current_revision() == HEAD
 
 
 # Variables ------------------------------------------------------------------------------
@@ -344,14 +364,14 @@ def test_cli_pools(store_url):
 
 
 def test_cli_db_commands(store_url):
-    assert "already at revision 0001" in cli("db", "migrate").output
-    assert "at revision 0001 (head)" in cli("db", "check").output
+    assert f"already at revision {HEAD}" in cli("db", "migrate").output
+    assert f"at revision {HEAD} (head)" in cli("db", "check").output
     refused = cli("db", "reset", ok=False)
     assert refused.exit_code == 1 and "--yes" in refused.output
     Variable.set("wiped", "x")
     cli("db", "reset", "--yes")
     assert Variable.get("wiped", default_var=None) is None
-    assert store_migrate.current_revision(store_url) == "0001"
+    assert store_migrate.current_revision(store_url) == HEAD
 
 
 def test_cli_db_check_unreachable(monkeypatch):

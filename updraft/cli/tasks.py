@@ -81,9 +81,9 @@ def test_task(dag_id: str, task_id: str, logical_date: str | None, map_index: in
         ).values(state=str(TI.NONE)))
         queued = queue_task_instances(session, dag_id, run_id, [(task_id, map_index)],
                                       node="tasks.test", executor="tasks.test")
-    try_number = queued[(task_id, map_index)]
+    try_number, try_id = queued[(task_id, map_index)]
     outcome = run_task_try(TryRequest(dag_id, run_id, task_id, map_index, try_number,
-                                      dag.fileloc), dag, node="tasks.test",
+                                      dag.fileloc, try_id=try_id), dag, node="tasks.test",
                            executor="tasks.test", echo_log=sys.stdout)
     click.echo(f"Task {task_id} finished: {outcome.state} (run {run_id}, try {try_number})")
     sys.exit(0 if outcome.state is not None and str(outcome.state) in ("success", "skipped")

@@ -54,8 +54,7 @@ EXCEPTIONS: dict[str, str | Unsupported] = {
     "TaskDeferred": "updraft.exceptions:TaskDeferred",
     "RemovedInAirflow3Warning": "updraft.exceptions:RemovedInUpdraftWarning",
     "AirflowProviderDeprecationWarning": "updraft.exceptions:RemovedInUpdraftWarning",
-    "AirflowTaskTerminated": _u("Airflow's SIGTERM exception; Updraft kills a try with "
-                                "on_kill() and marks it failed"),
+    "AirflowTaskTerminated": "updraft.exceptions:UpdraftTaskTerminated",
     "DownstreamTasksSkipped": _u("Airflow 3's internal skip signal; use a branch operator"),
     "DagRunTriggerException": _u("Airflow 3's internal trigger signal; use "
                                  "TriggerDagRunOperator"),

@@ -216,6 +216,10 @@ class TaskInstanceModel(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     executor: Mapped[str | None] = mapped_column(String(100))
     external_executor_id: Mapped[str | None] = mapped_column(String(250))
+    #: Set when a try is queued; the claim and the outcome compare-and-set on it (ADR 2).
+    try_id: Mapped[str | None] = mapped_column(String(32))
+    #: The executor slot's node running the try (a Dask worker's name, a worker node id).
+    worker: Mapped[str | None] = mapped_column(String(250))
     queue: Mapped[str | None] = mapped_column(String(256))
     pool: Mapped[str] = mapped_column(String(256), nullable=False, default="default_pool")
     pool_slots: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
@@ -229,6 +233,7 @@ class TaskInstanceModel(Base):
         Index(None, "state", "dag_id"),
         Index(None, "dag_id", "task_id", "state"),
         Index(None, "pool", "state"),
+        Index(None, "state", "worker"),
     )
 
 

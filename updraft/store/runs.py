@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -25,6 +25,20 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+
+
+class QueuedTry(NamedTuple):
+    """A try that ``queue_task_instances`` queued: its number and its identity."""
+
+    try_number: int
+    try_id: str
+
+
+def new_try_id() -> str:
+    """A fresh identity for one queueing of a try (the claim must name it: ADR 2)."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -289,8 +303,9 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
 def queue_task_instances(session: Session, dag_id: str, run_id: str,
                          keys: Iterable[tuple[str, int]], node: str | None = None,
                          executor: str | None = None,
-                         now: datetime | None = None) -> dict[tuple[str, int], int]:
-    """Move ready task instances to queued, starting their next try; return try numbers.
+                         now: datetime | None = None) -> dict[tuple[str, int], QueuedTry]:
+    """Move ready task instances to queued, starting their next try; return each queued
+    try's number and identity (``try_id``, which the worker's claim must name).
 
     A reschedule continues the same try; anything else starts a new one. Only rows still in
     a schedulable state are queued (a concurrent clear or mark wins).
@@ -311,16 +326,16 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
         planned.append((key, row.state, row.try_number, dict(
-            state=str(TI.QUEUED), try_number=try_number, queued_dttm=now,
-            executor=executor, next_retry_at=None, updated_at=now)))
+            state=str(TI.QUEUED), try_number=try_number, try_id=new_try_id(), worker=None,
+            queued_dttm=now, executor=executor, next_retry_at=None, updated_at=now)))
     done = _cas_update_many(session, dag_id, run_id, planned)
-    queued: dict[tuple[str, int], int] = {}
+    queued: dict[tuple[str, int], QueuedTry] = {}
     events: list[dict] = []
     for key, old_state, _old_try, values in planned:
         if key not in done:
             continue
         try_number = values["try_number"]
-        queued[key] = try_number
+        queued[key] = QueuedTry(try_number, values["try_id"])
         events.append(dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
                            try_number=try_number, old_state=old_state,
                            new_state=str(TI.QUEUED),
