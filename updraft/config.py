@@ -48,6 +48,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dag_dir_list_interval": 30.0,
         "min_file_process_interval": 30.0,
         "parsing_processes": 2,
+        # Address space (RLIMIT_AS) of each DAG parsing process, in MB; 0: no limit. About
+        # 60 MB of it is Updraft itself. A file that needs more fails with MemoryError.
+        "parsing_memory_limit_mb": 0,
         "reconcile_interval": 5.0,
         "task_heartbeat_interval": 5.0,
         "zombie_threshold": 60.0,

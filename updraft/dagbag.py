@@ -180,15 +180,6 @@ class DagBag:
             for dag in found:
                 dag.fileloc = key
                 dag.validate()
-            seen: dict[str, DAG] = {}
-            for dag in found:
-                if dag.dag_id in seen and seen[dag.dag_id] is not dag:
-                    raise UpdraftException(f"DAG id {dag.dag_id!r} is defined twice in {path}")
-                other = self.dag_files.get(dag.dag_id)
-                if other is not None and other != key:
-                    raise UpdraftException(f"Ignoring DAG {dag.dag_id!r} from {path}: it is "
-                                           f"already loaded from {other}")
-                seen[dag.dag_id] = dag
         except BaseException as exc:  # noqa: BLE001  (every kind of broken file is recorded)
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -199,6 +190,13 @@ class DagBag:
             return []
         finally:
             self.parse_durations[key] = time.monotonic() - started
+        # As in Airflow: a DAG id that an earlier file defines stays with that file; this
+        # file gets the import error and keeps its other DAGs.
+        taken = sorted(dag.dag_id for dag in found if self.dag_files.get(dag.dag_id, key) != key)
+        if taken:
+            self.import_errors[key] = "\n".join(
+                duplicate_dag_id_message(dag_id, self.dag_files[dag_id]) for dag_id in taken)
+            found = [dag for dag in found if dag.dag_id not in taken]
         for dag in found:
             self.dags[dag.dag_id] = dag
             self.dag_files[dag.dag_id] = key
@@ -251,6 +249,11 @@ class DagBag:
                                        f"{module.__file__}")
             unique[dag.dag_id] = dag
         return list(unique.values())
+
+
+def duplicate_dag_id_message(dag_id: str, holder: str) -> str:
+    """The import error of a file that defines a DAG id another file already holds."""
+    return f"DAG id {dag_id!r} is already defined in {holder}"
 
 
 def _format_error(exc: BaseException, path: Path) -> str:

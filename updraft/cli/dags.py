@@ -18,44 +18,154 @@ def dags() -> None:
     """List, show, test, trigger, pause and backfill DAGs."""
 
 
-@dags.command("list")
-@dags_folder_option
-@output_option
-@store_command
-def list_dags(output: str) -> None:
-    """List the DAGs found in the DAGs folder."""
+EXIT_IMPORT_ERRORS = 1
+"""``dags list-import-errors``: at least one DAG file failed to import."""
+EXIT_CANNOT_READ = 3
+"""``dags list`` / ``list-import-errors``: the DAGs could not be read (the store is
+unreachable or not migrated; with ``--local``, the parsing processes could not start)."""
+
+
+class CannotReadDags(click.ClickException):
+    """The store (or, with ``--local``, the DAGs folder) could not be read."""
+
+    exit_code = EXIT_CANNOT_READ
+
+
+local_option = click.option(
+    "--local", "-l", is_flag=True,
+    help="Parse the DAGs folder here, each file in a child process as the scheduler does, "
+         "instead of reading what the scheduler stored.")
+
+
+def _read_store(read):
+    """``read(session)`` on the store, which is migrated first if brand new; exit with
+    EXIT_CANNOT_READ and the reason if it cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from updraft.store.engine import session_scope
+    from updraft.store.migrate import StoreNotReadyError, display_url, ensure_migrated
+
+    try:
+        ensure_migrated()
+        with session_scope() as session:
+            return read(session)
+    except StoreNotReadyError as exc:  # says which store, and why
+        raise CannotReadDags(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CannotReadDags(f"cannot read the store at {display_url()}: {reason}") from None
+
+
+def _parse_here() -> list:
+    """Parse every file of the DAGs folder (and the examples, if loaded) in child processes
+    of this one, as the DAG processor does; the outcomes, by path."""
+    import importlib
+
+    from updraft.config import conf
+    from updraft.dagbag import example_dags_folder, list_py_files
+
+    try:  # a node package: reached by name, as `updraft` imports no node package
+        parsing = importlib.import_module("scheduler.parsing_pool")
+    except ImportError:
+        raise CannotReadDags("--local needs the scheduler package, which is not "
+                             "installed") from None
+    folders = [conf.dags_folder()]
+    if conf.getboolean("core", "load_examples"):
+        folders.append(example_dags_folder())
+    safe_mode = conf.getboolean("core", "dag_discovery_safe_mode")
+    paths = [str(path) for folder in folders if folder.exists()
+             for path in list_py_files(folder, safe_mode)]
+    try:
+        return parsing.parse_here(
+            paths, processes=conf.getint("scheduler", "parsing_processes"),
+            import_timeout=conf.getfloat("core", "dagbag_import_timeout"),
+            memory_limit_mb=conf.getint("scheduler", "parsing_memory_limit_mb"),
+            folders=[str(f) for f in folders])
+    except (RuntimeError, OSError) as exc:
+        raise CannotReadDags(f"cannot parse the DAGs folder here: {exc}") from None
+
+
+def _paused_if_stored() -> dict[str, bool]:
+    """``dag_id -> is_paused`` from the store, or nothing if it cannot be read."""
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
 
     from updraft.store.engine import session_scope
     from updraft.store.models import DagModel
 
-    bag = load_dagbag()
-    with session_scope() as session:
-        paused = dict(session.execute(select(DagModel.dag_id, DagModel.is_paused)).all())
-    rows = [{"dag_id": dag.dag_id, "fileloc": dag.fileloc, "owners": dag.owner,
-             "is_paused": paused.get(dag.dag_id, None), "schedule": dag.timetable.summary,
-             "tags": ",".join(dag.tags)}
-            for dag in sorted(bag.dags.values(), key=lambda d: d.dag_id)]
-    print_rows(rows, output, ["dag_id", "fileloc", "owners", "is_paused", "schedule", "tags"])
-    if bag.import_errors and output == "table":
-        click.echo(f"\n{len(bag.import_errors)} file(s) failed to import; see "
-                   "`updraft dags list-import-errors`.", err=True)
+    try:
+        with session_scope() as session:
+            return dict(session.execute(select(DagModel.dag_id, DagModel.is_paused)).all())
+    except (SQLAlchemyError, OSError):
+        return {}
+
+
+@dags.command("list")
+@local_option
+@dags_folder_option
+@output_option
+def list_dags(output: str, local: bool) -> None:
+    """List the DAGs the scheduler stored (``--local``: parse the DAGs folder here).
+
+    Imports no DAG file in this process. Exit codes: 0 listed (import errors are only
+    counted on stderr), 2 wrong usage, 3 the DAGs could not be read.
+    """
+    columns = ["dag_id", "fileloc", "owners", "is_paused", "schedule", "tags"]
+    if local:
+        outcomes = _parse_here()
+        paused = _paused_if_stored()
+        rows = sorted(({"dag_id": d["dag_id"], "fileloc": d["fileloc"], "owners": d["owners"],
+                        "is_paused": paused.get(d["dag_id"]), "schedule": d["schedule"],
+                        "tags": ",".join(d["tags"])}
+                       for outcome in outcomes for d in outcome.dags),
+                      key=lambda row: row["dag_id"])
+        failed = sum(1 for outcome in outcomes if outcome.error)
+    else:
+        from updraft.store.dags import list_dags as stored_dags
+        from updraft.store.dags import list_import_errors
+
+        def read(session):
+            return stored_dags(session), len(list_import_errors(session))
+
+        stored, failed = _read_store(read)
+        rows = [{"dag_id": d.dag_id, "fileloc": d.fileloc, "owners": d.owners,
+                 "is_paused": d.is_paused, "schedule": d.schedule, "tags": ",".join(d.tags)}
+                for d in stored]
+    print_rows(rows, output, columns)
+    if output != "table":
+        return
+    if failed:
+        click.echo(f"\n{failed} file(s) failed to import; see `updraft dags list-import-errors"
+                   f"{' --local' if local else ''}`.", err=True)
+    elif not rows and not local:
+        click.echo("Nothing stored yet: the scheduler stores the DAGs it parses. `--local` "
+                   "parses the DAGs folder here.", err=True)
 
 
 @dags.command("list-import-errors")
+@local_option
 @dags_folder_option
 @output_option
-def list_import_errors(output: str) -> None:
-    """List the DAG files that failed to import, with their errors."""
-    bag = load_dagbag()
-    rows = [{"filepath": path, "error": error} for path, error in sorted(bag.import_errors.items())]
+def list_import_errors(output: str, local: bool) -> None:
+    """List the DAG files that failed to import, with their errors, as the scheduler stored
+    them (``--local``: parse the DAGs folder here).
+
+    Imports no DAG file in this process. Exit codes: 0 no import error, 1 at least one,
+    2 wrong usage, 3 the DAGs could not be read.
+    """
+    if local:
+        rows = [{"filepath": o.path, "error": o.error} for o in _parse_here() if o.error]
+    else:
+        from updraft.store.dags import list_import_errors as stored_errors
+
+        rows = [{"filepath": e.filename, "error": e.stacktrace}
+                for e in _read_store(stored_errors)]
     if output == "table" and rows:
         for row in rows:
-            click.echo(f"{row['filepath']}\n{row['error']}")
-        return
-    print_rows(rows, output, ["filepath", "error"])
-    if rows:
-        sys.exit(1)
+            click.echo(f"{row['filepath']}\n{row['error'].rstrip()}\n")
+    else:
+        print_rows(rows, output, ["filepath", "error"])
+    sys.exit(EXIT_IMPORT_ERRORS if rows else 0)
 
 
 @dags.command("show")

@@ -2,15 +2,21 @@
 
 The DAG processor calls ``write_dag`` for each DAG it parsed, ``set_import_error`` /
 ``clear_import_error`` per file and ``mark_inactive`` after a scan of the folder. The
-scheduler and the web call ``read_dag``. Every function takes the caller's session and never
-commits; the caller owns the transaction.
+scheduler and the web call ``read_dag``; the CLI calls ``list_dags`` and
+``list_import_errors``. Every function takes the caller's session and never commits; the
+caller owns the transaction.
+
+A DAG id belongs to one file. The first file stored with it keeps it while its DAG is
+active and that file exists: ``write_dag`` refuses the same id from any other file with
+``DagIdConflict`` (the DAG processor records it as that file's import error), so the
+stored DAG never flips between two files that define the same id.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +24,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from updraft.exceptions import UpdraftException
 from updraft.serialization import SerializedDAG, dag_hash, deserialize_dag, serialize_dag
 from updraft.store.models import DagCode, DagModel, ImportError_, SerializedDagModel
 
@@ -26,6 +33,29 @@ CACHE_SIZE = 512
 
 _cache: OrderedDict[tuple[str, str], SerializedDAG] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+class DagIdConflict(UpdraftException):
+    """A file defines a DAG id that an active DAG of another file already holds."""
+
+    def __init__(self, dag_id: str, fileloc: str, holder: str) -> None:
+        super().__init__(f"DAG id {dag_id!r} is already defined in {holder}")
+        self.dag_id = dag_id
+        self.fileloc = fileloc
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class StoredDag:
+    """What ``updraft dags list`` shows of a stored DAG."""
+
+    dag_id: str
+    fileloc: str | None
+    owners: str | None
+    is_paused: bool
+    schedule: str | None
+    tags: list[str]
+    has_import_errors: bool
 
 
 @dataclass(frozen=True)
@@ -69,18 +99,38 @@ def _paused_at_creation(dag: Any) -> bool:
 
 def write_dag(session: Session, dag: Any, *, file_hash: str | None,
               source_code: str | None = None, processor_node: str | None = None,
-              now: datetime) -> bool:
+              now: datetime, holder_exists: Callable[[str], bool] | None = None) -> bool:
     """Store a parsed DAG: its dag row, a new serialized version if it changed, its code.
 
     An existing row keeps its ``is_paused``; a new one is paused as the DAG or
     ``[core] dags_are_paused_at_creation`` says. Returns True if the stored DAG changed
     (new DAG, new version, or a DAG that was inactive and is back). ``processor_node`` is
     accepted for the processor's uniform call; the dag table has no column for it yet.
+
+    Raises ``DagIdConflict`` (and changes nothing) if an active DAG of another file holds
+    the id, unless ``holder_exists(that file)`` says the file is gone (the DAG moved).
+    Taking an id over is a compare-and-set on the row's file, so of two files taking the
+    same id at once one wins and the other gets the conflict.
     """
     del processor_node
+    fileloc = str(dag.fileloc) if dag.fileloc is not None else None
+    row = session.get(DagModel, dag.dag_id)
+    if row is not None and fileloc is not None and row.fileloc is not None \
+            and row.fileloc != fileloc:
+        holder = row.fileloc
+        if row.is_active and (holder_exists is None or holder_exists(holder)):
+            raise DagIdConflict(dag.dag_id, fileloc, holder)
+        taken = session.execute(
+            update(DagModel).where(DagModel.dag_id == dag.dag_id, DagModel.fileloc == holder,
+                                   DagModel.is_active == row.is_active)
+            .values(fileloc=fileloc).execution_options(synchronize_session=False))
+        if taken.rowcount != 1:
+            session.expire(row)
+            raise DagIdConflict(dag.dag_id, fileloc, session.get(DagModel, dag.dag_id).fileloc
+                                or holder)
+        row.fileloc = fileloc
     data = serialize_dag(dag, file_hash=file_hash)
     version = dag_hash(data)
-    row = session.get(DagModel, dag.dag_id)
     created = row is None
     if row is None:
         row = DagModel(dag_id=dag.dag_id, is_paused=_paused_at_creation(dag))
@@ -187,6 +237,16 @@ def clear_import_error(session: Session, filename: str) -> None:
                     .values(has_import_errors=False))
 
 
+def list_dags(session: Session) -> list[StoredDag]:
+    """Every active DAG, by id: what the DAG processor stored, no DAG file imported."""
+    rows = session.execute(
+        select(DagModel.dag_id, DagModel.fileloc, DagModel.owners, DagModel.is_paused,
+               DagModel.schedule_description, DagModel.tags, DagModel.has_import_errors)
+        .where(DagModel.is_active.is_(True)).order_by(DagModel.dag_id))
+    return [StoredDag(r.dag_id, r.fileloc, r.owners, bool(r.is_paused), r.schedule_description,
+                      list(r.tags or []), bool(r.has_import_errors)) for r in rows]
+
+
 def list_import_errors(session: Session) -> list[ImportErrorRecord]:
     """Every recorded import error, by file name."""
     rows = session.execute(select(ImportError_.filename, ImportError_.stacktrace,
@@ -194,5 +254,6 @@ def list_import_errors(session: Session) -> list[ImportErrorRecord]:
     return [ImportErrorRecord(r.filename, r.stacktrace, r.timestamp) for r in rows]
 
 
-__all__ = ["ImportErrorRecord", "clear_cache", "clear_import_error", "list_import_errors",
-           "mark_inactive", "read_dag", "set_import_error", "write_dag"]
+__all__ = ["DagIdConflict", "ImportErrorRecord", "StoredDag", "clear_cache",
+           "clear_import_error", "list_dags", "list_import_errors", "mark_inactive", "read_dag",
+           "set_import_error", "write_dag"]
