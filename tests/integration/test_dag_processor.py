@@ -355,17 +355,18 @@ def test_dags_list_and_import_errors_read_the_store(env, processor):
     write(env, "good", GOOD.format(dag_id="good", task_id="t"))
     write(env, "exit_zero", KILLERS["exit_zero"])
     empty = cli("dags", "list", "-o", "json")
-    assert (empty.exit_code, json.loads(empty.output)) == (0, [])
+    assert (empty.exit_code, json.loads(empty.stdout)) == (0, [])
+    assert "Nothing stored yet" in empty.stderr and "--local" in empty.stderr
     assert cli("dags", "list-import-errors", "-o", "json").exit_code == 0
     processor().process_once(timeout=60)
     # This process imports no DAG file: the os._exit file would end it.
     listed = cli("dags", "list", "-o", "json")
     assert listed.exit_code == 0
-    assert [(r["dag_id"], r["fileloc"], r["is_paused"]) for r in json.loads(listed.output)] == [
+    assert [(r["dag_id"], r["fileloc"], r["is_paused"]) for r in json.loads(listed.stdout)] == [
         ("good", str(env / "good.py"), False)]
     errors = cli("dags", "list-import-errors", "-o", "json")
     assert errors.exit_code == 1
-    assert [(r["filepath"], r["error"].split(":")[0]) for r in json.loads(errors.output)] == [
+    assert [(r["filepath"], r["error"].split(":")[0]) for r in json.loads(errors.stdout)] == [
         (str(env / "exit_zero.py"), "the parsing process exited with code 0 while importing "
                                     f"{env}/exit_zero.py")]
     table = cli("dags", "list-import-errors")
@@ -392,11 +393,11 @@ def test_local_listing_survives_killer_files(env):
         write(env, name, KILLERS[name])
     listed = cli("dags", "list", "--local", "-o", "json")
     assert listed.exit_code == 0
-    assert [(r["dag_id"], r["fileloc"]) for r in json.loads(listed.output)] == [
+    assert [(r["dag_id"], r["fileloc"]) for r in json.loads(listed.stdout)] == [
         ("good", str(env / "dup.py"))]  # "dup.py" sorts first, as in a DagBag
     errors = cli("dags", "list-import-errors", "--local", "-o", "json")
     assert errors.exit_code == 1
-    found = {Path(r["filepath"]).name: r["error"] for r in json.loads(errors.output)}
+    found = {Path(r["filepath"]).name: r["error"] for r in json.loads(errors.stdout)}
     assert set(found) == {"good.py", "exit_zero.py", "segfault.py"}
     assert found["good.py"] == f"DAG id 'good' is already defined in {env}/dup.py"
     assert found["exit_zero.py"].startswith("the parsing process exited with code 0")

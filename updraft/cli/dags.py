@@ -31,6 +31,9 @@ class CannotReadDags(click.ClickException):
     exit_code = EXIT_CANNOT_READ
 
 
+NOTHING_STORED = ("Nothing stored yet: the scheduler stores the DAGs it parses (and their "
+                  "import errors). `--local` parses the DAGs folder here.")
+
 local_option = click.option(
     "--local", "-l", is_flag=True,
     help="Parse the DAGs folder here, each file in a child process as the scheduler does, "
@@ -132,14 +135,11 @@ def list_dags(output: str, local: bool) -> None:
                  "is_paused": d.is_paused, "schedule": d.schedule, "tags": ",".join(d.tags)}
                 for d in stored]
     print_rows(rows, output, columns)
-    if output != "table":
-        return
-    if failed:
+    if failed and output == "table":
         click.echo(f"\n{failed} file(s) failed to import; see `updraft dags list-import-errors"
                    f"{' --local' if local else ''}`.", err=True)
-    elif not rows and not local:
-        click.echo("Nothing stored yet: the scheduler stores the DAGs it parses. `--local` "
-                   "parses the DAGs folder here.", err=True)
+    elif not rows and not failed and not local:
+        click.echo(NOTHING_STORED, err=True)
 
 
 @dags.command("list-import-errors")
@@ -156,10 +156,18 @@ def list_import_errors(output: str, local: bool) -> None:
     if local:
         rows = [{"filepath": o.path, "error": o.error} for o in _parse_here() if o.error]
     else:
-        from updraft.store.dags import list_import_errors as stored_errors
+        from sqlalchemy import func, select
 
-        rows = [{"filepath": e.filename, "error": e.stacktrace}
-                for e in _read_store(stored_errors)]
+        from updraft.store.dags import list_import_errors as stored_errors
+        from updraft.store.models import DagModel
+
+        def read(session):
+            return stored_errors(session), session.scalar(select(func.count(DagModel.dag_id)))
+
+        errors, dag_count = _read_store(read)
+        rows = [{"filepath": e.filename, "error": e.stacktrace} for e in errors]
+        if not rows and not dag_count:
+            click.echo(NOTHING_STORED, err=True)
     if output == "table" and rows:
         for row in rows:
             click.echo(f"{row['filepath']}\n{row['error'].rstrip()}\n")
