@@ -4,14 +4,23 @@ One implementation for every door: the CLI, the scheduler's bus command handlers
 REST API call these with their own session (the caller commits). They read the serialized
 DAG from the store and never import DAG files. Errors are precise exceptions from
 ``updraft.exceptions`` that each door turns into its own message.
+
+Clear and mark race with the scheduler and with the outcomes of tries, which all write with
+compare-and-set. So do these: each task instance (and the run) they change is updated only if
+it still holds the state and try number read a moment before; if another writer got there
+first, ``ConcurrentStateChange`` is raised, the caller's transaction rolls back whole and the
+request can be sent again. Nothing is ever half-applied or written over a newer outcome.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from sqlalchemy import delete, select, update
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from updraft.exceptions import (
@@ -34,6 +43,22 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+
+
+#: Run ids: ASCII letters, digits and _ . : + ~ - or spaces, not starting with a dot or a
+#: space (so never "." or "..", which no URL can carry).
+RUN_ID_RE = re.compile(r"[A-Za-z0-9_:+~-][A-Za-z0-9_.:+~ -]{0,249}")
+#: How deep a run's conf may nest (the JSON encoders of every node must handle it).
+MAX_CONF_DEPTH = 64
+
+
+class ConcurrentStateChange(DagRunAlreadyExists):
+    """Another writer changed a task instance or run between this command's read and its
+    write; nothing was changed, the command may be sent again.
+
+    A conflict: it derives from DagRunAlreadyExists because that is the store error the bus
+    answers with the ``conflict`` code (an HTTP 409).
+    """
 
 
 def audit(session: Session, event: str, *, owner: str | None = None, dag_id: str | None = None,
@@ -75,15 +100,17 @@ def trigger_dag_run(session: Session, dag_id: str, *, conf: dict | None = None,
     dag = get_serialized_dag(session, dag_id)
     if conf is not None and not isinstance(conf, dict):
         raise UpdraftBadRequest(f"conf must be a JSON object, got {type(conf).__name__}")
+    check_conf_json(conf)
     try:
         dag.params.resolve(conf or {})
     except ParamValidationError as exc:
         raise ParamValidationError(f"DAG {dag_id!r} refused the run: {exc}") from None
     logical = coerce_datetime(logical_date, dag.timezone) if logical_date is not None else now
     run_id = run_id or run_type.generate_run_id(logical)
-    if not isinstance(run_id, str) or not re.match(r"^[\w.:+\-~ ]{1,250}$", run_id):
-        raise UpdraftBadRequest(f"invalid run id {run_id!r}: use at most 250 letters, digits "
-                                "and . : + - ~ _ or spaces")
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise UpdraftBadRequest(f"invalid run id {run_id!r}: use at most 250 ASCII letters, "
+                                "digits and _ . : + ~ - or spaces, not starting with a dot or "
+                                "a space")
     existing = session.scalar(select(DagRunModel).where(
         DagRunModel.dag_id == dag_id,
         (DagRunModel.run_id == run_id) | (DagRunModel.logical_date == logical)))
@@ -102,9 +129,31 @@ def trigger_dag_run(session: Session, dag_id: str, *, conf: dict | None = None,
                          state=DagRunState.QUEUED, dag_hash=dag.dag_hash,
                          external_trigger=run_type != DagRunType.SCHEDULED,
                          triggered_by=triggered_by, now=now)
+    from updraft.secrets import redact
+
     audit(session, "trigger", owner=owner, dag_id=dag_id, run_id=run_id,
-          extra=f"conf={conf or {}} via {triggered_by}", now=now)
+          extra=f"conf={redact(conf or {})} via {triggered_by}", now=now)
     return run
+
+
+def check_conf_json(conf: Any) -> None:
+    """Refuse (UpdraftBadRequest) a conf no JSON reader can take back: NaN or Infinity (bare
+    NaN is not JSON), keys that are not strings, or nesting deeper than MAX_CONF_DEPTH."""
+    stack = [(conf, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise UpdraftBadRequest(f"conf holds {item}, which is not valid JSON: use null or "
+                                    "a string")
+        if isinstance(item, (dict, list)):
+            if depth > MAX_CONF_DEPTH:
+                raise UpdraftBadRequest(f"conf is nested deeper than {MAX_CONF_DEPTH} levels")
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    raise UpdraftBadRequest("conf keys must be strings")
+                stack.extend((value, depth + 1) for value in item.values())
+            else:
+                stack.extend((value, depth + 1) for value in item)
 
 
 def set_paused(session: Session, dag_id: str, paused: bool, owner: str | None = None) -> bool:
@@ -206,7 +255,10 @@ def clear_task_instances(session: Session, dag_id: str, *, task_regex: str | Non
                                                              str(TI.UPSTREAM_FAILED)]))
         if only_running:
             query = query.where(TaskInstanceModel.state == str(TI.RUNNING))
-        tis = list(session.scalars(query.with_for_update()))
+        copies = _copies(session, dag_id, run.run_id, selected)
+        tis = list(session.execute(query.with_only_columns(
+            TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state,
+            TaskInstanceModel.try_number).with_for_update()))
         for ti in tis:
             cleared.append({"dag_id": dag_id, "run_id": run.run_id, "task_id": ti.task_id,
                             "map_index": ti.map_index, "state": ti.state})
@@ -217,17 +269,22 @@ def clear_task_instances(session: Session, dag_id: str, *, task_regex: str | Non
             TaskReschedule.task_id.in_(sorted({ti.task_id for ti in tis}))))
         for ti in tis:
             task = dag.task_dict.get(ti.task_id)
-            old = ti.state
-            ti.state = str(TI.NONE)
-            ti.max_tries = ti.try_number + (task.retries if task is not None else 0)
-            ti.next_retry_at = None
-            ti.end_date = None
-            ti.updated_at = now
+            _compare_and_set(session, dag_id, run.run_id, ti, "clear", {
+                "state": str(TI.NONE),
+                "max_tries": ti.try_number + (task.retries if task is not None else 0),
+                "next_retry_at": None, "end_date": None, "updated_at": now})
             session.add(TiEvent(dag_id=dag_id, run_id=run.run_id, task_id=ti.task_id,
                                 map_index=ti.map_index, try_number=ti.try_number,
-                                old_state=old, new_state=str(TI.NONE),
+                                old_state=ti.state, new_state=str(TI.NONE),
                                 cause=f"cleared by {owner or 'someone'}", timestamp=now))
-        _collapse_mapped(session, dag, run.run_id, {ti.task_id for ti in tis})
+        touched = {ti.task_id for ti in tis}
+        _check_same_copies(session, dag_id, run.run_id, touched, copies, "clear")
+        # A mapped task cleared whole expands again from scratch; when only some of its
+        # copies are cleared, the others (maybe running) are left alone.
+        whole = {t for t in touched
+                 if {(ti.task_id, ti.map_index) for ti in tis if ti.task_id == t}
+                 == {key for key in copies if key[0] == t}}
+        _collapse_mapped(session, dag, run.run_id, whole)
         session.execute(update(DagRunModel).where(DagRunModel.id == run.id).values(
             state=str(DagRunState.QUEUED), end_date=None, start_date=None, queued_at=now,
             clear_number=DagRunModel.clear_number + 1, updated_at=now))
@@ -235,6 +292,61 @@ def clear_task_instances(session: Session, dag_id: str, *, task_regex: str | Non
         audit(session, "clear", owner=owner, dag_id=dag_id, run_id=run_id,
               extra=f"{len(cleared)} task instance(s)", now=now)
     return cleared
+
+
+def _compare_and_set(session: Session, dag_id: str, run_id: str, ti, verb: str,
+                     values: dict[str, Any]) -> None:
+    """Update one task instance only if it still holds the state and try number read before;
+    ConcurrentStateChange if another writer changed it in between."""
+    changed = session.execute(update(TaskInstanceModel).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == ti.task_id, TaskInstanceModel.map_index == ti.map_index,
+        TaskInstanceModel.state == ti.state, TaskInstanceModel.try_number == ti.try_number,
+    ).values(**values).execution_options(synchronize_session=False)).rowcount
+    if changed != 1:
+        where = f"[{ti.map_index}]" if ti.map_index >= 0 else ""
+        raise ConcurrentStateChange(
+            f"cannot {verb}: task {ti.task_id}{where} of run {run_id!r} changed while this "
+            f"request was applied (it was {ti.state}, try {ti.try_number}); nothing was "
+            "changed: look again and retry")
+
+
+def _copies(session: Session, dag_id: str, run_id: str,
+            task_ids: Iterable[str] | None = None) -> set[tuple[str, int]]:
+    """(task id, map index) of the task instances of a run (of ``task_ids`` only, if given)."""
+    query = select(TaskInstanceModel.task_id, TaskInstanceModel.map_index).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id)
+    if task_ids is not None:
+        query = query.where(TaskInstanceModel.task_id.in_(sorted(task_ids)))
+    return {(r.task_id, r.map_index) for r in session.execute(query)}
+
+
+def _check_same_copies(session: Session, dag_id: str, run_id: str, task_ids: set[str] | None,
+                       before: set[tuple[str, int]], verb: str) -> None:
+    """ConcurrentStateChange if the task instances of ``task_ids`` are not those read before
+    (a mapped task expanded meanwhile): they would be changed without having been looked at."""
+    if task_ids is not None:
+        before = {key for key in before if key[0] in task_ids}
+    now_there = _copies(session, dag_id, run_id, task_ids)
+    if now_there != before:
+        task_id, map_index = sorted(now_there ^ before)[0]
+        raise ConcurrentStateChange(
+            f"cannot {verb}: the task instances of {task_id} in run {run_id!r} changed "
+            f"([{map_index}] came or went) while this request was applied; nothing was "
+            "changed: look again and retry")
+
+
+def _set_run_state_cas(session: Session, run: DagRunModel, verb: str,
+                       values: dict[str, Any]) -> None:
+    """Update a run only if it still holds the state read before (ConcurrentStateChange)."""
+    changed = session.execute(update(DagRunModel).where(
+        DagRunModel.id == run.id, DagRunModel.state == run.state).values(**values)
+        .execution_options(synchronize_session=False)).rowcount
+    if changed != 1:
+        raise ConcurrentStateChange(
+            f"cannot {verb}: run {run.run_id!r} of DAG {run.dag_id!r} changed while this "
+            f"request was applied (it was {run.state}); nothing was changed: look again and "
+            "retry")
 
 
 def _collapse_mapped(session: Session, dag, run_id: str, task_ids: set[str]) -> None:
@@ -284,26 +396,26 @@ def set_task_instance_state(session: Session, dag_id: str, run_id: str, task_id:
     task_ids = _relatives(dag, {task_id}, upstream, downstream)
     changed: list[dict] = []
     for run in runs:
-        query = select(TaskInstanceModel).where(
+        query = select(TaskInstanceModel.task_id, TaskInstanceModel.map_index,
+                       TaskInstanceModel.state, TaskInstanceModel.try_number).where(
             TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run.run_id,
             TaskInstanceModel.task_id.in_(sorted(task_ids)), TaskInstanceModel.state != state)
         if map_indexes is not None:
             query = query.where(TaskInstanceModel.map_index.in_(list(map_indexes)))
-        for ti in session.scalars(query.with_for_update()):
-            old = ti.state
-            ti.state = state
-            ti.end_date = now
-            ti.start_date = ti.start_date or now
-            ti.updated_at = now
+        tis = list(session.execute(query.with_for_update()))
+        for ti in tis:
+            _compare_and_set(session, dag_id, run.run_id, ti, f"mark {state}", {
+                "state": state, "end_date": now, "updated_at": now,
+                "start_date": func.coalesce(TaskInstanceModel.start_date, now)})
             session.add(TiEvent(dag_id=dag_id, run_id=run.run_id, task_id=ti.task_id,
                                 map_index=ti.map_index, try_number=ti.try_number,
-                                old_state=old, new_state=state,
+                                old_state=ti.state, new_state=state,
                                 cause=f"marked {state} by {owner or 'someone'}", timestamp=now))
             changed.append({"dag_id": dag_id, "run_id": run.run_id, "task_id": ti.task_id,
-                            "map_index": ti.map_index, "old_state": old, "state": state})
-        if run.state in (str(DagRunState.SUCCESS), str(DagRunState.FAILED)) and changed:
-            run.state = str(DagRunState.RUNNING)
-            run.end_date = None
+                            "map_index": ti.map_index, "old_state": ti.state, "state": state})
+        if tis and run.state in (str(DagRunState.SUCCESS), str(DagRunState.FAILED)):
+            _set_run_state_cas(session, run, f"mark {state}", {
+                "state": str(DagRunState.RUNNING), "end_date": None, "updated_at": now})
     if changed:
         audit(session, f"mark_{state}", owner=owner, dag_id=dag_id, run_id=run_id,
               task_id=task_id, extra=f"{len(changed)} task instance(s)", now=now)
@@ -323,23 +435,36 @@ def set_dag_run_state(session: Session, dag_id: str, run_id: str, state: str,
         raise DagRunNotFound(f"DagRun {run_id!r} of DAG {dag_id!r} not found")
     if state == str(DagRunState.QUEUED):
         clear_task_instances(session, dag_id, run_id=run_id, owner=owner, now=now)
+        session.refresh(run)
         return run
     ti_state = str(TI.SUCCESS) if state == str(DagRunState.SUCCESS) else str(TI.SKIPPED)
     unfinished = [str(s) for s in (TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING,
                                    TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)]
-    if state == str(DagRunState.FAILED):
-        session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.state == str(TI.RUNNING)).values(state=str(TI.FAILED),
-                                                               end_date=now))
-    session.execute(update(TaskInstanceModel).where(
+    copies = _copies(session, dag_id, run_id)
+    tis = list(session.execute(select(
+        TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state,
+        TaskInstanceModel.try_number).where(
         TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-        TaskInstanceModel.state.in_(unfinished)).values(state=ti_state, end_date=now))
-    run.state = state
-    run.end_date = now
+        TaskInstanceModel.state.in_(unfinished)).with_for_update()))
+    for ti in tis:
+        # Marking a run failed fails what was running; what had not started is skipped.
+        new = str(TI.FAILED) if (state == str(DagRunState.FAILED)
+                                 and ti.state == str(TI.RUNNING)) else ti_state
+        _compare_and_set(session, dag_id, run_id, ti, f"mark the run {state}",
+                         {"state": new, "end_date": now, "updated_at": now})
+        session.add(TiEvent(dag_id=dag_id, run_id=run_id, task_id=ti.task_id,
+                            map_index=ti.map_index, try_number=ti.try_number,
+                            old_state=ti.state, new_state=new,
+                            cause=f"run marked {state} by {owner or 'someone'}",
+                            timestamp=now))
+    _check_same_copies(session, dag_id, run_id, None, copies, f"mark the run {state}")
+    _set_run_state_cas(session, run, f"mark the run {state}",
+                       {"state": state, "end_date": now, "updated_at": now})
+    session.refresh(run)
     audit(session, f"run_{state}", owner=owner, dag_id=dag_id, run_id=run_id, now=now)
     return run
 
 
 __all__ = ["trigger_dag_run", "set_paused", "delete_dag_run", "clear_task_instances",
-           "set_task_instance_state", "set_dag_run_state", "audit", "get_serialized_dag"]
+           "set_task_instance_state", "set_dag_run_state", "audit", "get_serialized_dag",
+           "check_conf_json", "ConcurrentStateChange"]
