@@ -121,7 +121,8 @@ def list_command(output: str) -> None:
 
 
 @connections.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
+                                        path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace connections that already exist.")
 @store_command
 def import_command(file: Path, overwrite: bool) -> None:
@@ -135,7 +136,8 @@ def import_command(file: Path, overwrite: bool) -> None:
     from updraft.store.engine import session_scope
 
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(click.get_text_stream("stdin").read() if str(file) == "-"
+                          else file.read_text())
     except json.JSONDecodeError as exc:
         raise click.ClickException(
             f"{file}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
@@ -162,16 +164,27 @@ def import_command(file: Path, overwrite: bool) -> None:
 
 
 @connections.command("export")
-@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True,
+                                        path_type=Path))
 @store_command
 def export_command(file: Path) -> None:
-    """Write every connection to a JSON file (passwords in clear: keep the file private)."""
+    """Write every connection to a JSON file, or to standard output with ``-`` (passwords in
+    clear: keep the file private)."""
     from updraft.models.connection import list_connections
 
     data = {}
     for conn in list_connections():
         fields = {k: v for k, v in conn.to_dict().items() if k != "conn_id" and v is not None}
         data[conn.conn_id] = fields
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if str(file) == "-":
+        click.echo(text, nl=False)
+        click.echo(f"{len(data)} connection(s) exported to standard output", err=True)
+        return
+    import os
+
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     file.chmod(0o600)
     click.echo(f"{len(data)} connection(s) exported to {file}")

@@ -91,14 +91,16 @@ def list_command(output: str, show_values: bool) -> None:
 
 
 @variables.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
+                                        path_type=Path))
 @store_command
 def import_command(file: Path) -> None:
     """Create or replace variables from a JSON file ({"KEY": value} or {"KEY": {"value", "description"}})."""
     from updraft.models.variable import Variable
 
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(click.get_text_stream("stdin").read() if str(file) == "-"
+                          else file.read_text())
     except json.JSONDecodeError as exc:
         raise click.ClickException(
             f"{file}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
@@ -120,10 +122,12 @@ def import_command(file: Path) -> None:
 
 
 @variables.command("export")
-@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True,
+                                        path_type=Path))
 @store_command
 def export_command(file: Path) -> None:
-    """Write every variable to a JSON file (values in clear: keep the file private)."""
+    """Write every variable to a JSON file, or to standard output with ``-`` (values in
+    clear: keep the file private)."""
     from updraft.models.variable import list_variables
 
     data = {}
@@ -133,6 +137,20 @@ def export_command(file: Path) -> None:
         except json.JSONDecodeError:
             value = row["val"]
         data[row["key"]] = {"value": value, "description": row["description"]} if row["description"] else value
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    file.chmod(0o600)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if str(file) == "-":
+        click.echo(text, nl=False)
+        click.echo(f"{len(data)} variable(s) exported to standard output", err=True)
+        return
+    _write_private(file, text)
     click.echo(f"{len(data)} variable(s) exported to {file}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (created so, never briefly open)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
