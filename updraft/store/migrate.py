@@ -70,10 +70,28 @@ def head_revision() -> str:
     return head
 
 
-def _current_revision_on(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Keep Alembic's INFO lines ("Context impl SQLiteImpl.", "Will assume non-transactional
+    DDL.") out of the logs while merely reading the revision: a task's first store access
+    happens inside its try, so they would open every task log of a fresh worker process."""
+    import logging
 
-    return MigrationContext.configure(connection).get_current_revision()
+    logger = logging.getLogger("alembic")
+    previous = logger.level
+    if logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _current_revision_on(connection: Connection) -> str | None:
+    with _quiet_alembic():
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 @contextmanager
@@ -216,7 +234,8 @@ def ensure_migrated(url: str | None = None) -> None:
     if current is None:
         migrate(url)
         return
-    head = head_revision()
+    with _quiet_alembic():
+        head = head_revision()
     if current != head:
         raise StoreNotReadyError(
             f"the store at {key} is at revision {current}, this Updraft needs {head}: "
