@@ -335,15 +335,17 @@ class VariableAccessor:
             raise AttributeError(key)
         from updraft.models.variable import Variable
 
-        return Variable.get(key, deserialize_json=self._deserialize_json)
+        return _masked_variable(key, Variable.get(key, deserialize_json=self._deserialize_json))
 
     def get(self, key: str, default: Any = _NOTSET) -> Any:
         """The variable ``key``; ``default`` if given and it does not exist (else KeyError)."""
         from updraft.models.variable import Variable
 
         if default is _NOTSET:
-            return Variable.get(key, deserialize_json=self._deserialize_json)
-        return Variable.get(key, default_var=default, deserialize_json=self._deserialize_json)
+            return _masked_variable(
+                key, Variable.get(key, deserialize_json=self._deserialize_json))
+        value = Variable.get(key, default_var=default, deserialize_json=self._deserialize_json)
+        return value if value is default else _masked_variable(key, value)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, VariableAccessor)
@@ -356,6 +358,40 @@ class VariableAccessor:
         return "<VariableAccessor (dynamic access)>"
 
 
+def _masked_variable(key: str, value: Any) -> Any:
+    """``value`` of variable ``key``, registered with the masker whole when the key looks
+    secret: a JSON variable's every string and number too, so that ``var.json.db_password.pw``
+    is masked in the rendered fields and the log like ``var.value.db_password``."""
+    from updraft.secrets import mask_secret, should_hide_value_for_key
+
+    if should_hide_value_for_key(key):
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+            else:
+                mask_secret(item)
+    return value
+
+
+def _masked_connection(conn: Any) -> Any:
+    """``conn``, with its password also registered as it appears inside ``get_uri()`` (percent
+    encoded), so a URI rendered into a template field is masked too."""
+    from urllib.parse import quote, quote_plus
+
+    from updraft.secrets import mask_secret
+
+    password = getattr(conn, "password", None)
+    if isinstance(password, str) and password:
+        mask_secret(password)
+        mask_secret(quote(password, safe=""))
+        mask_secret(quote_plus(password))
+    return conn
+
+
 class ConnectionAccessor:
     """``conn.MY_ID.host`` / ``conn.get('MY_ID')``: reads a connection when touched."""
 
@@ -364,7 +400,7 @@ class ConnectionAccessor:
             raise AttributeError(conn_id)
         from updraft.models.connection import Connection
 
-        return Connection.get_connection_from_secrets(conn_id)
+        return _masked_connection(Connection.get_connection_from_secrets(conn_id))
 
     def get(self, conn_id: str, default_conn: Any = None) -> Any:
         """The connection ``conn_id``, or ``default_conn`` if it does not exist."""
@@ -372,7 +408,7 @@ class ConnectionAccessor:
         from updraft.models.connection import Connection
 
         try:
-            return Connection.get_connection_from_secrets(conn_id)
+            return _masked_connection(Connection.get_connection_from_secrets(conn_id))
         except UpdraftNotFoundException:
             return default_conn
 
