@@ -405,30 +405,49 @@ def task_durations(session: Session, dag_id: str, limit_runs: int = 50
              "start_date": iso(r.start_date)} for r in rows]
 
 
-def log_path(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> Path:
-    """Where the log file of one try lives under ``[logging] base_log_folder``."""
+def log_path_for(ti: TaskInstanceModel, try_number: int, *, upcoming: bool = False
+                 ) -> Path | None:
+    """Where the log of try ``try_number`` of a task instance read from the store lives, or
+    None.
+
+    The path is built from the ids the store holds (never from URL parts), for a try that
+    exists (1 to the task instance's try number; one more with ``upcoming``, for a live page
+    waiting for it), and must stay inside ``[logging] base_log_folder``.
+    """
     from updraft.config import conf
     from updraft.tasklog import try_log_path
 
-    return try_log_path(conf.log_folder(), dag_id, run_id, task_id, map_index, try_number)
-
-
-def read_try_log(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int,
-                 offset: int = 0) -> str | None:
-    """The text of one try's log from byte ``offset`` on, or None if there is no file."""
-    from updraft.config import conf
-
-    path = log_path(dag_id, run_id, task_id, map_index, try_number)
+    last = max(ti.try_number or 0, 0) + (1 if upcoming else 0)
+    if not 1 <= try_number <= last:
+        return None
+    folder = conf.log_folder().resolve()
+    path = try_log_path(folder, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number)
     try:
-        path.resolve().relative_to(conf.log_folder().resolve())
-    except ValueError:  # an id that tries to climb out of the log folder
+        resolved = path.resolve()
+        resolved.relative_to(folder)
+    except (ValueError, OSError):  # an id that climbs out of the log folder
         return None
-    if not path.is_file():
+    return resolved
+
+
+def log_file(ti: TaskInstanceModel, try_number: int) -> Path | None:
+    """The log file of one try (see ``log_path_for``) if this node has it, else None."""
+    path = log_path_for(ti, try_number)
+    return path if path is not None and path.is_file() else None
+
+
+def read_try_log(ti: TaskInstanceModel, try_number: int, offset: int = 0) -> str | None:
+    """The text of one try's log from byte ``offset`` on, or None if there is no file."""
+    path = log_file(ti, try_number)
+    if path is None:
         return None
-    with open(path, "rb") as handle:
-        if offset:
-            handle.seek(offset)
-        return handle.read().decode("utf-8", errors="replace")
+    try:
+        with open(path, "rb") as handle:
+            if offset:
+                handle.seek(offset)
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 # -- XComs -----------------------------------------------------------------------------------
@@ -518,6 +537,27 @@ def list_nodes(session: Session) -> list[NodeModel]:
 _nats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
+def scrub_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` of any URL in it removed."""
+    import re
+
+    return re.sub(r"//[^/@\s]*@", "//", text)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without the user and password it may carry (``nats://u:p@h:4222`` ->
+    ``nats://h:4222``): the health answers are public."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+    except ValueError:
+        return "(unparsable address)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def nats_status(timeout: float = 1.0, cache_seconds: float = 5.0) -> dict[str, Any]:
     """Whether a NATS server of ``[nats] servers`` answers (it greets with an INFO line)."""
     from urllib.parse import urlsplit
@@ -530,20 +570,21 @@ def nats_status(timeout: float = 1.0, cache_seconds: float = 5.0) -> dict[str, A
     if cached is not None and time.monotonic() - cached[0] < cache_seconds:
         return cached[1]
     errors = []
-    status: dict[str, Any] = {"status": "unhealthy", "servers": servers}
-    for server in servers:
-        parts = urlsplit(server if "://" in server else f"nats://{server}")
+    shown = [without_credentials(s) for s in servers]
+    status: dict[str, Any] = {"status": "unhealthy", "servers": shown}
+    for server, public in zip(servers, shown, strict=True):
         try:
+            parts = urlsplit(server if "://" in server else f"nats://{server}")
             with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222),
                                           timeout=timeout) as sock:
                 sock.settimeout(timeout)
                 greeting = sock.recv(16)
             if greeting.startswith(b"INFO"):
-                status = {"status": "healthy", "servers": servers, "server": server}
+                status = {"status": "healthy", "servers": shown, "server": public}
                 break
-            errors.append(f"{server}: unexpected greeting")
-        except OSError as exc:
-            errors.append(f"{server}: {exc}")
+            errors.append(f"{public}: unexpected greeting")
+        except (OSError, ValueError) as exc:
+            errors.append(f"{public}: {type(exc).__name__}")
     if status["status"] != "healthy":
         status["error"] = "; ".join(errors) or "no NATS server configured"
     _nats_cache[key] = (time.monotonic(), status)
@@ -559,7 +600,7 @@ def health(session: Session, now: datetime | None = None) -> dict[str, Any]:
         result["metadatabase"] = {"status": "healthy"}
     except Exception as exc:  # noqa: BLE001  (reported, not raised: this is the health check)
         session.rollback()
-        result["metadatabase"] = {"status": "unhealthy", "error": str(exc)}
+        result["metadatabase"] = {"status": "unhealthy", "error": scrub_credentials(str(exc))}
         result["scheduler"] = {"status": "unknown", "latest_scheduler_heartbeat": None}
         result["nats"] = nats_status()
         return result

@@ -2,8 +2,8 @@
 
 The scenario a person follows: log in, find a DAG, trigger it with conf from the generated
 form (a refused value first), watch the graph turn green without reloading (SSE from NATS),
-follow a task's live log, clear a task and watch it rerun as try 2, and, as a Viewer, be
-refused with a 403 page. Each page visited is kept under test-output/screenshots/.
+follow a task's live log, clear a task and watch it rerun as try 2, and, as a Viewer, see
+no Trigger button and be refused with a 403 page. Each page visited is kept under test-output/screenshots/.
 """
 
 from __future__ import annotations
@@ -149,13 +149,16 @@ def test_ui_scenario(live_stack, browser, screenshot):
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
 
-    # A Viewer may look, but triggering is refused with a 403 page that says why.
+    # A Viewer may look, sees no Trigger button, and the trigger page itself is refused
+    # with a 403 page that says why.
     viewer = browser.new_context(viewport={"width": 1400, "height": 900})
     vpage = viewer.new_page()
     login(vpage, base, "viewer", live_stack.passwords["viewer"])
     vpage.goto(f"{base}/dags/e2e_demo/graph")
+    expect(vpage.locator("svg.dag-graph")).to_be_visible()
+    expect(vpage.locator("#trigger-button")).to_have_count(0)
     screenshot(vpage, "viewer-graph")
-    vpage.click("#trigger-button")
+    vpage.goto(f"{base}/dags/e2e_demo/trigger")
     expect(vpage.locator("h1.error-status")).to_contain_text("403")
     expect(vpage.locator("p.reason")).to_contain_text("may not trigger DAG runs")
     screenshot(vpage, "viewer-trigger-403")

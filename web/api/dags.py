@@ -10,7 +10,6 @@ from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import (
-    ApiError,
     bool_arg,
     json_body,
     list_arg,
@@ -18,11 +17,13 @@ from web.api.common import (
     page,
     page_args,
     send_command,
+    str_arg,
 )
 from web.auth.permissions import DAG_PAUSE, READ, require
 
 #: Fields of a serialized DAG that ``/details`` leaves out (the tasks have their own route).
 _DETAIL_SKIP = ("tasks", "task_group", "edge_info")
+DAG_ORDERINGS = [p + c for c in ("dag_id", "next_dagrun", "last_parsed_time") for p in ("", "-")]
 
 
 @bp.get("/dags")
@@ -30,16 +31,15 @@ _DETAIL_SKIP = ("tasks", "task_group", "edge_info")
 def list_dags():
     """A page of DAGs; filters: tags, paused, dag_id_pattern, owner, only_active."""
     limit, offset = page_args()
-    try:
-        with session_scope() as session:
-            rows, total = queries.list_dags(
-                session, limit=limit, offset=offset, tags=list_arg("tags"),
-                paused=bool_arg("paused"), dag_id_pattern=request.args.get("dag_id_pattern"),
-                owner=request.args.get("owner"), only_active=bool_arg("only_active", True),
-                order_by=request.args.get("order_by", "dag_id"))
-            return page("dags", [queries.dag_json(r) for r in rows], total)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+    tags, paused = list_arg("tags"), bool_arg("paused")
+    only_active = bool_arg("only_active", True)
+    order_by = str_arg("order_by", DAG_ORDERINGS, default="dag_id")
+    with session_scope() as session:
+        rows, total = queries.list_dags(
+            session, limit=limit, offset=offset, tags=tags, paused=paused,
+            dag_id_pattern=request.args.get("dag_id_pattern"),
+            owner=request.args.get("owner"), only_active=bool(only_active), order_by=order_by)
+        return page("dags", [queries.dag_json(r) for r in rows], total)
 
 
 def _dag_or_404(session, dag_id: str):
@@ -61,7 +61,7 @@ def get_dag(dag_id: str):
 @require(DAG_PAUSE)
 def patch_dag(dag_id: str):
     """Pause or unpause a DAG: the scheduler does it and replies."""
-    body = json_body({"is_paused": bool}, required=("is_paused",))
+    body = json_body("DAGPatch")
     with session_scope() as session:
         _dag_or_404(session, dag_id)
     send_command("pause" if body["is_paused"] else "unpause", {"dag_id": dag_id})

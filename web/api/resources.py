@@ -32,7 +32,6 @@ from web.auth.permissions import (
 )
 
 MASK = "***"
-_KEY_MAX = 250
 
 
 def _who() -> str | None:
@@ -40,12 +39,11 @@ def _who() -> str | None:
     return user.username if user else None
 
 
-def _check_key(value: str, what: str) -> str:
-    if not value or not value.strip():
-        raise ApiError(400, f"{what} must not be empty")
-    if len(value) > _KEY_MAX:
-        raise ApiError(400, f"{what} must have at most {_KEY_MAX} characters")
-    return value
+def _same_name(body: dict, field: str, url_value: str, what: str) -> None:
+    """409 when the body names another resource than the URL (nothing is ever renamed)."""
+    if field in body and body[field] != url_value:
+        raise ApiError(409, f"the {field} in the body ({body[field]!r}) differs from the URL "
+                            f"({url_value!r}): {what} cannot be renamed")
 
 
 # -- variables -------------------------------------------------------------------------------
@@ -94,8 +92,8 @@ def create_variable():
     """Create a variable (409 if the key exists)."""
     from updraft.models.variable import Variable
 
-    body = json_body({"key": str, "value": str, "description": str}, required=("key", "value"))
-    key = _check_key(body["key"], "key")
+    body = json_body("VariableCreate")
+    key = body["key"]
     with session_scope() as session:
         if _variable_row(session, key) is not None:
             raise ApiError(409, f"variable {key!r} already exists")
@@ -111,14 +109,13 @@ def update_variable(key: str):
     """Change the value and/or description of a variable."""
     from updraft.models.variable import Variable
 
-    body = json_body({"key": str, "value": str, "description": str})
-    if body.get("key") not in (None, key):
-        raise ApiError(400, f"the key in the body ({body['key']!r}) differs from the URL ({key!r})")
+    body = json_body("VariableUpdate")
+    _same_name(body, "key", key, "variables")
     with session_scope() as session:
         row = _variable_row(session, key)
         if row is None:
             raise not_found(f"variable {key!r}")
-        if body.get("value") is not None:
+        if "value" in body:
             Variable.set(key, body["value"], session=session)
         if "description" in body:
             row.description = body["description"]
@@ -142,13 +139,21 @@ def delete_variable(key: str):
 
 # -- connections -----------------------------------------------------------------------------
 
-_CONN_FIELDS: dict[str, Any] = {"conn_id": str, "conn_type": str, "description": str,
-                                "host": str, "login": str, "password": str, "schema": str,
-                                "port": int, "extra": (str, dict)}
+def _mask_sensitive(value: Any) -> Any:
+    """``value`` with whatever sits under a sensitive key (password, token...) as ***, at any
+    depth."""
+    from updraft.secrets import should_hide_value_for_key
+
+    if isinstance(value, dict):
+        return {k: MASK if should_hide_value_for_key(k) and v not in (None, "")
+                else _mask_sensitive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_sensitive(v) for v in value]
+    return value
 
 
 def _masked_extra(row: ConnectionModel) -> str | None:
-    from updraft.secrets import decrypt, should_hide_value_for_key
+    from updraft.secrets import decrypt
 
     extra = row.extra
     if extra is None:
@@ -159,9 +164,8 @@ def _masked_extra(row: ConnectionModel) -> str | None:
         parsed = json.loads(extra)
     except ValueError:
         return extra
-    if isinstance(parsed, dict):
-        parsed = {k: MASK if should_hide_value_for_key(k) else v for k, v in parsed.items()}
-        return json.dumps(parsed)
+    if isinstance(parsed, (dict, list)):
+        return json.dumps(_mask_sensitive(parsed))
     return extra
 
 
@@ -174,11 +178,6 @@ def _connection_json(row: ConnectionModel) -> dict[str, Any]:
 
 def _connection_row(session, conn_id: str) -> ConnectionModel | None:
     return session.scalar(select(ConnectionModel).where(ConnectionModel.conn_id == conn_id))
-
-
-def _check_port(port: Any) -> None:
-    if port is not None and not 0 <= port <= 65535:
-        raise ApiError(400, f"field 'port' must be between 0 and 65535, got {port}")
 
 
 @bp.get("/connections")
@@ -210,10 +209,8 @@ def create_connection():
     """Create a connection (409 if the id exists); the password is stored encrypted."""
     from updraft.models.connection import Connection, add_connection
 
-    body = json_body(_CONN_FIELDS, required=("conn_id", "conn_type"))
-    conn_id = _check_key(body["conn_id"], "conn_id")
-    _check_key(body["conn_type"], "conn_type")
-    _check_port(body.get("port"))
+    body = json_body("ConnectionCreate")
+    conn_id = body["conn_id"]
     with session_scope() as session:
         if _connection_row(session, conn_id) is not None:
             raise ApiError(409, f"connection {conn_id!r} already exists")
@@ -233,13 +230,8 @@ def update_connection(conn_id: str):
     from updraft.models.connection import get_connection as load
     from updraft.models.connection import update_connection as save
 
-    body = json_body(_CONN_FIELDS)
-    if body.get("conn_id") not in (None, conn_id):
-        raise ApiError(400, f"the conn_id in the body ({body['conn_id']!r}) differs from the "
-                            f"URL ({conn_id!r})")
-    _check_port(body.get("port"))
-    if "conn_type" in body:
-        _check_key(body["conn_type"] or "", "conn_type")
+    body = json_body("ConnectionUpdate")
+    _same_name(body, "conn_id", conn_id, "connections")
     with session_scope() as session:
         conn = load(conn_id, session=session)
         if conn is None:
@@ -301,11 +293,6 @@ def _pool_row(session, name: str) -> PoolModel | None:
     return session.scalar(select(PoolModel).where(PoolModel.pool == name))
 
 
-def _check_slots(slots: Any) -> None:
-    if slots is not None and not 0 <= slots <= 2**31 - 1:
-        raise ApiError(400, f"field 'slots' must be 0 or more, got {slots}")
-
-
 @bp.get("/pools")
 @require(READ)
 def list_pools():
@@ -334,9 +321,8 @@ def get_pool(name: str):
 @require(POOL_EDIT)
 def create_pool():
     """Create a pool (409 if the name exists)."""
-    body = json_body({"name": str, "slots": int, "description": str}, required=("name", "slots"))
-    name = _check_key(body["name"], "name")
-    _check_slots(body["slots"])
+    body = json_body("PoolCreate")
+    name = body["name"]
     with session_scope() as session:
         if _pool_row(session, name) is not None:
             raise ApiError(409, f"pool {name!r} already exists")
@@ -351,16 +337,13 @@ def create_pool():
 @require(POOL_EDIT)
 def update_pool(name: str):
     """Change a pool's slots and/or description."""
-    body = json_body({"name": str, "slots": int, "description": str})
-    if body.get("name") not in (None, name):
-        raise ApiError(400, f"the name in the body ({body['name']!r}) differs from the URL "
-                            f"({name!r}); pools cannot be renamed")
-    _check_slots(body.get("slots"))
+    body = json_body("PoolUpdate")
+    _same_name(body, "name", name, "pools")
     with session_scope() as session:
         row = _pool_row(session, name)
         if row is None:
             raise not_found(f"pool {name!r}")
-        if body.get("slots") is not None:
+        if "slots" in body:
             row.slots = body["slots"]
         if "description" in body:
             row.description = body["description"]
@@ -377,7 +360,7 @@ def delete_pool(name: str):
     from updraft.store.migrate import DEFAULT_POOL
 
     if name == DEFAULT_POOL:
-        raise ApiError(400, f"{DEFAULT_POOL} cannot be deleted: tasks without a pool run in it")
+        raise ApiError(409, f"{DEFAULT_POOL} cannot be deleted: tasks without a pool run in it")
     with session_scope() as session:
         row = _pool_row(session, name)
         if row is None:
@@ -459,26 +442,27 @@ def get_user(username: str):
         return jsonify(_user_json(row))
 
 
+def _user_error(exc: Exception) -> ApiError:
+    from web.auth.users import UserConflict
+
+    return ApiError(409 if isinstance(exc, UserConflict) else 400, str(exc))
+
+
 @bp.post("/users")
 @require(USER_EDIT)
 def create_user():
-    """Create a user with a role and a password."""
+    """Create a user with a role and a password (names are unique whatever the case)."""
     from web.auth.users import UserError
     from web.auth.users import create_user as make
-    from web.auth.users import get_user as load
 
-    body = json_body({"username": str, "password": str, "role": str, "email": str,
-                      "first_name": str, "last_name": str},
-                     required=("username", "password", "role"))
+    body = json_body("UserCreate")
     with session_scope() as session:
-        if load(session, body["username"].strip()) is not None:
-            raise ApiError(409, f"user {body['username']!r} already exists")
         try:
             row = make(session, body["username"], body["password"], body["role"],
                        email=body.get("email"), first_name=body.get("first_name"),
                        last_name=body.get("last_name"))
         except UserError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise _user_error(exc) from None
         result = _user_json(row)
     audit("user.create", extra={"username": result["username"], "role": result["role"]})
     return jsonify(result), 201
@@ -487,56 +471,49 @@ def create_user():
 @bp.patch("/users/<username>")
 @require(USER_EDIT)
 def update_user(username: str):
-    """Change a user's role, password, email, names or active flag."""
-    from web.auth.permissions import validate_role
-    from web.auth.users import UserError, hash_password
+    """Change a user's role, password, email, names or active flag (never your own role or
+    active flag, and never the last active Admin's)."""
+    from web.auth.users import UserError, check_lockout, hash_password
     from web.auth.users import get_user as load
 
-    body = json_body({"role": str, "password": str, "email": str, "first_name": str,
-                      "last_name": str, "active": bool})
+    body = json_body("UserUpdate")
     with session_scope() as session:
         row = load(session, username)
         if row is None:
             raise not_found(f"user {username!r}")
         try:
-            if body.get("role") is not None:
-                validate_role(body["role"])
-                row.role = body["role"]
-            if body.get("password") is not None:
-                from web.auth.users import MIN_PASSWORD_LENGTH
-
-                if len(body["password"]) < MIN_PASSWORD_LENGTH:
-                    raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} "
-                                    "characters")
-                row.password_hash = hash_password(body["password"])
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+            check_lockout(session, row, _who(), role=body.get("role"),
+                          active=body.get("active"))
+        except UserError as exc:
+            raise _user_error(exc) from None
+        if "role" in body:
+            row.role = body["role"]
+        if "password" in body:
+            row.password_hash = hash_password(body["password"])
         for name in ("email", "first_name", "last_name"):
             if name in body:
                 setattr(row, name, body[name])
-        if body.get("active") is not None:
+        if "active" in body:
             row.active = body["active"]
         result = _user_json(row)
-    audit("user.update", extra={"username": username,
-                                "fields": sorted(k for k in body if k != "password")
-                                + (["password"] if "password" in body else [])})
+    audit("user.update", extra={"username": result["username"], "fields": sorted(body)})
     return jsonify(result)
 
 
 @bp.delete("/users/<username>")
 @require(USER_EDIT)
 def delete_user(username: str):
-    """Delete a user and their API tokens (not yourself)."""
-    from web.auth.users import UserError
+    """Delete a user and their API tokens (not yourself, not the last active Admin)."""
+    from web.auth.users import UserError, get_user as load
     from web.auth.users import delete_user as remove
 
-    if username == _who():
-        raise ApiError(400, "you cannot delete your own user")
     with session_scope() as session:
+        row = load(session, username)
+        if row is None:
+            raise not_found(f"user {username!r}")
         try:
-            remove(session, username)
+            remove(session, row.username, acting=_who())
         except UserError as exc:
-            raise ApiError(404, str(exc)) from None
+            raise _user_error(exc) from None
     audit("user.delete", extra={"username": username})
     return "", 204
-

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
 from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import (
     ApiError,
+    check_payload_size,
     date_arg,
     json_body,
     list_arg,
     not_found,
     page,
     page_args,
-    parse_datetime,
+    run_date,
     send_command,
+    str_arg,
 )
+from web.api.openapi import RUN_STATES
 from web.auth.permissions import READ, RUN_CLEAR, RUN_DELETE, RUN_MARK, RUN_TRIGGER, require
 
 #: ``dag_id`` that lists the runs of every DAG
 ALL_DAGS = "~"
-RUN_STATES = ("queued", "running", "success", "failed")
-SETTABLE_RUN_STATES = ("queued", "success", "failed")
+RUN_ORDERINGS = [p + c for c in queries.RUN_ORDERINGS for p in ("", "-")]
 
 
 def _require_dag(session, dag_id: str) -> None:
@@ -43,21 +45,15 @@ def _run_or_404(session, dag_id: str, run_id: str):
 def list_runs(dag_id: str):
     """A page of runs (``~`` for every DAG), newest first; filter by state and logical date."""
     limit, offset = page_args()
-    states = list_arg("state")
-    bad = sorted(set(states) - set(RUN_STATES))
-    if bad:
-        raise ApiError(400, f"unknown run state(s) {', '.join(bad)}: use {', '.join(RUN_STATES)}")
+    states = list_arg("state", RUN_STATES)
+    order_by = str_arg("order_by", RUN_ORDERINGS, default="-id")
+    after, before = date_arg("logical_date_gte"), date_arg("logical_date_lte")
     with session_scope() as session:
         if dag_id != ALL_DAGS:
             _require_dag(session, dag_id)
-        try:
-            rows, total = queries.list_runs(
-                session, None if dag_id == ALL_DAGS else dag_id, limit=limit, offset=offset,
-                states=states, order_by=request.args.get("order_by", "-id"),
-                logical_date_gte=date_arg("logical_date_gte"),
-                logical_date_lte=date_arg("logical_date_lte"))
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        rows, total = queries.list_runs(
+            session, None if dag_id == ALL_DAGS else dag_id, limit=limit, offset=offset,
+            states=states, order_by=order_by, logical_date_gte=after, logical_date_lte=before)
         return page("dag_runs", [queries.run_json(r) for r in rows], total)
 
 
@@ -86,16 +82,18 @@ def check_conf(session, dag_id: str, conf: dict) -> None:
 @require(RUN_TRIGGER)
 def trigger_run(dag_id: str):
     """Trigger a run with ``conf`` (checked against the DAG's params); the scheduler makes it."""
-    body = json_body({"conf": dict, "dag_run_id": str, "logical_date": str, "note": str})
-    conf = body.get("conf") or {}
+    body = json_body("DAGRunTrigger")
+    conf = body.get("conf", {})
+    logical_date = None
     if body.get("logical_date") is not None:
-        parse_datetime(body["logical_date"], "field 'logical_date'")
+        logical_date = run_date(body["logical_date"], "field 'logical_date'").isoformat()
+    command = {"dag_id": dag_id, "conf": conf, "run_id": body.get("dag_run_id"),
+               "logical_date": logical_date}
+    check_payload_size(command)
     with session_scope() as session:
         _require_dag(session, dag_id)
         check_conf(session, dag_id, conf)
-    result = send_command("trigger", {"dag_id": dag_id, "conf": conf,
-                                      "run_id": body.get("dag_run_id"),
-                                      "logical_date": body.get("logical_date")})
+    result = send_command("trigger", command)
     run_id = result.get("run_id") or body.get("dag_run_id")
     with session_scope() as session:
         run = queries.get_run(session, dag_id, run_id) if run_id else None
@@ -118,10 +116,7 @@ def delete_run(dag_id: str, run_id: str):
 @require(RUN_MARK)
 def set_run_state(dag_id: str, run_id: str):
     """Mark a run success or failed, or queue it again."""
-    body = json_body({"state": str}, required=("state",))
-    if body["state"] not in SETTABLE_RUN_STATES:
-        raise ApiError(400, f"state must be one of {', '.join(SETTABLE_RUN_STATES)}, got "
-                            f"{body['state']!r}")
+    body = json_body("DAGRunState")
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
     send_command("set_run_state", {"dag_id": dag_id, "run_id": run_id, "state": body["state"]})
@@ -129,16 +124,10 @@ def set_run_state(dag_id: str, run_id: str):
         return jsonify(queries.run_json(_run_or_404(session, dag_id, run_id)))
 
 
-_CLEAR_FIELDS = {"dry_run": bool, "only_failed": bool, "only_running": bool, "task_ids": list,
-                 "include_upstream": bool, "include_downstream": bool}
-
-
 def _clear(dag_id: str, run_id: str | None, body: dict) -> dict:
     task_ids = body.get("task_ids")
-    if task_ids is not None and not all(isinstance(t, str) for t in task_ids):
-        raise ApiError(400, "field 'task_ids' must be a list of strings")
     return send_command("clear", {
-        "dag_id": dag_id, "run_id": run_id, "task_ids": task_ids or None,
+        "dag_id": dag_id, "run_id": run_id, "task_ids": task_ids,
         "upstream": bool(body.get("include_upstream")),
         "downstream": bool(body.get("include_downstream")),
         "only_failed": bool(body.get("only_failed")),
@@ -150,7 +139,7 @@ def _clear(dag_id: str, run_id: str | None, body: dict) -> dict:
 @require(RUN_CLEAR)
 def clear_run(dag_id: str, run_id: str):
     """Clear the task instances of a run (all, or ``task_ids``) so they run again."""
-    body = json_body(_CLEAR_FIELDS)
+    body = json_body("ClearRequest")
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
     return jsonify(_clear(dag_id, run_id, body))
@@ -160,7 +149,7 @@ def clear_run(dag_id: str, run_id: str):
 @require(RUN_CLEAR)
 def clear_task_instances(dag_id: str):
     """Clear task instances of a DAG, in one run (``dag_run_id``) or in every run."""
-    body = json_body(_CLEAR_FIELDS | {"dag_run_id": str})
+    body = json_body("ClearTaskInstances")
     with session_scope() as session:
         _require_dag(session, dag_id)
         if body.get("dag_run_id"):

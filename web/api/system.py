@@ -35,7 +35,8 @@ def get_health():
         with session_scope() as session:
             return jsonify(queries.health(session))
     except Exception as exc:  # noqa: BLE001  (the store is down: say so, do not fail)
-        return jsonify({"metadatabase": {"status": "unhealthy", "error": str(exc)},
+        return jsonify({"metadatabase": {"status": "unhealthy",
+                                         "error": queries.scrub_credentials(str(exc))},
                         "scheduler": {"status": "unknown", "latest_scheduler_heartbeat": None},
                         "nats": queries.nats_status()})
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
-from updraft.state import TaskInstanceState
 from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import (
-    ApiError,
     int_arg,
     json_body,
     list_arg,
@@ -17,17 +15,17 @@ from web.api.common import (
     page,
     page_args,
     send_command,
+    str_arg,
 )
+from web.api.openapi import MAX_INT, TI_STATES
 from web.api.runs import _run_or_404
 from web.auth.permissions import READ, RUN_MARK, require
 
-TI_STATES = tuple(s.value for s in TaskInstanceState)
-SETTABLE_TI_STATES = ("success", "failed", "skipped")
 _TI = "/dags/<dag_id>/dagRuns/<run_id>/taskInstances"
 
 
 def _map_index() -> int:
-    return int_arg("map_index", -1, minimum=-1, maximum=2**31 - 1)  # type: ignore[return-value]
+    return int_arg("map_index", -1, minimum=-1, maximum=MAX_INT)  # type: ignore[return-value]
 
 
 def _ti_or_404(session, dag_id: str, run_id: str, task_id: str, map_index: int):
@@ -44,10 +42,7 @@ def _ti_or_404(session, dag_id: str, run_id: str, task_id: str, map_index: int):
 def list_task_instances(dag_id: str, run_id: str):
     """The task instances of a run (filter by state)."""
     limit, offset = page_args()
-    states = list_arg("state")
-    bad = sorted(set(states) - set(TI_STATES))
-    if bad:
-        raise ApiError(400, f"unknown task state(s) {', '.join(bad)}")
+    states = list_arg("state", TI_STATES)
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
         rows, total = queries.list_task_instances(session, dag_id, run_id, states=states,
@@ -91,17 +86,16 @@ def list_ti_events(dag_id: str, run_id: str, task_id: str):
 @bp.get(_TI + "/<task_id>/logs")
 @require(READ)
 def get_log(dag_id: str, run_id: str, task_id: str):
-    """The log of one try (``try_number``, default the latest), JSON or ``format=text``."""
+    """The log of one try (``try_number``, default the latest), JSON or ``format=text``; the
+    file is found from the task instance in the store, never from the URL's parts."""
     map_index = _map_index()
+    output = str_arg("format", ("json", "text"), default="json")
     with session_scope() as session:
         ti = _ti_or_404(session, dag_id, run_id, task_id, map_index)
         latest = ti.try_number
-    try_number = int_arg("try_number", latest or 1, minimum=1, maximum=2**31 - 1)
-    assert try_number is not None
-    output = request.args.get("format", "json")
-    if output not in ("json", "text"):
-        raise ApiError(400, f"query parameter 'format' must be json or text, got {output!r}")
-    content = queries.read_try_log(dag_id, run_id, task_id, map_index, try_number)
+        try_number = int_arg("try_number", latest or 1, minimum=1, maximum=MAX_INT)
+        assert try_number is not None
+        content = queries.read_try_log(ti, try_number)
     if content is None:
         raise not_found(f"log of try {try_number} of task {task_id!r} in run {run_id!r}")
     if output == "text":
@@ -118,17 +112,8 @@ def get_log(dag_id: str, run_id: str, task_id: str):
 @require(RUN_MARK)
 def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
     """Mark a task instance success, failed or skipped (with relatives) via the scheduler."""
-    body = json_body({"new_state": str, "map_indexes": list, "include_upstream": bool,
-                      "include_downstream": bool, "include_future": bool, "include_past": bool},
-                     required=("new_state",))
-    if body["new_state"] not in SETTABLE_TI_STATES:
-        raise ApiError(400, f"new_state must be one of {', '.join(SETTABLE_TI_STATES)}, got "
-                            f"{body['new_state']!r}")
+    body = json_body("TaskInstanceState")
     map_indexes = body.get("map_indexes")
-    if map_indexes is not None and not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 2**31 - 1
-            for i in map_indexes):
-        raise ApiError(400, "field 'map_indexes' must be a list of integers from 0")
     map_index = _map_index()
     with session_scope() as session:
         _ti_or_404(session, dag_id, run_id, task_id, map_index)
@@ -147,7 +132,7 @@ def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
 def list_xcoms(dag_id: str, run_id: str, task_id: str):
     """The XComs a task instance pushed (``map_index`` narrows a mapped task)."""
     limit, offset = page_args()
-    map_index = int_arg("map_index", None, minimum=-1, maximum=2**31 - 1)
+    map_index = int_arg("map_index", None, minimum=-1, maximum=MAX_INT)
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
         rows, total = queries.list_xcoms(session, dag_id, run_id, task_id, map_index,

@@ -42,25 +42,30 @@ def _render_login(error: str | None = None, status: int = 200, username: str = "
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Show the login form; on POST check the credentials and start a session."""
-    if request.method == "GET":
+    """Show the login form; on POST check the credentials and start a session.
+
+    Only a POST logs in: a HEAD (an uptime probe) is a GET without the body, whatever it
+    sends, so it neither logs in nor counts as a failed login.
+    """
+    if request.method != "POST":
         if current_user() is not None:
             return redirect(_safe_next(request.args.get("next")))
         return _render_login()
     address = request.remote_addr or "?"
     username = (request.form.get("username") or "").strip()
-    if not login_limiter.allowed(address):
+    if not login_limiter.allowed(address, username):
+        wait = login_limiter.retry_after(address, username)
         audit("login_refused", owner=username[:500] or None,
               extra={"reason": "too many failed logins", "remote_addr": address})
         html, _ = _render_login("Too many failed logins from your address; try again in "
-                                f"{login_limiter.retry_after(address)} seconds.", 429, username)
-        return html, 429, {"Retry-After": str(login_limiter.retry_after(address))}
+                                f"{wait} seconds.", 429, username)
+        return html, 429, {"Retry-After": str(wait)}
     from updraft.store.engine import session_scope
 
     with session_scope() as db:
         user = check_credentials(db, username, request.form.get("password") or "")
         if user is None:
-            login_limiter.failed(address)
+            login_limiter.failed(address, username)
             audit("login_failed", owner=username[:500] or None,
                   extra={"method": "form", "remote_addr": address})
             return _render_login("Wrong username or password, or the user is inactive.", 401,
@@ -77,6 +82,8 @@ def logout():
     """End the session and go back to the login page."""
     from flask import session
 
+    if request.method == "HEAD":  # a probe, not a person leaving
+        return redirect(url_for("auth.login"))
     user = current_user()
     session.clear()
     if user is not None:

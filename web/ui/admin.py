@@ -23,20 +23,28 @@ from web.auth.permissions import (
     require,
 )
 from web.ui.blueprint import bp
-from web.ui.helpers import age_seconds, owner_name, store
+from web.ui.helpers import MAX_INT, age_seconds, int_param, owner_name, store
 
 PAGE = 100
 
 
 # -- variables -----------------------------------------------------------------------------
 
+MASK = "***"
+
+
 @bp.route("/variables")
 @require(VARIABLE_READ)
 def variables():
+    """Every variable; values of keys that look secret (password, secret, token...) are shown
+    masked, as the API shows them."""
     from updraft.models.variable import list_variables
+    from updraft.secrets import should_hide_value_for_key
 
     with store() as session:
-        rows = list_variables(session)
+        rows = [dict(row, val=MASK if should_hide_value_for_key(row["key"])
+                     and row["val"] is not None else row["val"])
+                for row in list_variables(session)]
     return render_template("variables.html", rows=rows)
 
 
@@ -46,6 +54,10 @@ def variable_save():
     from updraft.models.variable import Variable
 
     key = (request.form.get("key") or "").strip()
+    problem = _name_problem(key, "the key", 250)
+    if problem:
+        flash(f"Variable not saved: {problem}", "error")
+        return redirect(url_for("ui.variables"))
     try:
         with store() as session:
             Variable.set(key, request.form.get("val", ""),
@@ -72,6 +84,21 @@ def variable_delete():
     return redirect(url_for("ui.variables"))
 
 
+def _name_problem(name: str, what: str, max_length: int) -> str | None:
+    """Why ``name`` cannot be a variable key, connection id or pool name (the API's rule)."""
+    import re
+
+    from web.api.openapi import NAME_PATTERN
+
+    if not name:
+        return f"{what} must not be empty"
+    if len(name) > max_length:
+        return f"{what} must have at most {max_length} characters, got {len(name)}"
+    if not re.fullmatch(NAME_PATTERN[1:-1], name):
+        return f"{what} must be printable ASCII characters"
+    return None
+
+
 # -- connections ---------------------------------------------------------------------------
 
 @bp.route("/connections")
@@ -93,22 +120,30 @@ def connection_save():
 
     form = request.form
     conn_id = (form.get("conn_id") or "").strip()
+    conn_type = (form.get("conn_type") or "").strip()
+    problem = (_name_problem(conn_id, "the conn_id", 250)
+               or _name_problem(conn_type, "the type", 500) or _port_problem(form.get("port")))
+    extra = (form.get("extra") or "").strip() or None
+    if problem is None and extra is not None:
+        from web.ui.forms import load_json
+
+        _value, problem = load_json(extra, "extra")
+    if problem:
+        flash(f"Connection not saved: {problem}", "error")
+        return redirect(url_for("ui.connections", edit=conn_id or None))
     try:
         with store() as session:
             existing = get_connection(conn_id, session=session)
             password = form.get("password") or None
             if password is None and existing is not None and not form.get("clear_password"):
                 password = existing.password  # an empty field keeps the stored password
-            extra = (form.get("extra") or "").strip() or None
-            if extra:
-                json.loads(extra)
-            conn = Connection(conn_id=conn_id, conn_type=(form.get("conn_type") or "").strip(),
+            if extra is None and existing is not None and not form.get("clear_extra"):
+                extra = existing.extra  # an empty field keeps the stored extra, as a password
+            conn = Connection(conn_id=conn_id, conn_type=conn_type,
                               description=form.get("description") or None,
                               host=form.get("host") or None, login=form.get("login") or None,
                               password=password, schema=form.get("schema") or None,
-                              port=form.get("port") or None, extra=extra)
-            if not conn_id or not conn.conn_type:
-                raise ValueError("a connection needs a conn_id and a conn_type")
+                              port=(form.get("port") or "").strip() or None, extra=extra)
             update_connection(conn, session=session, create=True)
     except (ValueError, TypeError, KeyError) as exc:
         flash(f"Connection not saved: {exc}", "error")
@@ -116,6 +151,15 @@ def connection_save():
         audit("connection.set", owner=owner_name(), extra={"conn_id": conn_id})
         flash(f"Connection {conn_id} saved", "success")
     return redirect(url_for("ui.connections"))
+
+
+def _port_problem(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 65535:
+        return f"the port must be a whole number from 0 to 65535, got {text[:20]!r}"
+    return None
 
 
 @bp.route("/connections/delete", methods=["POST"])
@@ -164,8 +208,15 @@ def pool_save():
     from updraft.cli.pools import set_pool
 
     name = (request.form.get("pool") or "").strip()
+    text = (request.form.get("slots") or "").strip()
+    problem = _name_problem(name, "the name", 256)
+    if problem is None and not (text.isascii() and text.isdigit() and int(text) <= MAX_INT):
+        problem = f"slots must be a whole number from 0 to {MAX_INT}, got {text[:20]!r}"
+    if problem:
+        flash(f"Pool not saved: {problem}", "error")
+        return redirect(url_for("ui.pools"))
+    slots = int(text)
     try:
-        slots = int(request.form.get("slots", ""))
         with store() as session:
             set_pool(session, name, slots, request.form.get("description") or None)
     except ValueError as exc:
@@ -200,7 +251,7 @@ def pool_delete():
 @bp.route("/xcoms")
 @require(READ)
 def xcoms():
-    page = max(int(request.args.get("page", 1) or 1), 1)
+    page = int_param("page", 1, minimum=1, maximum=MAX_INT // PAGE)
     query = select(XComModel)
     for name in ("dag_id", "run_id", "task_id", "key"):
         value = request.args.get(name)
@@ -223,7 +274,7 @@ def import_errors():
 @bp.route("/audit")
 @require(READ)
 def audit_log():
-    page = max(int(request.args.get("page", 1) or 1), 1)
+    page = int_param("page", 1, minimum=1, maximum=MAX_INT // PAGE)
     query = select(LogEvent)
     for name in ("dag_id", "owner", "event"):
         value = request.args.get(name)
@@ -265,8 +316,12 @@ def health_report() -> dict:
         from bus.connection import shared_bus
 
         bus = shared_bus(wait=1.0)
-        report["bus"] = {"ok": bus.connected, "servers": bus.servers,
-                         "error": None if bus.connected else bus.last_error or "not connected"}
+        from web.queries import scrub_credentials, without_credentials
+
+        report["bus"] = {"ok": bus.connected,
+                         "servers": [without_credentials(s) for s in bus.servers],
+                         "error": None if bus.connected else scrub_credentials(
+                             bus.last_error or "not connected")}
     except Exception as exc:  # noqa: BLE001
         report["bus"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return report
@@ -298,6 +353,7 @@ def user_action():
 
     action = request.form.get("action")
     username = (request.form.get("username") or "").strip()
+    me = owner_name()
     try:
         with store() as session:
             if action == "create":
@@ -308,21 +364,27 @@ def user_action():
                 message = f"User {username} created" + (
                     "" if request.form.get("password") else f"; password: {password}")
             elif action == "role":
-                store_users.set_role(session, username, request.form.get("role", ""))
+                store_users.set_role(session, username, request.form.get("role", ""),
+                                     acting=me)
                 message = f"User {username} is now {request.form.get('role')}"
+            elif action == "active":
+                active = request.form.get("active") == "true"
+                store_users.set_active(session, username, active, acting=me)
+                message = f"User {username} is now {'active' if active else 'inactive'}"
             elif action == "password":
                 password = request.form.get("password") or store_users.generate_password()
                 store_users.set_password(session, username, password)
                 message = f"Password of {username} changed" + (
                     "" if request.form.get("password") else f" to: {password}")
             elif action == "delete":
-                store_users.delete_user(session, username)
+                store_users.delete_user(session, username, acting=me)
                 message = f"User {username} deleted"
             else:
-                abort(400, f"unknown user action {action!r}")
+                abort(400, f"unknown user action {action!r}: use create, role, active, "
+                           "password or delete")
     except ValueError as exc:
         flash(f"Not done: {exc}", "error")
     else:
-        audit(f"user.{action}", owner=owner_name(), extra={"username": username})
+        audit(f"user.{action}", owner=me, extra={"username": username})
         flash(message, "success")
     return redirect(url_for("ui.users"))

@@ -34,22 +34,38 @@ def _timeout() -> float:
 
 def send_command(verb: str, payload: dict[str, Any], timeout: float | None = None
                  ) -> CommandOutcome:
-    """Send one command and wait for the reply; never raises for bus or scheduler errors."""
+    """Send one command and wait for the reply; never raises for bus or scheduler errors.
+
+    A command larger than one NATS message may be is not sent: its outcome says so, with
+    the limit (code ``too_large``).
+    """
     from bus.client import CommandError, request_command
+    from web.api.common import ApiError, check_payload_size, max_payload
 
     timeout = timeout if timeout is not None else _timeout()
     payload = {k: v for k, v in payload.items() if v is not None}
+    try:
+        check_payload_size(payload)
+    except ApiError as exc:
+        return CommandOutcome(False, {}, exc.detail, "too_large")
     try:
         result = request_command(verb, payload, timeout=timeout)
     except CommandError as exc:
         return CommandOutcome(False, {}, _bus_down_wording(exc.message, exc.code), exc.code)
     except Exception as exc:  # noqa: BLE001  (an unexpected client failure is still shown)
-        return CommandOutcome(False, {}, f"the bus is down: {type(exc).__name__}: {exc}",
-                              "unavailable")
+        if type(exc).__name__ == "MaxPayloadError":
+            return CommandOutcome(False, {}, f"the request is too large for the bus: NATS "
+                                  f"takes at most {max_payload():,} bytes per message",
+                                  "too_large")
+        return CommandOutcome(False, {}, _bus_down_wording(
+            f"the bus is down: {type(exc).__name__}: {exc}", "unavailable"), "unavailable")
     return CommandOutcome(True, dict(result or {}))
 
 
 def _bus_down_wording(text: str, code: str) -> str:
+    from web.queries import scrub_credentials
+
+    text = scrub_credentials(text)
     if code == "unavailable" and not text.startswith("the bus is down"):
         return f"the bus is down: {text}"
     return text

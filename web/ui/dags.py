@@ -12,7 +12,7 @@ from updraft.store.models import DagCode, DagModel, DagRunModel, TaskInstanceMod
 from web.auth.permissions import DAG_PAUSE, READ, RUN_TRIGGER, require
 from web.ui.blueprint import bp
 from web.ui.commands import send_command
-from web.ui.helpers import flash_outcome, owner_name, store
+from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store
 
 RUNS_SHOWN = 25
 PAGE_SIZE = 100
@@ -33,7 +33,7 @@ def dag_list():
     tags = [t for t in request.args.getlist("tag") if t]
     owner = request.args.get("owner", "")
     paused = request.args.get("paused", "all")
-    page = max(int(request.args.get("page", "1") or 1), 1)
+    page = int_param("page", 1, minimum=1, maximum=MAX_INT // PAGE_SIZE)
     with store() as session:
         listing = list_dags(session, search=search, tags=tags, owner=owner, paused=paused,
                             offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
@@ -255,6 +255,7 @@ def dag_trigger(dag_id: str):
         row, dag = _dag_or_404(session, dag_id)
     errors: dict[str, str] = {}
     values: dict = {}
+    status = 200
     if request.method == "POST":
         values, errors = read_conf(dag.params, request.form)
         if not errors:
@@ -269,13 +270,16 @@ def dag_trigger(dag_id: str):
                               f"{outcome.result.get('state', 'queued')}")
                 return redirect(url_for("ui.dag_graph", dag_id=dag_id, run_id=run_id))
             flash_outcome(outcome, "")
+            status = {"too_large": 413, "bad_request": 400, "conflict": 409,
+                      "not_found": 404}.get(outcome.code, 503)
         else:
             flash("The form has errors: " + "; ".join(errors.values()), "error")
+            status = 400
     fields = param_fields(dag.params, values)
     for field in fields:
         field.error = errors.get(field.name)
     return render_template("trigger.html", row=row, dag=dag, fields=fields, errors=errors,
-                           form=request.form, runs=[], run=None), 400 if errors else 200
+                           form=request.form, runs=[], run=None), status
 
 
 @bp.route("/dags/<dag_id>/pause", methods=["POST"])

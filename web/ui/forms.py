@@ -8,6 +8,8 @@ a JSON textarea. The form also has a free JSON ``conf`` box; fields win over it 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,17 +82,40 @@ def param_fields(params: ParamsDict, values: dict | None = None) -> list[ParamFi
     return fields
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (use null or a string)")
+
+
+def load_json(text: str, what: str) -> tuple[Any, str | None]:
+    """``text`` parsed as strict JSON (no NaN or Infinity, at most 64 levels deep), or None and
+    a sentence saying why not."""
+    from web.api.common import json_depth_error
+    from web.api.openapi import MAX_JSON_DEPTH
+
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        return None, f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column " \
+                     f"{exc.colno}"
+    except RecursionError:
+        return None, f"{what} is nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:
+        return None, f"{what}: {exc}"
+    problem = json_depth_error(value)
+    if problem is not None:
+        return None, f"{what} cannot be taken: {problem}"
+    return value, None
+
+
 def read_conf(params: ParamsDict, form) -> tuple[dict, dict[str, str]]:
     """The conf a submitted trigger form asks for, and the errors per field name."""
     errors: dict[str, str] = {}
     conf: dict[str, Any] = {}
     raw_conf = (form.get("conf") or "").strip()
     if raw_conf:
-        try:
-            loaded = json.loads(raw_conf)
-        except json.JSONDecodeError as exc:
-            errors["conf"] = f"conf is not valid JSON: {exc.msg} at line {exc.lineno} column " \
-                             f"{exc.colno}"
+        loaded, problem = load_json(raw_conf, "conf")
+        if problem is not None:
+            errors["conf"] = problem
             loaded = {}
         if not isinstance(loaded, dict):
             errors["conf"] = f"conf must be a JSON object, got {type(loaded).__name__}"
@@ -111,20 +136,31 @@ def read_conf(params: ParamsDict, form) -> tuple[dict, dict[str, str]]:
             if field.nullable or field.kind == "text":
                 conf[field.name] = None if field.nullable else ""
             continue
-        try:
-            if field.kind == "integer":
-                conf[field.name] = int(text)
-            elif field.kind == "number":
-                conf[field.name] = float(text) if any(c in text for c in ".eE") else int(text)
-            elif field.kind == "json":
-                conf[field.name] = json.loads(text)
-            elif field.kind == "select":
-                options = {str(o): o for o in field.options}
-                conf[field.name] = options.get(text, text)
+        if field.kind == "integer":
+            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+                errors[field.name] = f"{field.name}: {text[:40]!r} is not a whole number"
             else:
-                conf[field.name] = text
-        except ValueError as exc:
-            errors[field.name] = f"{field.name}: {exc}"
+                conf[field.name] = int(text)
+        elif field.kind == "number":
+            try:
+                number = float(text) if any(c in text for c in ".eE") else int(text)
+            except ValueError:
+                number = None
+            if number is None or (isinstance(number, float) and not math.isfinite(number)):
+                errors[field.name] = f"{field.name}: {text[:40]!r} is not a number"
+            else:
+                conf[field.name] = number
+        elif field.kind == "json":
+            value, problem = load_json(text, field.name)
+            if problem is not None:
+                errors[field.name] = problem
+            else:
+                conf[field.name] = value
+        elif field.kind == "select":
+            options = {str(o): o for o in field.options}
+            conf[field.name] = options.get(text, text)
+        else:
+            conf[field.name] = text
     if not errors:
         for name, param in params.items_params():
             from updraft.exceptions import ParamValidationError

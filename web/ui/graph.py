@@ -445,7 +445,7 @@ def render_svg(layout: Layout, states: Mapping[str, str | None], *,
                 f'<rect x="{node.x:.1f}" y="{node.y:.1f}" width="{NODE_W}" height="{NODE_H}" '
                 f'rx="4"/>'
                 f'<rect class="stripe" x="{node.x:.1f}" y="{node.y:.1f}" width="6" '
-                f'height="{NODE_H}" style="fill:{escape(_safe_colour(node.ui_color))}"/>'
+                f'height="{NODE_H}" fill="{escape(_safe_colour(node.ui_color))}"/>'
                 f'<text x="{node.x + 12:.1f}" y="{node.y + 15:.1f}" class="label">'
                 f'{escape(_clip(label, 22))}</text>'
                 f'<text x="{node.x + 12:.1f}" y="{node.y + 29:.1f}" class="sub">'
@@ -462,7 +462,8 @@ def _clip(text: str, length: int) -> str:
 
 
 def _safe_colour(value: str) -> str:
-    """A CSS colour from the DAG file, reduced to characters that cannot break out of style."""
+    """A colour from the DAG file, reduced to characters that cannot break out of the fill
+    attribute (a presentation attribute, not a style: the CSP allows no inline style)."""
     cleaned = "".join(c for c in value if c.isalnum() or c in "#(),. %")
     return cleaned or "#fff"
 

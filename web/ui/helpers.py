@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from flask import flash
+from flask import abort, flash, request
 
 TI_STATES = ("success", "running", "failed", "upstream_failed", "up_for_retry",
              "up_for_reschedule", "queued", "scheduled", "skipped", "removed", "none")
@@ -58,6 +59,28 @@ def flash_outcome(outcome, success: str) -> bool:
     code = f" ({outcome.code})" if outcome.code and outcome.code != "unavailable" else ""
     flash(f"Refused{code}: {outcome.error}", "error")
     return False
+
+
+#: The largest value of the store's INTEGER columns (map indexes, try numbers, offsets).
+MAX_INT = 2**31 - 1
+
+
+def int_param(name: str, default: int, *, minimum: int | None = None,
+              maximum: int = MAX_INT, source=None) -> int:
+    """A whole-number query (or form) parameter; a 400 page naming it and the rule if it is
+    not one, or is out of range (never a Python error)."""
+    raw = (source if source is not None else request.args).get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+        abort(400, f"{name} must be a whole number, got {raw[:40]!r}")
+    value = int(text)
+    if minimum is not None and value < minimum:
+        abort(400, f"{name} must be at least {minimum}, got {value}")
+    if value > maximum:
+        abort(400, f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def owner_name() -> str | None:

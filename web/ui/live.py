@@ -163,15 +163,25 @@ def dag_events(dag_id: str):
 @bp.route("/events/log/<dag_id>/<run_id>/<task_id>/<int(signed=True):map_index>/<int:try_number>")
 @require(READ)
 def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int):
-    """A try's log: the file so far, then live lines from the bus until the try ends."""
+    """A try's log: the file so far, then live lines from the bus until the try ends. The file
+    is found from the task instance in the store (404 if there is none), never from the URL."""
+    from flask import abort
+
+    from bus import subjects
+    from updraft.store.engine import session_scope
+    from updraft.store.models import TaskInstanceModel
+    from web.queries import log_path_for
+
+    if not -1 <= map_index <= 2**31 - 1 or try_number > 2**31 - 1:
+        abort(404, "no such task instance")
+    with session_scope() as session:
+        ti = session.get(TaskInstanceModel, (dag_id, run_id, task_id, map_index))
+        path = log_path_for(ti, try_number, upcoming=True) if ti is not None else None
+    if path is None:
+        abort(404, f"no try {try_number} of task {task_id!r} in run {run_id!r} of {dag_id!r}")
     if not _claim_stream():
         return _busy()
     _, max_seconds = _limits()
-    from bus import subjects
-    from updraft.config import conf
-    from updraft.tasklog import try_log_path
-
-    path = try_log_path(conf.log_folder(), dag_id, run_id, task_id, map_index, try_number)
     lines: queue.Queue = queue.Queue(QUEUE_SIZE * 5)
     bus = hub.bus()
     subscription = None
@@ -197,7 +207,7 @@ def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
             for event, count in _file_since(path, 0):
                 sent = count
                 yield event
-            yield _sse("hello", {"live": subscription is not None, "path": str(path)})
+            yield _sse("hello", {"live": subscription is not None})
             ends = time.monotonic() + max_seconds
             last_check = 0.0
             while time.monotonic() < ends:

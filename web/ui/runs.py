@@ -17,7 +17,7 @@ from updraft.store.models import (
 from web.auth.permissions import READ, RUN_CLEAR, RUN_DELETE, RUN_MARK, can, require
 from web.ui.blueprint import bp
 from web.ui.commands import send_command
-from web.ui.helpers import flash_outcome, owner_name, store, truthy
+from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store, truthy
 
 
 def _run_or_404(session, dag_id: str, run_id: str) -> DagRunModel:
@@ -32,11 +32,10 @@ def _run_or_404(session, dag_id: str, run_id: str) -> DagRunModel:
 @require(READ)
 def task_instance(dag_id: str, run_id: str, task_id: str):
     """Every try of one task instance, its rendered fields, XComs, story and log."""
-    from updraft.config import conf
     from updraft.store.dags import read_dag
-    from updraft.tasklog import try_log_path
+    from web.queries import read_try_log
 
-    map_index = int(request.args.get("map_index", -1))
+    map_index = int_param("map_index", -1, minimum=-1)
     with store() as session:
         run = _run_or_404(session, dag_id, run_id)
         dag = read_dag(session, dag_id, run.dag_hash) or read_dag(session, dag_id)
@@ -75,28 +74,26 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
                                        "duration": ti.duration, "hostname": ti.hostname,
                                        "executor": ti.executor, "error": None}
         all_tries = [try_rows[n] for n in sorted(try_rows)]
-        chosen = int(request.args.get("try", ti.try_number or 0) or 0)
-        log_text, log_path = None, None
-        if chosen:
-            log_path = try_log_path(conf.log_folder(), dag_id, run_id, task_id, map_index,
-                                    chosen)
-            try:
-                log_text = log_path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                log_text = None
+        chosen = int_param("try", ti.try_number or 0, minimum=0)
+        # The file comes from the task instance in the store, never from the URL's parts.
+        log_text = read_try_log(ti, chosen) if chosen else None
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
         return render_template(
             "ti.html", dag_id=dag_id, run=run, ti=ti, task=task, tries=all_tries, xcoms=xcoms,
-            story=story, chosen_try=chosen, log_text=log_text, log_path=log_path, live=live,
+            story=story, chosen_try=chosen, log_text=log_text, live=live,
             map_indexes=map_indexes, rendered=_rendered(ti, task), xcom_value=_xcom_value)
 
 
 def _rendered(ti, task) -> list[tuple[str, str]]:
+    """The rendered template fields as stored (masked by the task runner), or the templates
+    themselves before the first try; values under a sensitive name are masked here too."""
+    from updraft.secrets import redact
+
     fields = ti.rendered_fields or {}
     if not fields and task is not None:
-        return [(k, _text(v)) for k, v in sorted(task.template_field_values.items())]
-    return [(k, _text(v)) for k, v in sorted(fields.items())]
+        fields = task.template_field_values
+    return [(k, _text(redact(v, k))) for k, v in sorted(fields.items())]
 
 
 def _text(value) -> str:
@@ -113,17 +110,24 @@ def _xcom_value(row) -> str:
 @bp.route("/dags/<dag_id>/runs/<path:run_id>/tasks/<task_id>/log")
 @require(READ)
 def task_log(dag_id: str, run_id: str, task_id: str):
-    """Download the log of one try as a text file."""
-    from updraft.config import conf
-    from updraft.tasklog import try_log_path
+    """Download the log of one try as a text file, found from the task instance in the store
+    (never from the URL's parts); the answer names no server path."""
+    from web.queries import log_file
 
-    map_index = int(request.args.get("map_index", -1))
-    try_number = int(request.args.get("try", 1))
-    path = try_log_path(conf.log_folder(), dag_id, run_id, task_id, map_index, try_number)
-    if not path.is_file():
-        abort(404, f"no log file for try {try_number} of {task_id} on this web node ({path})")
-    name = f"{dag_id}__{run_id}__{task_id}__{map_index}__{try_number}.log".replace("/", "_")
-    return send_file(path, mimetype="text/plain", as_attachment=True, download_name=name)
+    map_index = int_param("map_index", -1, minimum=-1)
+    try_number = int_param("try", 1, minimum=1)
+    with store() as session:
+        _run_or_404(session, dag_id, run_id)
+        ti = session.get(TaskInstanceModel, (dag_id, run_id, task_id, map_index))
+        if ti is None:
+            abort(404, f"task {task_id!r} has no task instance with map index {map_index} in "
+                       f"run {run_id!r} of {dag_id!r}")
+        path = log_file(ti, try_number)
+    if path is None:
+        abort(404, f"no log of try {try_number} of {task_id} on this web node")
+    name = f"{dag_id}__{run_id}__{task_id}__{map_index}__{try_number}.log"
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    return send_file(path, mimetype="text/plain", as_attachment=True, download_name=safe)
 
 
 @bp.route("/dags/<dag_id>/runs/<path:run_id>")
@@ -161,8 +165,8 @@ def run_action(dag_id: str, run_id: str):
     if not can(ACTIONS[action]):
         return require(ACTIONS[action])(lambda: None)()  # the standard 403, audited
     task_id = request.form.get("task_id") or None
-    map_index = request.form.get("map_index")
-    map_indexes = [int(map_index)] if map_index not in (None, "", "-1") else None
+    map_index = int_param("map_index", -1, minimum=-1, maximum=MAX_INT, source=request.form)
+    map_indexes = [map_index] if map_index >= 0 else None
     upstream = truthy(request.form.get("upstream"))
     downstream = truthy(request.form.get("downstream"))
     owner = owner_name()

@@ -13,6 +13,15 @@ from web.ui.blueprint import bp
 from web.ui.helpers import install
 
 
+@bp.route("/favicon.ico")
+def favicon():
+    """The tab icon, where browsers look for it (no login needed: the login page has it too)."""
+    from flask import send_from_directory
+
+    return send_from_directory(bp.static_folder, "favicon.ico", mimetype="image/x-icon",
+                               max_age=86400)
+
+
 def init_app(app) -> None:
     """Template filters and globals the pages use."""
     install(app)

@@ -179,7 +179,22 @@
     });
   }
 
+  // Behaviours set by data attributes rather than inline handlers, which the
+  // Content-Security-Policy forbids: a select that submits its form when changed, and a
+  // form that asks before it is sent (the question is text, never code).
+  function formBehaviours() {
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    formBehaviours();
     var root = document.getElementById("dag-page");
     if (root && root.getAttribute("data-events-url")) {
       window.updraftLive = new LivePage(root);
