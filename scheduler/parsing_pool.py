@@ -67,11 +67,12 @@ class ParseOutcome:
     dags: tuple[dict, ...] = ()
     """What ``dags list`` shows of each DAG (REPORT mode)."""
     duration: float = 0.0
-    died: bool = False
-    """The process died or was killed while importing the file: the pool wrote ``error``,
-    and nothing reached the store."""
+    unrecorded: bool = False
+    """``error`` is not in the store (the process died or was killed with the file, or
+    storing its DAGs failed): the owner writes it."""
     retry: str | None = None
-    """Not the file's fault (the store could not be written...): why; parse it again."""
+    """Not the file's fault (the store could not be reached or was too slow): why; parse
+    it again."""
 
 
 @dataclass(eq=False)
@@ -153,9 +154,8 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
                     on_imported=lambda path=path: conn.send(("imported", path)))
             else:
                 result = parse_worker.parse_for_report(path)
-        except Exception as exc:  # noqa: BLE001  (the store, not the file: parse it again)
-            result = {"path": path, "retry": f"{type(exc).__name__}: {exc}\n"
-                                              f"{traceback.format_exc(limit=5)}"}
+        except Exception as exc:  # noqa: BLE001  (reported to the owner)
+            result = _failure(path, exc)
         result["threads_left"] = threading.active_count() - threads
         _forget_modules_under(folders, before)
         try:
@@ -164,8 +164,20 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
             return
 
 
-def describe_death(exitcode: int | None, path: str) -> str:
-    """The import error of a file whose parsing process ended while importing it."""
+def _failure(path: str, exc: Exception) -> dict:
+    """What to answer when parsing ``path`` raised outside the DagBag: the store's fault
+    (parse the file again later) or the file's (serializing what it defines failed)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    if isinstance(exc, SQLAlchemyError | OSError):
+        return {"path": path, "retry": text}
+    return {"path": path, "dag_ids": None, "unrecorded": True,
+            "error": f"storing the DAGs of {path} failed: {text}"}
+
+
+def describe_death(exitcode: int | None, path: str, doing: str = "importing") -> str:
+    """The import error of a file whose parsing process ended while ``doing`` it."""
     if exitcode is not None and exitcode < 0:
         number = -exitcode
         try:
@@ -177,11 +189,11 @@ def describe_death(exitcode: int | None, path: str) -> str:
                signal.SIGSEGV: "a crash in native code (a C extension, ctypes)",
                signal.SIGBUS: "a crash in native code (a C extension, ctypes)",
                signal.SIGABRT: "native code aborted the process"}.get(number)
-        text = f"the parsing process died of signal {number} ({name}) while importing {path}"
+        text = f"the parsing process died of signal {number} ({name}) while {doing} {path}"
         return text + (f": {why}" if why else "")
     if exitcode is None:
-        return f"the parsing process vanished while importing {path}"
-    return (f"the parsing process exited with code {exitcode} while importing {path}: the "
+        return f"the parsing process vanished while {doing} {path}"
+    return (f"the parsing process exited with code {exitcode} while {doing} {path}: the "
             "file (or code it imports) ended the process, e.g. with os._exit()")
 
 
@@ -263,18 +275,19 @@ class ParsingPool:
         return outcomes
 
     def close(self) -> None:
-        """End every process: idle ones are asked to exit, busy ones are killed."""
+        """End every process: idle ones are asked to exit; busy ones, and ones still
+        starting (they would read the request only once warm), are killed."""
         self._pending.clear()
         parsers, self._parsers = self._parsers + self._retired, []
         self._retired = []
         for parser in parsers:
-            if parser.path is None:
+            if parser.ready and parser.path is None:
                 try:
                     parser.conn.send(None)
+                    continue
                 except (OSError, ValueError):
                     pass
-            else:
-                parser.process.kill()
+            parser.process.kill()
         deadline = time.monotonic() + 3.0
         for parser in parsers:
             parser.process.join(max(deadline - time.monotonic(), 0.0))
@@ -334,8 +347,11 @@ class ParsingPool:
                 if not parser.conn.poll():
                     return
                 kind, body = parser.conn.recv()
-            except (EOFError, OSError):
-                return  # its sentinel reports the death
+            except (EOFError, OSError):  # its sentinel reports the death...
+                parser.process.join(0.5)
+                if parser.process.is_alive():  # ...unless it closed the pipe and lives on
+                    parser.process.kill()
+                return
             if kind == "ready":
                 parser.ready = True
                 self._failed_starts = 0
@@ -360,7 +376,8 @@ class ParsingPool:
         return ParseOutcome(body["path"], None if ids is None else tuple(ids),
                             error=body.get("error"), changed=tuple(body.get("changed", ())),
                             conflicts=dict(body.get("conflicts", {})),
-                            dags=tuple(body.get("dags", ())), duration=body.get("duration", 0.0))
+                            dags=tuple(body.get("dags", ())), duration=body.get("duration", 0.0),
+                            unrecorded=bool(body.get("unrecorded")))
 
     def _retire(self, parser: _Parser) -> None:
         """Ask ``parser`` to exit; a new process takes its place."""
@@ -396,12 +413,12 @@ class ParsingPool:
             log.warning("DAG parsing process %s died while idle (exit code %s); replaced",
                         parser.pid, code)
             return
-        error = describe_death(code, path)
+        # After the import, the process serializes what the file defined (user objects
+        # too) and writes it: a death then is still the file's doing.
+        error = describe_death(code, path, "importing" if parser.importing
+                               else "storing the DAGs of")
         log.log(self._blame_level, "DAG parsing process %s: %s; replaced", parser.pid, error)
-        if parser.importing:
-            outcomes.append(ParseOutcome(path, None, error=error, died=True))
-        else:  # it had imported the file and was writing to the store
-            outcomes.append(ParseOutcome(path, None, retry=error + " (while storing it)"))
+        outcomes.append(ParseOutcome(path, None, error=error, unrecorded=True))
 
     def _expire(self, outcomes: list[ParseOutcome]) -> None:
         now = time.monotonic()
@@ -417,7 +434,7 @@ class ParsingPool:
                          f"{path}: the import took longer than [core] dagbag_import_timeout "
                          f"({self.import_timeout:g}s) and did not stop when interrupted")
                 log.log(self._blame_level, "DAG parsing process %s: %s", parser.pid, error)
-                outcomes.append(ParseOutcome(path, None, error=error, died=True))
+                outcomes.append(ParseOutcome(path, None, error=error, unrecorded=True))
             else:
                 why = (f"the parsing process was killed after {took:.0f}s: writing {path} to "
                        f"the store took longer than {self.store_timeout:g}s")
@@ -456,7 +473,7 @@ def parse_here(paths: Iterable[str], *, processes: int, import_timeout: float,
         while len(by_path) < len(paths):
             for outcome in pool.poll(1.0):
                 if outcome.retry:
-                    outcome = ParseOutcome(outcome.path, None, error=outcome.retry, died=True)
+                    outcome = ParseOutcome(outcome.path, None, error=outcome.retry)
                 by_path[outcome.path] = outcome
             if pool.cannot_start():
                 raise RuntimeError("the DAG parsing processes do not start (see the log above)")

@@ -257,7 +257,7 @@ class DagFileProcessor:
                           path, outcome.retry)
                 self._seen[path] = (-1.0, now)
                 continue
-            if outcome.died:
+            if outcome.unrecorded:
                 try:
                     self._record_import_error(path, outcome.error or "")
                 except Exception:  # noqa: BLE001  (tried again at the next scan)

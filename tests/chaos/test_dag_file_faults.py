@@ -40,7 +40,7 @@ import pytest
 pytestmark = pytest.mark.timeout(300)
 
 UPDRAFT = str(Path(sys.executable).with_name("updraft"))
-HANG_TIMEOUT = 25  # [core] dagbag_import_timeout of the scheduler: the hang outlives the rest
+HANG_TIMEOUT = 20  # [core] dagbag_import_timeout of the scheduler: the hang outlives the rest
 MEMORY_LIMIT_MB = 400
 
 GOOD = '''
@@ -445,16 +445,19 @@ def test_dag_files_that_kill_hang_or_collide(world, start_scheduler):
     assert dags["shared_id"]["fileloc"] == str(first)
 
     # The CLI reads what the scheduler stored; exit codes as documented in the README.
-    code, out, err = finish(cli(world, "dags", "list", "-o", "json"))
+    listing = cli(world, "dags", "list", "-o", "json")
+    listed_errors = cli(world, "dags", "list-import-errors", "-o", "json")
+    unreadable = cli(world, "dags", "list",
+                     UPDRAFT__DATABASE__SQL_ALCHEMY_CONN="postgresql://x@127.0.0.1:1/x")
+    code, out, err = finish(listing)
     assert code == 0, err
     assert {(r["dag_id"], r["fileloc"]) for r in json.loads(out)} == {
         *((name, f"{folder}/{name}.py") for name in (*goods, "late")),
         ("shared_id", str(first))}
-    code, out, err = finish(cli(world, "dags", "list-import-errors", "-o", "json"))
+    code, out, err = finish(listed_errors)
     assert code == 1, err
     assert {Path(r["filepath"]).name: r["error"] for r in json.loads(out)} == found
-    code, out, err = finish(cli(world, "dags", "list",
-                                UPDRAFT__DATABASE__SQL_ALCHEMY_CONN="postgresql://x@127.0.0.1:1/x"))
+    code, out, err = finish(unreadable)
     assert code == 3 and "cannot reach the store" in err, (code, err)
     code, out, err = finish(local_list)
     assert code == 0, err
@@ -473,11 +476,12 @@ def test_dag_files_that_kill_hang_or_collide(world, start_scheduler):
     assert len(parsers) >= 2 + len(KILLERS), parsers  # two, and one more per death
     stopping = time.monotonic()
     scheduler.process.send_signal(signal.SIGTERM)
-    assert scheduler.process.wait(60) == 0
-    wait_for(lambda: not scheduler.alive_parsers(), timeout=10,
+    wait_for(lambda: not scheduler.alive_parsers(), timeout=30,
              what="the parsing processes to end", describe=lambda: scheduler.alive_parsers())
     record("scheduler stopped (SIGTERM)", "to its last parsing process gone",
            time.monotonic() - stopping)
+    assert scheduler.process.wait(60) == 0
+    assert not scheduler.alive_parsers()
     _print_figures()
 
 

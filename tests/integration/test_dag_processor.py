@@ -178,6 +178,37 @@ def test_each_killer_file_gets_its_own_error_and_the_good_files_none(env, proces
     assert all(gone(pid) for pid in pids)
 
 
+SERIALIZED_BADLY = '''
+import os
+from datetime import datetime
+from updraft import DAG
+from updraft.operators.bash import BashOperator
+
+class Value:  # what the DAG processor meets when it serializes the DAG, after the import
+    def __str__(self):
+        {action}
+    __repr__ = __str__
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    BashOperator(task_id="t", bash_command="echo", env={{"A": Value()}})
+'''
+
+
+def test_a_file_whose_dags_break_or_kill_the_store_step_is_blamed(env, processor):
+    write(env, "exits_late", SERIALIZED_BADLY.format(dag_id="late", action="os._exit(3)"))
+    write(env, "raises_late", SERIALIZED_BADLY.format(dag_id="raising",
+                                                      action='raise TypeError("no text")'))
+    write(env, "good", GOOD.format(dag_id="good", task_id="t"))
+    processor().process_once(timeout=60)
+    errors = import_errors()
+    assert set(errors) == {"exits_late.py", "raises_late.py"}
+    assert errors["exits_late.py"].startswith(
+        f"the parsing process exited with code 3 while storing the DAGs of {env}/exits_late.py")
+    assert errors["raises_late.py"].startswith(
+        f"storing the DAGs of {env}/raises_late.py failed: TypeError: no text")
+    assert set(stored()) == {"good"}
+
+
 def test_a_file_that_ignores_the_timeout_is_killed_and_blamed(env, processor, monkeypatch):
     from updraft.config import conf
 
