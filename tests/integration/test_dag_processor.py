@@ -397,9 +397,9 @@ def test_dags_list_and_import_errors_read_the_store(env, processor):
         ("good", str(env / "good.py"), False)]
     errors = cli("dags", "list-import-errors", "-o", "json")
     assert errors.exit_code == 1
+    expected = f"the parsing process exited with code 0 while importing {env}/exit_zero.py"
     assert [(r["filepath"], r["error"].split(":")[0]) for r in json.loads(errors.stdout)] == [
-        (str(env / "exit_zero.py"), "the parsing process exited with code 0 while importing "
-                                    f"{env}/exit_zero.py")]
+        (str(env / "exit_zero.py"), expected)]
     table = cli("dags", "list-import-errors")
     assert table.exit_code == 1 and "exit_zero.py" in table.output
 
