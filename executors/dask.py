@@ -124,6 +124,10 @@ class DaskExecutor(BaseExecutor):
         self._collector: threading.Thread | None = None
         self._threads = 0
         self._default_store_url: str | None = None
+        from updraft.isolation import configured_isolation
+
+        #: "process" (each try in its own process, the default) or "thread".
+        self.isolation = configured_isolation()
 
     @property
     def client(self):
@@ -229,6 +233,7 @@ class DaskExecutor(BaseExecutor):
             try:
                 futures = self._client.map(
                     function, payloads, [store_url] * len(bundles),
+                    [self.isolation] * len(bundles),
                     key=[prefix + dask_key(bundle[0][1], bundle[0][0]) for bundle in bundles],
                     pure=False, resources={resource: 1} if resource else None, retries=0)
             except Exception as exc:  # reported per try, the scheduler retries
@@ -268,7 +273,7 @@ class DaskExecutor(BaseExecutor):
         if not dags or self._client is None:
             return
         try:
-            self._client.run(warm_dags, list(dags), on_error="return")
+            self._client.run(warm_dags, list(dags), self.isolation, on_error="return")
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
 
@@ -278,7 +283,7 @@ class DaskExecutor(BaseExecutor):
         from executors.dask_worker import WarmWorker, noop
 
         try:
-            self._client.register_plugin(WarmWorker(self._default_store_url))
+            self._client.register_plugin(WarmWorker(self._default_store_url, self.isolation))
             workers = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))
             futures = [self._client.submit(noop, pure=False, workers=[address],
                                            allow_other_workers=True) for address in workers]
@@ -287,8 +292,17 @@ class DaskExecutor(BaseExecutor):
             log.debug("could not warm the Dask workers up", exc_info=True)
 
     def cancel(self, key: TryKey) -> bool:
-        """Cancel the Dask futures of ``key``; blocks for one round trip to the scheduler."""
+        """Cancel the Dask futures of ``key`` and stop its try where it runs (its process
+        gets SIGTERM, then SIGKILL after the grace period); one round trip to the cluster."""
+        from executors.dask_worker import stop_try
+
         tokens = self._tokens_for(key)
+        if tokens and self._client is not None and self.isolation != "thread":
+            try:
+                self._client.run(stop_try, list(key), "stopped: cancelled by the scheduler",
+                                 wait=False)
+            except Exception:  # noqa: BLE001  (the heartbeat check stops it later)
+                log.debug("could not ask the workers to stop %s", key, exc_info=True)
         with self._lock:
             popped = [self._futures.pop(token) for token in tokens if token in self._futures]
             # A bundle's Dask task goes on while it still carries other tries.

@@ -1,35 +1,31 @@
-"""The local executor: tries run in parallel worker processes on this machine.
+"""The local executor: tries run in processes of their own on this machine.
 
-Up to ``parallelism`` (``[core] parallelism``) long-lived worker processes are started with
-the ``spawn`` method, on demand, each running one try at a time with ``run_task_try``. One
-monitor thread in the scheduler's process hands tries to idle workers over a pipe per
-worker, reads their outcomes and watches each process's sentinel, so it always knows which
-try a worker was running when it died:
+Up to ``parallelism`` slot threads in this process each supervise one try at a time
+(``updraft.isolation.Supervisor``): the try runs in a process forked from a warm zygote (a
+separate interpreter started once, so nothing of the scheduler's process, its threads or
+its database connections, reaches user code), while the slot streams its log, heartbeats
+for it, enforces its timeout and memory limit, and records its outcome, or how its process
+died. A try that segfaults or is killed fails alone, with the cause in its log; the slot
+goes on with the next try.
 
-- A worker that dies mid-try (killed, segfault, ``os._exit``) yields an error event for
-  that try (``outcome`` None) and is replaced by a new process when work is waiting. The
-  store still says ``running`` for the try: the scheduler fails it under the retry policy.
-- ``cancel`` drops a try not yet started, and terminates (SIGTERM) the process running one.
+- ``cancel`` drops a try not yet started, and stops a running one (SIGTERM, ``on_kill()``,
+  SIGKILL after ``[core] kill_grace_period``); its event comes once its process is gone.
+- ``stop(wait=False)`` stops every running try as an interruption: the try is recorded
+  ``up_for_retry`` without using one of its retries, so a restart runs it again.
 
-Why ``spawn``: a forked child inherits the scheduler's threads, locks and database
-connections; a forkserver child inherits the environment of the moment the fork server
-started, which may predate ``UPDRAFT_HOME`` or the store URL. A spawned worker sees the
-environment of the moment it starts. Workers ignore SIGINT: the scheduler stops them.
+The local executor always isolates tries in processes: ``[core] task_isolation = thread``
+would put user code in the scheduler's process, which ADR 3 forbids.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
 import socket
 import threading
 import traceback
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from executors.base import BaseExecutor, TryKey, try_key
@@ -38,307 +34,145 @@ from updraft.runtime import TryRequest
 log = logging.getLogger(__name__)
 
 
-def _worker_main(conn: Connection) -> None:
-    """Body of a worker process: run the tries the parent sends until it sends None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:  # let user code start processes of its own (daemonic processes may not)
-        multiprocessing.current_process().daemon = False
-    except (AssertionError, AttributeError):
-        pass
-    from executors.live_logs import run_with_live_logs
-    from updraft.runtime import run_task_try
-
-    node = f"{socket.gethostname()}:{os.getpid()}:local"
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the scheduler went away
-            return
-        if message is None:
-            return
-        token, data = message
-        try:
-            request = TryRequest.from_json(data)
-            outcome = run_with_live_logs(request, lambda on_line, request=request: run_task_try(
-                request, node=node, executor="local", on_log_line=on_line))
-            reply = (token, outcome, None)
-        except BaseException as exc:  # noqa: BLE001  (reported to the parent as an event)
-            problem = (f"task runner failed: {type(exc).__name__}: {exc}\n"
-                       f"{traceback.format_exc(limit=8)}")
-            reply = (token, None, problem)
-        try:
-            conn.send(reply)
-        except (EOFError, OSError):
-            return
-
-
-@dataclass(eq=False)
-class _Worker:
-    process: multiprocessing.process.BaseProcess
-    conn: Connection
-    current: int | None = None
-    retiring: bool = False
-    sent: list[int] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"worker process {self.process.pid}"
-
-
 class LocalExecutor(BaseExecutor):
-    """Runs tries in up to ``parallelism`` worker processes on this machine."""
+    """Supervises up to ``parallelism`` tries at once, each in a process of its own."""
 
     name = "local"
+    isolation = "process"
 
-    def __init__(self, parallelism: int | None = None, *, start_method: str = "spawn",
-                 stop_timeout: float = 10.0) -> None:
+    def __init__(self, parallelism: int | None = None, *, kill_grace: float | None = None,
+                 stop_timeout: float = 10.0, **_legacy: Any) -> None:
         super().__init__(parallelism)
-        self._context = multiprocessing.get_context(start_method)
+        self._kill_grace = kill_grace
         self._stop_timeout = stop_timeout
         self._pending: deque[int] = deque()
-        self._workers: list[_Worker] = []
-        self._monitor: threading.Thread | None = None
-        self._poke_r, self._poke_w = -1, -1
-        self._closing = False
-        self._deaths = 0
+        self._ready = threading.Condition(self._lock)
+        self._threads: list[threading.Thread] = []
+        self._busy: dict[int, int] = {}  # thread ident -> token
+        self._supervisor = None
+        self._node = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
 
     # -- interface -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the monitor thread; worker processes start when tries arrive."""
-        if self._monitor is not None:
+        """Start the zygote that forks the tries' processes; slot threads start on demand."""
+        if self._started:
             return
+        if self.isolation == "process":
+            from updraft.isolation.supervisor import Supervisor
+
+            self._supervisor = Supervisor(self.name, kill_grace=self._kill_grace,
+                                          node=self._node)
+            self._supervisor.start()
         super().start()
-        self._poke_r, self._poke_w = os.pipe()
-        os.set_blocking(self._poke_r, False)
-        self._monitor = threading.Thread(target=self._monitor_loop, name="updraft-local-monitor",
-                                         daemon=True)
-        self._monitor.start()
 
     def submit(self, requests: Iterable[TryRequest]) -> None:
-        """Queue the tries; the monitor thread hands them to idle workers."""
+        """Queue the tries; idle slot threads take them."""
         self._check_accepting()
         tokens = [self._accept(request) for request in requests]
-        with self._lock:
+        with self._ready:
             self._pending.extend(tokens)
-        self._poke()
+            wanted = min(self.parallelism, len(self._busy) + len(self._pending))
+            while len(self._threads) < wanted:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"updraft-{self.name}-slot-{len(self._threads)}")
+                self._threads.append(thread)
+                thread.start()
+            self._ready.notify_all()
 
     def cancel(self, key: TryKey) -> bool:
-        """Drop waiting submissions of ``key``; terminate the process running one."""
+        """Drop waiting submissions of ``key``; stop the process of a running one."""
         with self._lock:
             dropped = [token for token in self._pending
                        if try_key(self._in_flight[token]) == key]
             for token in dropped:
                 self._pending.remove(token)
-            killed = [worker for worker in self._workers if worker.current is not None
-                      and worker.current in self._in_flight
-                      and try_key(self._in_flight[worker.current]) == key]
-            for worker in killed:
-                worker.retiring = True
+            running = any(try_key(self._in_flight[token]) == key
+                          for token in self._busy.values() if token in self._in_flight)
         for token in dropped:
             self._finish(token, error="cancelled before it started")
-        for worker in killed:
-            token = worker.current
-            worker.process.terminate()
-            if token is not None:
-                self._finish(token, error=f"cancelled: {worker.label} was terminated",
-                             worker=worker.label)
-        return bool(dropped or killed)
+        stopped = bool(running and self._supervisor is not None and self._supervisor.stop(
+            key, "stopped: cancelled by the scheduler"))
+        return bool(dropped) or stopped
+
+    def warm(self, dags: list[tuple[str, str]]) -> None:
+        """Have the zygote parse these DAGs ahead of their first tries."""
+        if self._supervisor is not None:
+            self._supervisor.warm(dags)
 
     def queue_depth(self) -> int:
         with self._lock:
             return len(self._pending)
 
     def stop(self, wait: bool = True) -> None:
-        """Finish (wait=True) or cancel (wait=False) the tries, then end the workers."""
-        if self._monitor is None:
-            self._stopping = True
-            return
-        with self._lock:
+        """Finish (wait=True) or interrupt (wait=False) the tries, then end the slots."""
+        with self._ready:
             self._stopping = True
             dropped = [] if wait else list(self._pending)
             if not wait:
                 self._pending.clear()
-            busy = [] if wait else [w for w in self._workers if w.current is not None]
-            for worker in busy:
-                worker.retiring = True
+            self._ready.notify_all()
         for token in dropped:
             self._finish(token, error="cancelled: the executor stopped before it started")
-        for worker in busy:
-            token = worker.current
-            worker.process.terminate()
-            if token is not None:
-                self._finish(token, error=f"cancelled: the executor stopped; {worker.label} "
-                                          "was terminated", worker=worker.label)
         if wait:
             self.join()
-        self._closing = True
-        self._poke()
-        self._monitor.join(self._stop_timeout + 5)
-        self._monitor = None
-        for fd in (self._poke_r, self._poke_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        elif self._supervisor is not None:
+            self._supervisor.stop_all()
+        for thread in list(self._threads):
+            thread.join(self._stop_timeout)
+        self._threads = []
+        if self._supervisor is not None:
+            self._supervisor.close()
 
     def health(self) -> dict[str, Any]:
         info = super().health()
         with self._lock:
-            info.update(alive=self._monitor is not None and self._monitor.is_alive(),
-                        workers=len(self._workers),
-                        busy_workers=sum(1 for w in self._workers if w.current is not None),
-                        worker_pids=[w.process.pid for w in self._workers],
-                        worker_deaths=self._deaths, start_method=self._context.get_start_method())
+            info.update(alive=self._started and not self._stopping, workers=len(self._threads),
+                        busy_workers=len(self._busy), node=self._node, isolation=self.isolation)
+        if self._supervisor is not None:
+            info.update(zygote_pid=self._supervisor.zygote.pid,
+                        zygote_starts=self._supervisor.zygote.starts,
+                        tries_died=self._supervisor.stats["died"],
+                        tries_stopped=self._supervisor.stats["stopped"])
         return info
 
-    # -- the monitor thread ----------------------------------------------------------------
+    # -- the slot threads ------------------------------------------------------------------
 
-    def _poke(self) -> None:
-        try:
-            os.write(self._poke_w, b"x")
-        except (BlockingIOError, OSError):  # pipe full: the monitor is awake anyway
-            pass
-
-    def _spawn_worker(self) -> _Worker:
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, args=(child_end,),
-                                        name="updraft-local-worker", daemon=True)
-        process.start()
-        child_end.close()
-        return _Worker(process=process, conn=parent_end)
-
-    def _dispatch(self) -> None:
-        """Hand waiting tries to idle workers, starting workers up to ``parallelism``."""
+    def _work(self) -> None:
+        me = threading.get_ident()
         while True:
-            with self._lock:
-                if not self._pending or self._closing:
-                    return
-                idle = next((w for w in self._workers
-                             if w.current is None and not w.retiring), None)
-                if idle is None and len(self._workers) >= self.parallelism:
-                    return
-            if idle is None:
-                idle = self._spawn_worker()
-                with self._lock:
-                    self._workers.append(idle)
-            with self._lock:
+            with self._ready:
+                while not self._pending and not self._stopping:
+                    self._ready.wait()
                 if not self._pending:
                     return
                 token = self._pending.popleft()
                 request = self._in_flight.get(token)
-                idle.current = token
-            if request is None:
-                idle.current = None
-                continue
+                if request is None:
+                    continue
+                self._busy[me] = token
             try:
-                idle.conn.send((token, request.to_json()))
-            except (OSError, ValueError) as exc:
-                self._finish(token, error=f"could not hand the try to {idle.label}: {exc}",
-                             worker=idle.label)
-                self._retire(idle)
-
-    def _retire(self, worker: _Worker) -> None:
-        with self._lock:
-            worker.retiring = True
-            worker.current = None
-        if worker.process.is_alive():
-            worker.process.terminate()
-
-    def _on_message(self, worker: _Worker) -> bool:
-        """Read one outcome from ``worker``; False at end of file (it died)."""
-        try:
-            token, outcome, error = worker.conn.recv()
-        except (EOFError, OSError):
-            return False  # the sentinel reports the death
-        with self._lock:
-            if worker.current == token:
-                worker.current = None
-        self._finish(token, outcome, error, worker=worker.label)
-        return True
-
-    def _on_death(self, worker: _Worker) -> None:
-        while True:  # an outcome sent just before dying still counts
-            try:
-                if not worker.conn.poll():
-                    break
-            except (EOFError, OSError):
-                break
-            if not self._on_message(worker):
-                break
-        worker.process.join(1)
-        code = worker.process.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else \
-            f"exit code {code}"
-        with self._lock:
-            token, worker.current = worker.current, None
-            if worker in self._workers:
-                self._workers.remove(worker)
-            if not worker.retiring:
-                self._deaths += 1
-        try:
-            worker.conn.close()
-        except OSError:
-            pass
-        if token is not None:
-            request = self._request(token)
-            label = request.label if request is not None else "a try"
-            log.warning("%s died (%s) while running %s", worker.label, how, label)
-            self._finish(token, error=f"{worker.label} died ({how}) while running {label}",
-                         worker=worker.label)
-
-    def _monitor_loop(self) -> None:
-        try:
-            while not self._closing:
-                self._dispatch()
+                outcome = self._run(request)
+            except BaseException as exc:  # noqa: BLE001  (reported as an event; the slot lives)
+                log.exception("the task runner failed for %s", request.label)
+                self._finish(token, error=f"task runner failed: {type(exc).__name__}: {exc}\n"
+                                          f"{traceback.format_exc(limit=5)}", worker=self._node)
+            else:
+                self._finish(token, outcome, worker=self._node)
+            finally:
                 with self._lock:
-                    workers = list(self._workers)
-                conns = {w.conn: w for w in workers}
-                sentinels = {w.process.sentinel: w for w in workers}
-                ready = wait([self._poke_r, *conns, *sentinels])
-                for obj in ready:
-                    if obj == self._poke_r:
-                        try:
-                            while os.read(self._poke_r, 4096):
-                                pass
-                        except (BlockingIOError, OSError):
-                            pass
-                for obj in ready:
-                    if obj in conns and conns[obj].process.sentinel not in ready:
-                        self._on_message(conns[obj])
-                for obj in ready:
-                    if isinstance(obj, int) and obj in sentinels:
-                        self._on_death(sentinels[obj])
-        except Exception:  # lost tries are reported below
-            log.exception("local executor monitor failed")
-        finally:
-            self._shutdown_workers()
+                    self._busy.pop(me, None)
 
-    def _shutdown_workers(self) -> None:
-        with self._lock:
-            workers, self._workers = list(self._workers), []
-            dropped = list(self._pending)
-            self._pending.clear()
-        for token in dropped:
-            self._finish(token, error="the executor stopped before it started")
-        for worker in workers:
-            try:
-                worker.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        for worker in workers:
-            worker.process.join(self._stop_timeout)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(2)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(2)
-            token = worker.current
-            if token is not None:
-                self._finish(token, error=f"the executor stopped while {worker.label} ran it",
-                             worker=worker.label)
-            try:
-                worker.conn.close()
-            except OSError:
-                pass
+    def _run(self, request: TryRequest):
+        from executors.live_logs import run_with_live_logs
+
+        if self._supervisor is not None:
+            return run_with_live_logs(request, lambda on_line: self._supervisor.run(
+                request, node=self._node, on_log_line=on_line))
+        from updraft.runtime import run_task_try
+
+        return run_with_live_logs(request, lambda on_line: run_task_try(
+            request, node=self._node, executor=self.name, on_log_line=on_line))
+
+
+__all__ = ["LocalExecutor"]

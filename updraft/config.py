@@ -33,6 +33,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_retry_delay": 86400,
         "hide_sensitive_var_conn_fields": True,
         "sensitive_var_conn_names": "",
+        # "process": each try runs in a process of its own, forked from a warm zygote and
+        # supervised from outside (contained, stoppable, limits enforced); "thread": in the
+        # executor slot's thread, for trusted, very short tasks (see README).
+        "task_isolation": "process",
+        # Seconds a stopped try gets between SIGTERM (its on_kill() runs) and SIGKILL.
+        "kill_grace_period": 5.0,
+        # Default memory limit of a try's process ("2GiB", "512MB"; empty: none); a task's
+        # executor_config={"memory_limit": ...} overrides it.
+        "task_memory_limit": "",
     },
     "database": {
         "sql_alchemy_conn": "",  # empty: sqlite:///$UPDRAFT_HOME/updraft.db

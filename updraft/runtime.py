@@ -309,6 +309,54 @@ def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | 
                       duration=duration, next_retry_at=next_retry_at)
 
 
+def interrupt_try(request: TryRequest, *, reason: str, node: str | None,
+                  duration: float) -> TryOutcome:
+    """Record a try stopped by a shutdown, not by its own doing: ``running -> up_for_retry``
+    due now, with one more try allowed (``max_tries + 1``), so the interruption uses none
+    of the task's retries while the next try still gets a new try number."""
+    from sqlalchemy import update
+
+    from updraft.store.group_commit import group_committer
+    from updraft.store.models import TaskInstanceModel as T
+    from updraft.store.outage import retry_while_unavailable
+    from updraft.store.runs import add_event
+
+    now = utcnow()
+    started_at = now - timedelta(seconds=duration)
+
+    def interrupt(session) -> bool:
+        changed = session.execute(update(T).where(
+            T.dag_id == request.dag_id, T.run_id == request.run_id,
+            T.task_id == request.task_id, T.map_index == request.map_index,
+            T.try_number == request.try_number, T.try_id.is_not_distinct_from(request.try_id),
+            T.state == str(TI.RUNNING),
+        ).values(state=str(TI.UP_FOR_RETRY), max_tries=T.max_tries + 1, end_date=now,
+                 duration=duration, next_retry_at=now, updated_at=now)).rowcount
+        if not changed:
+            return False
+        session.execute(_statements()["try_row"], {
+            "dag_id": request.dag_id, "run_id": request.run_id, "task_id": request.task_id,
+            "map_index": request.map_index, "try_number": request.try_number,
+            "state": str(TI.UP_FOR_RETRY), "start_date": started_at, "end_date": now,
+            "duration": duration, "hostname": hostname(), "error": reason[:4000]})
+        add_event(session, dag_id=request.dag_id, run_id=request.run_id,
+                  task_id=request.task_id, map_index=request.map_index,
+                  try_number=request.try_number, old=str(TI.RUNNING),
+                  new=str(TI.UP_FOR_RETRY), cause=reason, node=node, when=now)
+        return True
+
+    committer = group_committer(request.store_url)
+    recorded = retry_while_unavailable(lambda: committer.run(interrupt),
+                                       what=f"recording the interruption of {request.label}",
+                                       deadline=time.monotonic() + 5.0)
+    if not recorded:
+        return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                          error="the task instance was changed by someone else while it ran",
+                          duration=duration)
+    return TryOutcome(state=TI.UP_FOR_RETRY, try_number=request.try_number, error=reason,
+                      duration=duration, next_retry_at=now)
+
+
 def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
                  executor: str | None = None, on_log_line: Callable[[str], None] | None = None,
                  echo_log=None) -> TryOutcome:
@@ -391,5 +439,5 @@ def warm_statements(store_url: str | None = None) -> None:
         pass
 
 
-__all__ = ["REFUSED_CLAIM", "ClaimedTry", "TryOutcome", "TryRequest", "claim_try", "preload",
-           "record_try", "run_task_try", "warm_statements"]
+__all__ = ["REFUSED_CLAIM", "ClaimedTry", "TryOutcome", "TryRequest", "claim_try",
+           "interrupt_try", "preload", "record_try", "run_task_try", "warm_statements"]

@@ -99,6 +99,17 @@ def load_dag(fileloc: str, dag_id: str):
         return dag
 
 
+def is_dag_cached(fileloc: str, dag_id: str) -> bool:
+    """True if this process has parsed the current version of ``fileloc`` for ``dag_id``."""
+    try:
+        mtime = os.stat(fileloc).st_mtime
+    except OSError:
+        return False
+    with _dag_cache_lock:
+        cached = _dag_cache.get((fileloc, dag_id))
+    return cached is not None and cached[0] == mtime
+
+
 _settled = [0.0]
 
 
@@ -374,4 +385,4 @@ def _send_alert_email(task, ti, state: TI, exception, context) -> None:
 
 
 __all__ = ["TryExecution", "TryResult", "after_try", "call_with_timeout", "execute_try",
-           "load_dag", "settle_heap"]
+           "is_dag_cached", "load_dag", "settle_heap"]

@@ -296,32 +296,36 @@ def test_get_executor_by_name_and_config(monkeypatch):
     assert executor_class(conf.get("core", "executor")).name == "dask"
 
 
-def test_local_worker_killed_mid_try_is_reported_and_replaced(store_url, dag):
+def test_local_try_that_kills_itself_fails_alone_with_the_cause(store_url, dag):
     with build("local") as executor:
         suicide, hello = queue_tries(store_url, dag, ["suicide", "hello"])
         executor.submit([suicide])
         [event] = wait_events(executor, 1)
-        assert event.outcome is None and "died" in event.error and "signal 9" in event.error
-        assert ti_row(store_url, suicide).state == "running"  # zombie handling fails it
+        assert event.error is None and event.outcome.state == TI.FAILED
+        assert "signal 9 (SIGKILL)" in event.outcome.error
+        assert ti_row(store_url, suicide).state == "failed"  # recorded by the supervisor
+        assert "died of signal 9" in Path(event.outcome.log_path).read_text()
         executor.submit([hello])
         [event] = wait_events(executor, 1)
         assert event.outcome.state == TI.SUCCESS
-        assert executor.health()["worker_deaths"] == 1
+        assert executor.health()["tries_died"] == 1
 
 
-def test_local_cancel_terminates_a_running_try(store_url, dag):
+def test_local_cancel_stops_a_running_try(store_url, dag):
     with build("local") as executor:
         [nap] = queue_tries(store_url, dag, ["nap_1"])
         executor.submit([nap])
         wait_state(store_url, nap, TI.RUNNING)
         assert executor.cancel(try_key(nap)) is True
         [event] = wait_events(executor, 1)
-        assert event.outcome is None and "terminated" in event.error
+        assert event.outcome.state == TI.FAILED and "cancelled" in event.outcome.error
         assert executor.slots_available() == 2
 
 
 def test_dask_worker_client_inside_a_task(store_url, dag):
-    with build("dask", dashboard_address="127.0.0.1:0") as executor:
+    # The try runs in a process of its own: it reaches the cluster over TCP.
+    with build("dask", dashboard_address="127.0.0.1:0",
+               cluster_options={"protocol": "tcp"}) as executor:
         [inner] = queue_tries(store_url, dag, ["inner_dask"])
         executor.submit([inner])
         [event] = wait_events(executor, 1)
@@ -411,16 +415,16 @@ def test_dask_bundles_tries_that_would_queue_and_reports_each(store_url, quick_d
 
 def test_a_runner_error_in_a_bundle_reaches_every_try_of_it(store_url, quick_dag,
                                                             monkeypatch):
-    import updraft.runtime
+    from updraft.isolation.supervisor import Supervisor
 
-    real = updraft.runtime.run_task_try
+    real = Supervisor.run
 
-    def failing_on_q03(request, *args, **kwargs):
+    def failing_on_q03(self, request, *args, **kwargs):
         if request.task_id == "q03":  # the task runner itself fails (not the task)
             raise OSError("the store went away")
-        return real(request, *args, **kwargs)
+        return real(self, request, *args, **kwargs)
 
-    monkeypatch.setattr(updraft.runtime, "run_task_try", failing_on_q03)
+    monkeypatch.setattr(Supervisor, "run", failing_on_q03)
     requests = queue_tries(store_url, quick_dag, ["q00", "q01", "q02", "q03"])
     with bundling_executor() as executor:
         executor.submit(requests)
@@ -448,18 +452,21 @@ def DaskExecutorFor(client) -> BaseExecutor:
 
 
 @pytest.mark.slow
-def test_dask_worker_processes_and_a_worker_dying_mid_try(store_url, dag):
+def test_dask_try_that_kills_itself_leaves_its_worker_alone(store_url, dag):
     with build("dask", processes=True, n_workers=2, threads_per_worker=1) as executor:
         hello, suicide = queue_tries(store_url, dag, ["hello", "suicide"])
         executor.submit([hello])
         [event] = wait_events(executor, 1, timeout=30)
         assert event.outcome.state == TI.SUCCESS and event.worker is not None
         assert "hello from updraft" in Path(event.outcome.log_path).read_text()
+        workers = set(executor.client.scheduler_info(n_workers=-1)["workers"])
         executor.submit([suicide])
         [event] = wait_events(executor, 1, timeout=30)
-        # Dask re-ran it on another worker; the store refused that claim (or gave up).
-        assert event.lost and (event.refused or "KilledWorker" in event.error), event
-        assert ti_row(store_url, suicide).state == "running"
+        # Only the try's own process died; the supervisor recorded how.
+        assert event.error is None and event.outcome.state == TI.FAILED, event
+        assert "signal 9 (SIGKILL)" in event.outcome.error
+        assert ti_row(store_url, suicide).state == "failed"
+        assert set(executor.client.scheduler_info(n_workers=-1)["workers"]) == workers
 
 
 def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_was(
@@ -476,13 +483,13 @@ def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_
 
 
 def test_dask_workers_parse_a_dag_ahead_when_asked(store_url, quick_dag):
-    import updraft.task_execution
+    from executors import dask_worker
 
     key = (quick_dag.fileloc, quick_dag.dag_id)
-    with build("dask") as executor:  # in-process workers: they share this module
-        updraft.task_execution._dag_cache.pop(key, None)
+    with build("dask") as executor:  # in-process workers: their supervisors are here
         executor.warm([key])
         deadline = time.monotonic() + 20
-        while key not in updraft.task_execution._dag_cache:
-            assert time.monotonic() < deadline, "the workers did not parse the DAG"
+        while not any(supervisor.zygote.warmed.get(quick_dag.fileloc, "not yet") is None
+                      for supervisor in list(dask_worker._supervisors.values())):
+            assert time.monotonic() < deadline, "the workers' zygotes did not parse the DAG"
             time.sleep(0.02)

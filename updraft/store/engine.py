@@ -199,11 +199,13 @@ def dialect_of(bind: Session | Connection):
     return dialect if dialect is not None else bind.get_bind().dialect
 
 
-def dispose_engines() -> None:
-    """Close every pooled connection (tests, and child processes after fork)."""
+def dispose_engines(close: bool = True) -> None:
+    """Forget every engine and its pooled connections (tests). In a process just forked,
+    pass ``close=False``: the connections belong to the parent, which goes on using them,
+    so they are dropped without being closed."""
     with _lock:
         for engine in [*_engines.values(), *_write_engines.values()]:
-            engine.dispose()
+            engine.dispose(close=close)
         _engines.clear()
         _write_engines.clear()
         _makers.clear()
