@@ -30,9 +30,15 @@ Both failures are compare-and-sets, so a scheduler zombie check racing with a wo
 the try once. A redelivered message whose try another worker runs or finished is refused by
 the ``run_task_try`` claim anyway; it is acked.
 
+Each try runs in a process of its own (``[core] task_isolation = process``, the default):
+the slot thread supervises it (``updraft.isolation``), so a try that crashes, leaks or hangs
+fails alone, with the cause in its log, and the worker goes on.
+
 SIGTERM (or ``stop()``): stop fetching, let running tries finish for up to
-``shutdown_grace`` seconds, ack them, then exit. Tries still running after that are left to
-the redelivery rule above. The worker's liveness is published on ``P.hb.<node>`` and kept in
+``shutdown_grace`` seconds, then stop the rest as interruptions (recorded ``up_for_retry``
+without using a retry, so they run again elsewhere), ack them and exit: well within ten
+seconds. With thread isolation, tries still running after the grace are left to the
+redelivery rule above. The worker's liveness is published on ``P.hb.<node>`` and kept in
 the ``node`` table (kind ``worker``) every ``heartbeat_interval``.
 """
 
@@ -241,6 +247,10 @@ class Worker:
         self._io_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._log_publisher = None
         self._stop_requested = False
+        from updraft.isolation import configured_isolation
+
+        self.isolation = configured_isolation()
+        self._supervisor = None
 
     # -- control -----------------------------------------------------------------------------
 
@@ -280,6 +290,11 @@ class Worker:
                                                            thread_name_prefix="updraft-try")
         self._io_pool = concurrent.futures.ThreadPoolExecutor(1,
                                                               thread_name_prefix="updraft-hb")
+        if self.isolation == "process":
+            from updraft.isolation.supervisor import Supervisor
+
+            self._supervisor = Supervisor("nats_queue", node=self.node_id)
+            self._supervisor.start()
         slots = _Slots(self.concurrency)
         subscriptions = {}
         for queue in self.queues:
@@ -306,6 +321,13 @@ class Worker:
             await asyncio.gather(*fetchers, return_exceptions=True)
             if handlers:
                 _, pending = await asyncio.wait(set(handlers), timeout=self.shutdown_grace)
+                if pending and self._supervisor is not None:
+                    stopped = self._supervisor.stop_all()
+                    log.info("Worker %s: interrupting %d tr%s still running (they run again "
+                             "without using a retry)", self.node_id, stopped,
+                             "y" if stopped == 1 else "ies")
+                    _, pending = await asyncio.wait(
+                        pending, timeout=self._supervisor.kill_grace + 3)
                 self.abandoned = len(pending)
                 if pending:
                     log.warning("Worker %s: %d tr%s still running after %gs; leaving them to "
@@ -321,6 +343,8 @@ class Worker:
                 pass
             self._io_pool.shutdown(wait=False)
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._supervisor is not None:
+                self._supervisor.close()
 
     async def _fetch_loop(self, queue: str, sub: Any, slots: _Slots,
                           handlers: set[asyncio.Task]) -> None:
@@ -461,21 +485,25 @@ class Worker:
             if verdict is not None:
                 return verdict
         dag = None
-        try:
-            # DagBag parsing is not thread-safe (DagContext is process-global): parse one
-            # file at a time; run_task_try then finds the DAG in its cache.
-            with _parse_lock:
-                dag = load_dag(request.fileloc, request.dag_id)
-        except Exception:  # noqa: BLE001  (run_task_try parses again and records the error)
-            dag = None
+        if self._supervisor is None:
+            try:
+                # DagBag parsing is not thread-safe (DagContext is process-global): parse
+                # one file at a time; run_task_try then finds the DAG in its cache.
+                with _parse_lock:
+                    dag = load_dag(request.fileloc, request.dag_id)
+            except Exception:  # noqa: BLE001  (run_task_try parses again, records the error)
+                dag = None
         stream = None
         try:
             stream = self._log_publisher.for_try(request)
         except Exception:  # live logs are best effort
             log.debug("live logs unavailable for %s", request.label, exc_info=True)
         try:
-            outcome = run_task_try(request, dag, node=self.node_id, executor="nats_queue",
-                                   on_log_line=stream)
+            if self._supervisor is not None:
+                outcome = self._supervisor.run(request, node=self.node_id, on_log_line=stream)
+            else:
+                outcome = run_task_try(request, dag, node=self.node_id, executor="nats_queue",
+                                       on_log_line=stream)
         finally:
             if stream is not None:
                 stream.close()
