@@ -203,11 +203,17 @@ class Scheduler:
             self.processor.start()
 
     def shutdown(self) -> None:
+        """Stop the DAG processor and the executor (tries still running are interrupted:
+        recorded ``up_for_retry`` without using a retry, see ``executors.base``), then say
+        so in the node table. Never raises: a store that is away only loses that row."""
         if self.processor is not None:
             self.processor.stop()
-        self.executor.stop()
-        with session_scope(self.store_url) as session:
-            self._heartbeat(session, utcnow(), state="stopped")
+        self.executor.stop(wait=False)
+        try:
+            with session_scope(self.store_url) as session:
+                self._heartbeat(session, utcnow(), state="stopped")
+        except Exception as exc:  # noqa: BLE001  (stopping must not fail on the store)
+            log.warning("could not record the scheduler as stopped: %s", exc)
 
     def run(self) -> None:
         """Loop until stopped (or ``num_runs`` passes)."""
