@@ -32,6 +32,7 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+from web.masking import shown
 
 #: A scheduler whose heartbeat is older than this is reported unhealthy.
 SCHEDULER_HEALTH_THRESHOLD = timedelta(seconds=60)
@@ -224,7 +225,7 @@ def run_json(row: DagRunModel) -> dict[str, Any]:
         "queued_at": iso(row.queued_at),
         "start_date": iso(row.start_date),
         "end_date": iso(row.end_date),
-        "conf": row.conf or {},
+        "conf": shown(row.conf or {}),
         "external_trigger": row.external_trigger,
         "triggered_by": row.triggered_by,
         "dag_hash": row.dag_hash,
@@ -295,7 +296,7 @@ def ti_json(row: TaskInstanceModel) -> dict[str, Any]:
         "pool_slots": row.pool_slots,
         "priority_weight": row.priority_weight,
         "operator": row.operator,
-        "rendered_fields": row.rendered_fields or {},
+        "rendered_fields": shown(row.rendered_fields or {}),
         "note": row.note,
     }
 
@@ -359,7 +360,7 @@ def try_json(row: TaskInstanceTry) -> dict[str, Any]:
     return {"try_number": row.try_number, "map_index": row.map_index, "state": row.state,
             "start_date": iso(row.start_date), "end_date": iso(row.end_date),
             "duration": row.duration, "hostname": row.hostname, "executor": row.executor,
-            "error": row.error}
+            "error": shown(row.error)}
 
 
 def list_tries(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int = -1
@@ -374,7 +375,7 @@ def list_tries(session: Session, dag_id: str, run_id: str, task_id: str, map_ind
 def event_json(row: TiEvent) -> dict[str, Any]:
     """The API form of one step in a task instance's story."""
     return {"timestamp": iso(row.timestamp), "try_number": row.try_number,
-            "old_state": row.old_state, "new_state": row.new_state, "cause": row.cause,
+            "old_state": row.old_state, "new_state": row.new_state, "cause": shown(row.cause),
             "node": row.node}
 
 
@@ -457,7 +458,7 @@ def xcom_json(row: XComModel, with_value: bool = True) -> dict[str, Any]:
     body = {"dag_id": row.dag_id, "dag_run_id": row.run_id, "task_id": row.task_id,
             "map_index": row.map_index, "key": row.key, "timestamp": iso(row.timestamp)}
     if with_value:
-        body["value"] = row.value
+        body["value"] = shown(row.value)
     return body
 
 
@@ -480,7 +481,8 @@ def list_xcoms(session: Session, dag_id: str, run_id: str, task_id: str | None =
 
 def import_error_json(row: ImportError_) -> dict[str, Any]:
     """The API form of an import error."""
-    return {"import_error_id": row.id, "filename": row.filename, "stack_trace": row.stacktrace,
+    return {"import_error_id": row.id, "filename": row.filename,
+            "stack_trace": shown(row.stacktrace),
             "timestamp": iso(row.timestamp)}
 
 
@@ -498,7 +500,7 @@ def event_log_json(row: LogEvent) -> dict[str, Any]:
     return {"event_log_id": row.id, "when": iso(row.dttm), "event": row.event,
             "owner": row.owner, "dag_id": row.dag_id, "run_id": row.run_id,
             "task_id": row.task_id, "map_index": row.map_index, "try_number": row.try_number,
-            "extra": row.extra}
+            "extra": shown(row.extra)}
 
 
 def list_event_logs(session: Session, *, limit: int = 100, offset: int = 0,

@@ -99,8 +99,8 @@ def import_command(file: Path) -> None:
     from updraft.models.variable import Variable
 
     try:
-        data = json.loads(click.get_text_stream("stdin").read() if str(file) == "-"
-                          else file.read_text())
+        with click.open_file(str(file), "r", encoding="utf-8") as handle:  # "-": stdin
+            data = json.loads(handle.read())
     except json.JSONDecodeError as exc:
         raise click.ClickException(
             f"{file}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None

@@ -31,7 +31,8 @@ from updraft.exceptions import (
     TaskNotFound,
     UpdraftBadRequest,
 )
-from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+from updraft.state import DagRunState, DagRunType
+from updraft.state import TaskInstanceState as TI
 from updraft.store.models import (
     DagModel,
     DagRunModel,
@@ -43,7 +44,6 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
-
 
 #: Run ids: ASCII letters, digits and _ . : + ~ - or spaces, not starting with a dot or a
 #: space (so never "." or "..", which no URL can carry).

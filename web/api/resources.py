@@ -504,8 +504,9 @@ def update_user(username: str):
 @require(USER_EDIT)
 def delete_user(username: str):
     """Delete a user and their API tokens (not yourself, not the last active Admin)."""
-    from web.auth.users import UserError, get_user as load
+    from web.auth.users import UserError
     from web.auth.users import delete_user as remove
+    from web.auth.users import get_user as load
 
     with session_scope() as session:
         row = load(session, username)

@@ -20,6 +20,7 @@ from web.api.common import (
 from web.api.openapi import MAX_INT, TI_STATES
 from web.api.runs import _run_or_404
 from web.auth.permissions import READ, RUN_MARK, require
+from web.masking import shown
 
 _TI = "/dags/<dag_id>/dagRuns/<run_id>/taskInstances"
 
@@ -98,6 +99,7 @@ def get_log(dag_id: str, run_id: str, task_id: str):
         content = queries.read_try_log(ti, try_number)
     if content is None:
         raise not_found(f"log of try {try_number} of task {task_id!r} in run {run_id!r}")
+    content = shown(content)
     if output == "text":
         name = f"{dag_id}__{run_id}__{task_id}__{map_index}__{try_number}.log"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)

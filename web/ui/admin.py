@@ -3,7 +3,6 @@ the audit log, the health page and the users page (Admin)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for

@@ -95,8 +95,8 @@ def load_json(text: str, what: str) -> tuple[Any, str | None]:
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        return None, f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column " \
-                     f"{exc.colno}"
+        return None, (f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                      f"{exc.colno}")
     except RecursionError:
         return None, f"{what} is nested deeper than {MAX_JSON_DEPTH} levels"
     except ValueError as exc:

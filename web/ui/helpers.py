@@ -96,7 +96,9 @@ def truthy(value: str | None) -> bool:
 
 def install(app) -> None:
     """Jinja filters the templates use."""
+    from web.masking import shown
     from web.ui.markdown import render_markdown
 
-    app.jinja_env.filters.update(dt=fmt_dt, duration=fmt_duration, markdown=render_markdown)
+    app.jinja_env.filters.update(dt=fmt_dt, duration=fmt_duration, markdown=render_markdown,
+                                 shown=shown)
     app.jinja_env.globals.update(TI_STATES=TI_STATES, RUN_STATES=RUN_STATES)

@@ -25,6 +25,7 @@ from typing import Any
 
 from flask import Response, current_app
 
+from updraft.secrets import redact
 from web.auth.permissions import READ, require
 from web.ui.blueprint import bp
 
@@ -179,6 +180,9 @@ def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
         path = log_path_for(ti, try_number, upcoming=True) if ti is not None else None
     if path is None:
         abort(404, f"no try {try_number} of task {task_id!r} in run {run_id!r} of {dag_id!r}")
+    from web.masking import register_known_secrets
+
+    register_known_secrets()  # the lines streamed below pass through the masker
     if not _claim_stream():
         return _busy()
     _, max_seconds = _limits()
@@ -223,7 +227,8 @@ def log_events(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
                     seq = int(item.get("seq", 0))
                     if seq > sent:
                         sent = seq
-                        yield _sse("lines", {"lines": [item.get("line", "")], "from": seq})
+                        yield _sse("lines", {"lines": [redact(str(item.get("line", "")))],
+                                             "from": seq})
                     continue
                 # The file (when this node sees it) and the bus number lines the same way,
                 # so following both sends each line once, whichever comes first.
@@ -266,7 +271,8 @@ def _file_since(path, sent: int, final: bool = False):
     if chunk and (chunk[-1] == "" or not final):
         chunk.pop()
     if len(chunk) > sent:
-        yield _sse("lines", {"lines": chunk[sent:], "from": sent + 1}), len(chunk)
+        yield _sse("lines", {"lines": [redact(line) for line in chunk[sent:]],
+                             "from": sent + 1}), len(chunk)
 
 
 def _rest_of_file(path, sent: int) -> Iterator[str]:

@@ -15,6 +15,7 @@ from updraft.store.models import (
     XComModel,
 )
 from web.auth.permissions import READ, RUN_CLEAR, RUN_DELETE, RUN_MARK, can, require
+from web.masking import shown
 from web.ui.blueprint import bp
 from web.ui.commands import send_command
 from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store, truthy
@@ -76,7 +77,7 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         all_tries = [try_rows[n] for n in sorted(try_rows)]
         chosen = int_param("try", ti.try_number or 0, minimum=0)
         # The file comes from the task instance in the store, never from the URL's parts.
-        log_text = read_try_log(ti, chosen) if chosen else None
+        log_text = shown(read_try_log(ti, chosen)) if chosen else None
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
         return render_template(
@@ -88,12 +89,10 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
 def _rendered(ti, task) -> list[tuple[str, str]]:
     """The rendered template fields as stored (masked by the task runner), or the templates
     themselves before the first try; values under a sensitive name are masked here too."""
-    from updraft.secrets import redact
-
     fields = ti.rendered_fields or {}
     if not fields and task is not None:
         fields = task.template_field_values
-    return [(k, _text(redact(v, k))) for k, v in sorted(fields.items())]
+    return [(k, _text(shown(v, k))) for k, v in sorted(fields.items())]
 
 
 def _text(value) -> str:
@@ -101,10 +100,13 @@ def _text(value) -> str:
 
 
 def _xcom_value(row) -> str:
+    """The XCom's value, pretty-printed, with known secrets masked (the store keeps the real
+    value: downstream tasks need it)."""
     try:
-        return json.dumps(json.loads(row.value), indent=2) if row.value is not None else "null"
+        text = json.dumps(json.loads(row.value), indent=2) if row.value is not None else "null"
     except ValueError:
-        return row.value or ""
+        text = row.value or ""
+    return shown(text)
 
 
 @bp.route("/dags/<dag_id>/runs/<path:run_id>/tasks/<task_id>/log")
@@ -144,7 +146,7 @@ def run_page(dag_id: str, run_id: str):
                       TaskInstanceModel.task_id, TaskInstanceModel.map_index)))
         dag = read_dag(session, dag_id)
     return render_template("run.html", dag_id=dag_id, run=run, tis=tis, dag=dag,
-                           conf_text=json.dumps(run.conf or {}, indent=2, default=str))
+                           conf_text=json.dumps(shown(run.conf or {}), indent=2, default=str))
 
 
 ACTIONS = {
