@@ -1,7 +1,7 @@
 """The web node's server side against a real store, a real NATS server and a real scheduler:
 login and sessions, CSRF, roles (every API endpoint tried with every role), bearer tokens and
-Basic auth, pagination, problem+json errors, the OpenAPI document (complete, and fuzzed with
-schemathesis), metrics, health and ``updraft users``.
+Basic auth, pagination, problem+json errors, the OpenAPI document (complete: the fuzzing is
+``test_api_schemathesis.py``), metrics, health and ``updraft users``.
 
 Changes the web asks for go to a Scheduler running in a thread with its SchedulerBus, so a
 200 means the scheduler did it. Checks read the store (the truth) or the API's answers.
@@ -9,22 +9,31 @@ Changes the web asks for go to a Scheduler running in a thread with its Schedule
 
 from __future__ import annotations
 
-import base64
-import collections
 import html
 import json
-import os
 import re
-import threading
 import time
 import urllib.request
-from contextlib import contextmanager
 from datetime import UTC
 
 import pytest
 import scheduler_helpers as h
+import web_helpers
+from web_helpers import (
+    PASSWORD,
+    ROLES,
+    audit_events,
+    basic,
+    bearer,
+    csrf_of,
+    login,
+    running_scheduler,
+)
 
 pytestmark = pytest.mark.timeout(300)
+
+# The shared fixtures (web_helpers): the web_env, the app and a token per role.
+web_env, app, tokens = web_helpers.web_env, web_helpers.app, web_helpers.tokens
 
 DAG_ID = "web_dag"
 WEB_DAG = '''
@@ -42,120 +51,9 @@ with DAG("web_dag", schedule=None, start_date=datetime(2024, 1, 1), tags=["web",
     produce() >> EmptyOperator(task_id="end")
 '''
 
-ROLES = ("Viewer", "User", "Op", "Admin")
-PASSWORD = "correct horse battery"
-
-
-# -- fixtures --------------------------------------------------------------------------------
-
-@pytest.fixture
-def web_env(updraft_home, tmp_path, monkeypatch, _sqlite_template, nats_url):
-    """Fast scheduler settings, a DAGs folder, a SQLite store, NATS with a fresh prefix."""
-    dags = h.prepare_bus_env(monkeypatch, tmp_path, updraft_home, _sqlite_template, nats_url,
-                             "w")
-    yield dags
-    from bus.connection import close_shared_bus
-
-    close_shared_bus()
-
-
-@pytest.fixture
-def app(web_env):
-    from web.app import create_app
-    from web.auth.users import login_limiter
-
-    login_limiter.reset()
-    application = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                              "UPDRAFT_COMMAND_TIMEOUT": 30.0})
-    yield application
-    login_limiter.reset()
-
-
-@pytest.fixture
-def tokens(app) -> dict[str, str]:
-    """One user per role (username = role in lower case) and an API token for each."""
-    from updraft.store.engine import session_scope
-    from web.auth.users import create_token, create_user
-
-    result = {}
-    with session_scope() as session:
-        for role in ROLES:
-            create_user(session, role.lower(), PASSWORD, role, email=f"{role}@example.com")
-            result[role] = create_token(session, role.lower(), name="tests")
-    return result
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def basic(username: str, password: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-@contextmanager
-def running_scheduler(dags):
-    """A Scheduler (sequential executor) serving commands over NATS, in a thread."""
-    from bus.node import SchedulerBus
-    from executors import get_executor
-    from scheduler.core import Scheduler
-
-    scheduler = Scheduler(get_executor("sequential"), dags_folder=str(dags))
-    node = SchedulerBus(scheduler)
-    assert node.start(wait=10), "the scheduler could not connect to NATS"
-    failure: list[BaseException] = []
-
-    def body():
-        try:
-            scheduler.run()
-        except BaseException as exc:  # noqa: BLE001  (reported below)
-            failure.append(exc)
-
-    thread = threading.Thread(target=body, name="web-test-scheduler", daemon=True)
-    thread.start()
-    try:
-        yield scheduler
-    finally:
-        scheduler.stop()
-        thread.join(timeout=60)
-        node.stop()
-        assert not thread.is_alive(), "the scheduler did not stop within 60s"
-    if failure:
-        raise failure[0]
-
 
 def trigger_and_wait(client, token: str, run_id: str, conf: dict | None = None) -> dict:
-    response = client.post(f"/api/v1/dags/{DAG_ID}/dagRuns", headers=bearer(token),
-                           json={"dag_run_id": run_id, "conf": conf or {}})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert h.wait_run(DAG_ID, run_id) == "success"
-    return response.get_json()
-
-
-def audit_events(event: str | None = None) -> list:
-    from sqlalchemy import select
-
-    from updraft.store.engine import session_scope
-    from updraft.store.models import LogEvent
-
-    with session_scope() as session:
-        query = select(LogEvent).order_by(LogEvent.id)
-        if event:
-            query = query.where(LogEvent.event == event)
-        return list(session.scalars(query))
-
-
-def login(client, username: str, password: str = PASSWORD, next_url: str = "/api/v1/version"):
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": token, "next": next_url})
-
-
-def csrf_of(client) -> str:
-    with client.session_transaction() as session:
-        return session["csrf_token"]
+    return web_helpers.trigger_and_wait(client, token, DAG_ID, run_id, conf)
 
 
 # -- auth: sessions, CSRF, tokens, Basic -----------------------------------------------------
@@ -421,7 +319,7 @@ def test_every_endpoint_with_every_role(app, tokens, web_env):
                 assert anonymous.status_code == 401, (method, path)
         assert len(audit_events("access_denied")) - denials_before == denied
     assert denied > 0
-    api_routes = _api_routes(app)
+    api_routes = web_helpers.api_routes(app)
     public = {("GET", "/api/v1/health"), ("GET", "/api/v1/openapi.json")}
     normalised = {(m, re.sub(r"\{[^}]+\}", "{}", p)) for m, p in api_routes}
     missing = normalised - public - covered - {("GET", "/api/v1/importErrors/{}")}
@@ -484,7 +382,7 @@ def test_bus_down_is_a_503_with_the_reason(app, tokens, web_env, monkeypatch):
     from updraft.config import conf
 
     h.write_dag(web_env, DAG_ID, WEB_DAG)
-    _store_dag_without_scheduler(web_env)
+    web_helpers.store_dag_without_scheduler(web_env)
     client = app.test_client()
     # NATS is up but no scheduler listens
     response = client.patch(f"/api/v1/dags/{DAG_ID}", headers=bearer(tokens["Admin"]),
@@ -499,19 +397,6 @@ def test_bus_down_is_a_503_with_the_reason(app, tokens, web_env, monkeypatch):
                            json={})
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["detail"].startswith("the bus is down: ")
-
-
-def _store_dag_without_scheduler(dags) -> None:
-    """Parse the DAG file and store it, as the DAG processor would."""
-    from updraft.dagbag import DagBag
-    from updraft.store.dags import write_dag
-    from updraft.store.engine import session_scope
-    from updraft.store.models import utcnow
-
-    bag = DagBag(str(dags))
-    with session_scope() as session:
-        for dag in bag.dags.values():
-            write_dag(session, dag, file_hash="f" * 64, source_code="# source", now=utcnow())
 
 
 def test_pagination_filters_and_totals(app, tokens):
@@ -599,65 +484,11 @@ def test_openapi_document_covers_every_api_route(app):
     document = openapi_document()
     documented = {(method.upper(), re.sub(r"\{[^}]+\}", "{}", "/api/v1" + path))
                   for path, item in document["paths"].items() for method in item}
-    routes = {(m, re.sub(r"\{[^}]+\}", "{}", p)) for m, p in _api_routes(app)}
+    routes = {(m, re.sub(r"\{[^}]+\}", "{}", p)) for m, p in web_helpers.api_routes(app)}
     assert routes - documented == set(), "routes missing from the OpenAPI document"
     assert documented - routes == set(), "documented operations without a route"
     served = app.test_client().get("/api/v1/openapi.json")
     assert served.status_code == 200 and served.get_json()["openapi"].startswith("3.0")
-
-
-def _api_routes(app) -> set[tuple[str, str]]:
-    routes = set()
-    for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/v1"):
-            continue
-        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
-            routes.add((method, path))
-    return routes
-
-
-def test_schemathesis_finds_no_server_error(app, tokens, web_env):
-    """Fuzz every documented operation as an Admin, with a scheduler serving the commands."""
-    import schemathesis
-
-    h.write_dag(web_env, DAG_ID, WEB_DAG)
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
-    headers = bearer(tokens["Admin"])
-    failures: list = []
-    statuses: collections.Counter = collections.Counter()
-    with running_scheduler(web_env):
-        h.wait_parsed(DAG_ID)
-        trigger_and_wait(app.test_client(), tokens["Admin"], "base")
-        for result in schema.get_all_operations():
-            for mode in (schemathesis.GenerationMode.POSITIVE,
-                         schemathesis.GenerationMode.NEGATIVE):
-                _fuzz(result.ok(), mode, headers, failures, statuses)
-    print("schemathesis answers by status:", dict(sorted(statuses.items())))
-    assert statuses[200] and statuses[404] and statuses[400]
-    assert statuses[401] == 0, "the Admin token was not sent"
-    assert not failures, failures[:5]
-
-
-def _fuzz(operation, mode, headers: dict, failures: list, statuses) -> None:
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis.errors import Unsatisfiable
-
-    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "8")), deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def check(case):
-        response = case.call(headers=headers)
-        statuses[response.status_code] += 1
-        if response.status_code >= 500:
-            failures.append((operation.label, case.path_parameters, case.query, case.body,
-                             response.status_code, response.text[:300]))
-
-    try:
-        check()
-    except Unsatisfiable:
-        if mode != mode.NEGATIVE:  # some operations have nothing to get wrong
-            raise
 
 
 # -- metrics, health, version ----------------------------------------------------------------
