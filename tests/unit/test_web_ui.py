@@ -97,3 +97,78 @@ def test_dag_list_is_two_queries(store_url):
     assert listing.total == 30 and len(listing.dags) == 10
     runs = {d.dag_id: d.runs for d in listing.dags}
     assert runs["listed_03"][0].ti_counts == {"none": 1}
+
+
+def test_rfc3339_dates_are_parsed_strictly_and_clamped_for_filters():
+    import pytest
+
+    from web.api.common import parse_rfc3339
+
+    assert parse_rfc3339("2024-01-31t06:00:00.1234567z").isoformat() == \
+        "2024-01-31T06:00:00.123456+00:00"
+    assert parse_rfc3339("2024-06-30T23:59:60+02:00").isoformat() == \
+        "2024-06-30T21:59:59.999999+00:00"
+    for text in ("2024-01-31", "2024-01-31 06:00:00Z", "2024-01-31T06:00Z",
+                 "2024-02-30T00:00:00Z", "2024-01-31T06:00:00", "2024-01-31T06:00:00+24:00"):
+        with pytest.raises(ValueError):
+            parse_rfc3339(text)
+    assert parse_rfc3339("0000-01-01T00:00:00Z", clamp=True).year == 1000
+    assert parse_rfc3339("9999-12-31T23:59:59-14:00", clamp=True).year == 9999
+    with pytest.raises(ValueError):
+        parse_rfc3339("9999-12-31T23:59:59-14:00")
+
+
+def test_request_bodies_are_checked_against_the_document_with_precise_reasons():
+    from web.api.common import _describe, _error_rank
+    from web.api.openapi import request_validator
+
+    def reason(schema, body):
+        errors = sorted(request_validator(schema).iter_errors(body), key=_error_rank)
+        return _describe(errors[0]) if errors else None
+
+    assert reason("PoolCreate", {"name": "p", "slots": 2}) is None
+    assert reason("PoolCreate", {"name": "p"}) == "field 'slots' is required"
+    assert reason("PoolCreate", {"name": "p", "slots": None}) == \
+        "field 'slots' must not be null"
+    assert reason("PoolCreate", {"name": "p", "slots": 2**31}) == \
+        "field 'slots' must be at most 2147483647, got 2147483648"
+    assert reason("PoolCreate", {"name": " ", "slots": 1}).startswith("field 'name' is invalid")
+    assert reason("PoolCreate", {"name": "p", "slots": 1, "x": 1}).startswith(
+        "unknown field(s) 'x'")
+    assert reason("VariableCreate", {"key": "k\n", "value": "v"}).startswith(
+        "field 'key' is invalid")
+    assert reason("DAGRunTrigger", {"dag_run_id": ".."}).startswith("field 'dag_run_id'")
+    assert reason("DAGRunTrigger", {"logical_date": "1899-12-31T00:00:00Z"}).startswith(
+        "field 'logical_date'")
+    assert reason("TaskInstanceState", {"new_state": "success", "map_indexes": [1, -1]}) == \
+        "field 'map_indexes[1]' must be at least 0, got -1"
+    assert reason("ConnectionCreate", {"conn_id": "c", "conn_type": "http",
+                                       "extra": None}) is None
+
+
+def test_login_failures_are_counted_per_address_and_name():
+    from web.auth.users import LoginLimiter
+
+    limiter = LoginLimiter(max_failures=3, window=60, address_failures=5)
+    for _ in range(3):
+        limiter.failed("10.0.0.1", "Alice", now=0)
+    assert not limiter.allowed("10.0.0.1", "alice", now=1)  # names match whatever the case
+    assert limiter.allowed("10.0.0.1", "bob", now=1)  # one proxy, another user
+    assert limiter.allowed("10.0.0.2", "alice", now=1)
+    assert limiter.retry_after("10.0.0.1", "alice", now=1) == 60
+    for name in ("c", "d"):
+        limiter.failed("10.0.0.1", name, now=2)
+    assert not limiter.allowed("10.0.0.1", "bob", now=3)  # a spray from one address stops
+    assert limiter.allowed("10.0.0.1", "bob", now=61)
+
+
+def test_usernames_rule():
+    import pytest
+
+    from web.auth.users import UserError, validate_username
+
+    for good in ("admin", "a.b-c_d@example.com", "X1+tag"):
+        assert validate_username(good) == good
+    for bad in ("", "<script>", "-lead", "a b", "x" * 65, "é"):
+        with pytest.raises(UserError):
+            validate_username(bad)
