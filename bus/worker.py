@@ -251,6 +251,9 @@ class Worker:
 
         self.isolation = configured_isolation()
         self._supervisor = None
+        from updraft.store.outage import OutageReporter
+
+        self._store_outage = OutageReporter(f"worker {self.node_id}", log)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -519,15 +522,21 @@ class Worker:
     # -- heartbeats ----------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        import time
+
+        last_stored = 0.0
         while True:
-            await self._beat()
+            store = time.monotonic() - last_stored >= max(5.0, self.heartbeat_interval)
+            if store:
+                last_stored = time.monotonic()
+            await self._beat(store=store)
             await asyncio.sleep(self.heartbeat_interval)
 
     def _info(self) -> dict[str, Any]:
         return {"queues": self.queues, "concurrency": self.concurrency,
                 "running": len(self._running), **self.stats}
 
-    async def _beat(self, state: str = "running") -> None:
+    async def _beat(self, state: str = "running", store: bool = True) -> None:
         info = self._info()
         body = Heartbeat(node_id=self.node_id, kind="worker",
                          timestamp=datetime.now(UTC).isoformat(),
@@ -537,10 +546,19 @@ class Worker:
             await self._nc.publish(subjects.hb(self.node_id), encode(body))
         except Exception:
             log.debug("heartbeat publish failed", exc_info=True)
+        if not store:
+            return
         try:
             await self._loop.run_in_executor(self._io_pool, self._store_heartbeat, state, info)
-        except Exception:  # a missed beat is retried next interval
-            log.warning("worker heartbeat to the store failed", exc_info=True)
+        except Exception as exc:  # a missed beat is retried next interval
+            from updraft.store.outage import is_store_unavailable
+
+            if is_store_unavailable(exc):
+                self._store_outage.failed(exc)
+            else:
+                log.warning("worker heartbeat to the store failed", exc_info=True)
+        else:
+            self._store_outage.succeeded()
 
     def _store_heartbeat(self, state: str, info: dict[str, Any]) -> None:
         from updraft.store.engine import session_scope

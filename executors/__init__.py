@@ -1,6 +1,8 @@
 """The executors node package: where queued task tries run.
 
-``get_executor()`` builds the executor named by ``[core] executor``; implementations are
+``get_executor()`` builds the executor named by ``[core] executor``: a name registered in the
+entry-point group ``updraft.executors`` (Updraft's own dask, local, sequential and nats_queue
+are registered there like anyone else's) or a ``"module:Class"`` path. Implementations are
 imported only when chosen, so picking ``local`` never imports Dask. See ``executors.base``
 for the interface and the meaning of events.
 """
@@ -8,27 +10,50 @@ for the interface and the meaning of events.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from executors.base import BaseExecutor
 
-EXECUTORS: dict[str, str] = {
-    "dask": "executors.dask:DaskExecutor",
-    "local": "executors.local:LocalExecutor",
-    "sequential": "executors.sequential:SequentialExecutor",
-    "nats_queue": "executors.nats_queue:NatsQueueExecutor",
-}
+
+class _RegisteredExecutors(Mapping[str, str]):
+    """Executor names (as in ``[core] executor``) and where their classes live, read from
+    the ``updraft.executors`` entry points when first asked."""
+
+    def _targets(self) -> dict[str, str]:
+        from updraft.plugins.registry import extensions
+
+        return {name: ext.target for name, ext in extensions("executors").items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._targets()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets())
+
+    def __len__(self) -> int:
+        return len(self._targets())
+
+
+EXECUTORS: Mapping[str, str] = _RegisteredExecutors()
 """Executor names (as in ``[core] executor``) and where their classes live."""
 
 
 def executor_class(name: str) -> type[BaseExecutor]:
-    """The class for ``name``: a key of EXECUTORS or a ``"module:Class"`` path."""
-    path = EXECUTORS.get(name.strip().lower(), name)
-    if ":" not in path:
+    """The class for ``name``: a registered executor name or a ``"module:Class"`` path."""
+    from updraft.plugins.registry import ExtensionError, load
+
+    key = name.strip().lower()
+    if key in EXECUTORS:
+        try:
+            return load("executors", key)
+        except ExtensionError as exc:
+            raise ValueError(f"executor {name!r} cannot be loaded: {exc}") from exc
+    if ":" not in name:
         known = ", ".join(sorted(EXECUTORS))
         raise ValueError(f"unknown executor {name!r}: use one of {known} or 'module:Class'")
-    module_name, _, class_name = path.partition(":")
+    module_name, _, class_name = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -27,10 +27,16 @@ Reading an event (``ExecutorEvent``):
   still says ``running`` for that try number, apply zombie detection (a live owner keeps
   ``heartbeat_at`` fresh; a dead one stops, and the zombie threshold then fails it under the
   retry policy).
-- ``error`` set and ``outcome is None``: the executor lost the try (worker process died, Dask
-  ``KilledWorker``, the task could not be shipped, cancelled). Nobody is running it. If the
-  store still says ``queued`` or ``running`` for that try number, fail it now under the retry
-  policy (compare-and-set on the try number).
+- ``error`` set and ``outcome is None``: the executor lost track of the submission (it could
+  not be shipped, the cluster was lost, it was cancelled before it ran). If the store still
+  says ``queued`` for that try and identity, it never reached a worker: that is not a try,
+  and it is queued again without counting. A try that started is recorded by its
+  supervisor; if the supervisor's worker died, ``lost_workers()`` says so (or the zombie
+  check notices).
+
+With process isolation a try's supervisor (``updraft.isolation``) records every outcome,
+including a try whose process crashed or was stopped, so a lost submission never needs
+the scheduler to fail a try that ran.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class ExecutorEvent:
     outcome: TryOutcome | None
     error: str | None = None
     worker: str | None = None  # where it ran, when known (process id, Dask worker name)
+    try_id: str | None = None  # the identity of the submitted try
 
     @property
     def lost(self) -> bool:
@@ -105,6 +112,7 @@ class BaseExecutor:
         self._in_flight: dict[int, TryRequest] = {}
         self._events: deque[ExecutorEvent] = deque()
         self._wakeup: Callable[[], None] | None = None
+        self._lost: list[tuple[str, str]] = []
         self._started = False
         self._stopping = False
 
@@ -157,6 +165,25 @@ class BaseExecutor:
         round trip to the backend.
         """
         raise NotImplementedError
+
+    def lost_workers(self) -> list[tuple[str, str]]:
+        """Workers lost since the last call, as ``(worker node, what happened)``; never
+        blocks. The scheduler fails their running tries at once (their ``worker`` column
+        names the node). Executors whose slots live in this process lose none."""
+        with self._lock:
+            lost, self._lost = self._lost, []
+        return lost
+
+    def _worker_lost(self, worker: str, detail: str) -> None:
+        """For subclasses: report a lost worker node (from any thread) and wake the loop."""
+        with self._lock:
+            self._lost.append((worker, detail))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception:  # noqa: BLE001
+                log.exception("executor wakeup function failed")
 
     def warm(self, dags: list[tuple[str, str]]) -> None:
         """Let the workers parse these DAGs, ``(fileloc, dag_id)`` pairs, ahead of their
@@ -260,7 +287,7 @@ class BaseExecutor:
             if request is None:
                 return False
             self._events.append(ExecutorEvent(try_key(request), request.try_number, outcome,
-                                              error, worker))
+                                              error, worker, request.try_id))
             if not self._in_flight:
                 self._idle.notify_all()
         wakeup = self._wakeup

@@ -1,12 +1,14 @@
 """The Dask executor (the default): every try is one Dask task on a distributed cluster.
 
-Cluster: a ``distributed.LocalCluster`` built from ``[dask]`` (``n_workers``,
-``threads_per_worker``, ``processes``, ``dashboard_address``; an empty dashboard address
-turns the dashboard off), or the running cluster at ``[dask] scheduler_address``. Each try
-runs ``executors.dask_worker.run_on_dask`` in a worker thread, which calls ``run_task_try``
-(per-try logs are routed by thread, so threads sharing stdout is fine). User code may run
-Dask work of its own on the same cluster with ``distributed.worker_client()``, which
-secedes from the worker's thread pool while it waits, so it does not deadlock.
+Cluster: with ``[dask] processes`` (the default) and ``cluster = "subprocess"``, a cluster
+the executor owns: a ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on this
+machine (``executors.dask_cluster``), which die with the Updraft scheduler even on SIGKILL;
+``cluster = "local"`` or ``processes = false`` gives a ``distributed.LocalCluster``
+instead; ``[dask] scheduler_address`` uses a running cluster. Each try runs
+``executors.dask_worker.run_on_dask`` in a worker thread, which supervises the try in a
+process of its own (``updraft.isolation``; ``[core] task_isolation = thread`` runs it in
+the thread). Task code may use the cluster through ``distributed.get_client()`` or
+``worker_client()``; the supervisor secedes from the worker's thread pool meanwhile.
 
 Nothing here blocks on a result. ``submit`` sends a batch with one ``client.map`` per
 queue; each future's done-callback (on Dask's callback thread) hands it to a collector
@@ -18,14 +20,12 @@ a duplicate submission a separate Dask task (its claim is then refused by the st
 Bundles: when more tries are in flight than the cluster has threads (twice as many),
 tries would wait in Dask's queue anyway; new ones then go in bundles of about the tries
 waiting per thread (at most ``[dask] max_bundle``), one Dask task running them one after
-the other, which spares Dask's per-task cost (scheduler, worker state machine, messages)
-on short tries. Each try still claims and records itself in the store. A try that runs
-long does not hold up the rest of its bundle for more than half a second: they go on in
-another thread (``executors.bundles``). A runner error on
-one try of a bundle (not a task failure: the store unreachable, say) is reported for every
-try of it once the others ran; the scheduler's check of a lost try leaves alone those
-whose outcome is recorded. Cancelling a try of a bundle reports it at once; the bundle
-goes on for its other tries, and the try itself runs if it is still queued in the store.
+the other (in one try process while each leaves nothing behind), which spares Dask's
+per-task cost on short tries. Each try still claims and records itself in the store. A try
+that runs long does not hold up the rest of its bundle for more than half a second: they
+go on in another thread (``executors.bundles``). A runner error on one try of a bundle
+(not a task failure: the store unreachable, say) is reported for every try of it once the
+others ran; tries that never started are queued again by the scheduler, counting nothing.
 
 Queues: a task whose ``queue`` is not ``default`` is submitted with the Dask resource
 ``queue-<name>: 1``, so it only runs on workers started with that resource, e.g.
@@ -34,16 +34,20 @@ worker's threads bound concurrency). A queue no worker serves leaves its tries w
 Dask (they count in ``running()`` until a worker appears or the scheduler cancels them).
 ``cluster_options={"resources": {...}}`` gives the LocalCluster's workers queues to serve.
 
-Worker death: when a Dask worker dies mid-try, distributed re-runs the task elsewhere (up
-to ``distributed.scheduler.allowed-failures`` times, default 3, then ``KilledWorker``).
-The re-run's claim is refused because the store says ``running`` for that try, so the
-event is an error event with the refused outcome; ``KilledWorker`` is an error event
-without outcome. Either way the scheduler's zombie handling applies the retry policy
-(see ``executors.base``). Dask's own retries are never used: retries are Updraft's.
+Faults (a watchdog thread looks twice a second):
 
-Cancel: ``Future.cancel`` stops a try that has not started. A try already running in a
-worker thread cannot be interrupted; it runs to its end and its outcome is recorded only
-if the store still expects it (compare-and-set on state and try number).
+- A worker that leaves the cluster is reported by ``lost_workers()``: the scheduler fails
+  its running tries as soon as their heartbeats stop, without waiting for the zombie
+  threshold. An owned cluster's dead worker is started again.
+- A lost Dask scheduler: every submission in flight is reported lost (tries still
+  ``queued`` go back to the scheduler, counting nothing; tries already running on a worker
+  are recorded by their supervisor, as interruptions if their worker closes), the owned
+  cluster's scheduler is started again on its address (an external one is reconnected to
+  with backoff), and tries flow again. Meanwhile ``slots_available()`` is 0 and
+  ``health()`` says what happened. Dask's own retries are never used: retries are Updraft's.
+
+Cancel: ``Future.cancel`` stops a try that has not started; a running one is stopped by its
+supervisor (SIGTERM, ``on_kill()``, SIGKILL after the grace period).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,6 +66,7 @@ from executors.base import BaseExecutor, TryKey
 from updraft.runtime import TryRequest
 
 log = logging.getLogger(__name__)
+WATCH_INTERVAL = 0.5
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UNSET: Any = object()
 
@@ -124,6 +130,13 @@ class DaskExecutor(BaseExecutor):
         self._collector: threading.Thread | None = None
         self._threads = 0
         self._default_store_url: str | None = None
+        self._processes: Any = None  # executors.dask_cluster.LocalDaskProcesses (owned)
+        self._watchdog: threading.Thread | None = None
+        self._known_workers: dict[str, str] = {}
+        #: What went wrong while the cluster is being recovered (None: all is well).
+        self._incident: dict[str, Any] | None = None
+        #: How many times the executor got a working cluster back.
+        self.recoveries = 0
         from updraft.isolation import configured_isolation
 
         #: "process" (each try in its own process, the default) or "thread".
@@ -137,54 +150,41 @@ class DaskExecutor(BaseExecutor):
     # -- interface -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the LocalCluster or connect to the scheduler; blocks until connected."""
+        """Start the owned cluster or connect to the scheduler; blocks until connected."""
         if self._collector is not None:
             return
-        from distributed import Client
-
         from updraft.config import conf
 
         self._default_store_url = conf.sql_alchemy_conn()
         if self._client is None:
             if self.scheduler_address:
-                self._client = Client(self.scheduler_address, set_as_default=False)
+                self._client = self._connect(self.scheduler_address)
             else:
-                # processes=False must not get host="127.0.0.1" (it fails to start): leave
-                # host out; LocalCluster listens on localhost by default anyway.
-                options = {"n_workers": self.n_workers,
-                           "threads_per_worker": self.threads_per_worker,
-                           "processes": self.processes,
-                           "dashboard_address": self.dashboard_address,
-                           # Workers serve HTTP (health, metrics) on every interface unless
-                           # told otherwise: keep it on loopback.
-                           "worker_dashboard_address": "127.0.0.1:0"}
-                if self.dashboard_address is None:
-                    # Without a dashboard the scheduler still serves /health on HTTP, by
-                    # default on port 8787 of every interface: keep it on loopback.
-                    options["scheduler_kwargs"] = {"dashboard": False,
-                                                   "dashboard_address": "127.0.0.1:0"}
-                options.update(self.cluster_options)
-                self._cluster = self._start_cluster(options)
-                self._client = Client(self._cluster, set_as_default=False)
-                try:  # our own workers are on their way: have them ready to warm up
-                    self._client.wait_for_workers(self.n_workers, timeout=60)
-                except Exception:  # noqa: BLE001  (tries wait in Dask until they come)
-                    log.warning("the Dask workers were not all up after 60 s",
-                                exc_info=True)
-        self._tighten_batching()
-        self._register_warm_up()
-        self._refresh_threads()
+                self._start_owned_cluster()
+        self._after_connect()
         super().start()
         self._collector = threading.Thread(target=self._collect, name="updraft-dask-collector",
                                            daemon=True)
         self._collector.start()
+        self._watchdog = threading.Thread(target=self._watch, name="updraft-dask-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
 
-    def _start_cluster(self, options: dict[str, Any]) -> Any:
-        """The cluster this executor owns. With worker processes and ``[dask] cluster =
-        "subprocess"`` (the default), the Dask scheduler runs in its own process too, so its
-        event loop does not share the Updraft scheduler's GIL; otherwise a LocalCluster."""
-        from distributed import LocalCluster
+    def _connect(self, address: str) -> Any:
+        from distributed import Client
 
+        return Client(address, set_as_default=False, timeout=30)
+
+    def _after_connect(self, recovering: bool = False) -> None:
+        self._tighten_batching()
+        self._register_warm_up(wait=not recovering)
+        self._refresh_threads()
+        self._known_workers = self._current_workers()
+
+    def _start_owned_cluster(self) -> None:
+        """The cluster this executor owns: processes of its own (``executors.dask_cluster``)
+        with worker processes and ``[dask] cluster = "subprocess"`` (the default), so the
+        Dask scheduler does not share the Updraft scheduler's GIL; else a LocalCluster."""
         from updraft.config import conf
 
         kind = str(conf.get("dask", "cluster", "subprocess")).strip().lower()
@@ -198,14 +198,149 @@ class DaskExecutor(BaseExecutor):
         os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = str(profile)
         dask.config.set({"distributed.worker.profile.enabled": profile})
         if kind == "subprocess" and self.processes and not self.cluster_options:
-            from distributed.deploy.subprocess import SubprocessCluster
+            from executors.dask_cluster import LocalDaskProcesses
 
-            dashboard = self.dashboard_address or "127.0.0.1:0"
-            return SubprocessCluster(
-                host="127.0.0.1", n_workers=self.n_workers,
-                threads_per_worker=self.threads_per_worker, dashboard_address=dashboard,
-                worker_kwargs={"dashboard_address": "127.0.0.1:0"})
-        return LocalCluster(**options)
+            self._processes = LocalDaskProcesses(
+                n_workers=self.n_workers, threads_per_worker=self.threads_per_worker,
+                dashboard_address=self.dashboard_address)
+            try:
+                address = self._processes.start()
+                self._client = self._connect(address)
+            except Exception:
+                self._processes.close()
+                self._processes = None
+                raise
+        else:
+            from distributed import Client, LocalCluster
+
+            # processes=False must not get host="127.0.0.1" (it fails to start): leave
+            # host out; LocalCluster listens on localhost by default anyway.
+            options = {"n_workers": self.n_workers,
+                       "threads_per_worker": self.threads_per_worker,
+                       "processes": self.processes,
+                       "dashboard_address": self.dashboard_address,
+                       # Workers serve HTTP (health, metrics) on every interface unless
+                       # told otherwise: keep it on loopback.
+                       "worker_dashboard_address": "127.0.0.1:0"}
+            if self.dashboard_address is None:
+                # Without a dashboard the scheduler still serves /health on HTTP, by
+                # default on port 8787 of every interface: keep it on loopback.
+                options["scheduler_kwargs"] = {"dashboard": False,
+                                               "dashboard_address": "127.0.0.1:0"}
+            options.update(self.cluster_options)
+            self._cluster = LocalCluster(**options)
+            self._client = Client(self._cluster, set_as_default=False)
+        try:  # our own workers are on their way: have them ready to warm up
+            self._client.wait_for_workers(self.n_workers, timeout=60)
+        except Exception:  # noqa: BLE001  (tries wait in Dask until they come)
+            log.warning("the Dask workers were not all up after 60 s", exc_info=True)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def slots_available(self) -> int:
+        """0 while the cluster is being recovered; else as ``BaseExecutor``."""
+        if self._incident is not None:
+            return 0
+        return super().slots_available()
+
+    def _current_workers(self) -> dict[str, str]:
+        """Address -> name of the cluster's workers (one round trip)."""
+        info = self._client.scheduler_info(n_workers=-1)
+        return {address: str(w.get("name")) for address, w in info.get("workers", {}).items()}
+
+    def _watch(self) -> None:
+        """The watchdog: lost workers, a lost scheduler, dead owned processes."""
+        while not self._stopping:
+            time.sleep(WATCH_INTERVAL)
+            if self._stopping:
+                return
+            try:
+                self._watch_once()
+            except Exception:  # noqa: BLE001  (looked at again next time)
+                log.debug("the Dask watchdog failed", exc_info=True)
+
+    def _watch_once(self) -> None:
+        processes = self._processes
+        scheduler_lost = (processes is not None and not processes.scheduler_alive()) or \
+            self._client is None or self._client.status not in ("running", "connecting")
+        if scheduler_lost:
+            self._recover("the Dask scheduler was lost" + (
+                f" (its process ended with code {processes.scheduler.returncode})"
+                if processes is not None and processes.scheduler is not None
+                and processes.scheduler.returncode is not None else ""))
+            return
+        if processes is not None:
+            for index in processes.restart_dead_workers():
+                log.warning("Dask worker %s of the local cluster died; started it again",
+                            index)
+        try:
+            workers = self._current_workers()
+        except Exception:  # noqa: BLE001  (the next look decides)
+            return
+        for address, name in self._known_workers.items():
+            if address not in workers:
+                self._worker_lost(name, f"Dask removed worker {address} from the cluster")
+        self._known_workers = workers
+
+    def _recover(self, reason: str) -> None:
+        """Report what was in flight as lost, get a working client again, go on."""
+        self._incident = {"reason": reason, "since": time.time()}
+        log.warning("%s: the %d tr%s in flight go back to the scheduler; %s", reason,
+                    len(self._in_flight), "y" if len(self._in_flight) == 1 else "ies",
+                    "restarting the local Dask scheduler" if self._processes is not None
+                    else f"reconnecting to {self.scheduler_address or 'the cluster'}")
+        with self._lock:
+            lost = dict(self._futures)
+            self._futures.clear()
+        for token in list(lost):
+            self._finish(token, error=f"lost: {reason}")
+        old, self._client = self._client, None
+        self._close_client_quietly(old)
+        pause = 0.5
+        while not self._stopping:
+            try:
+                if self._processes is not None and not self._processes.scheduler_alive():
+                    # Its workers close when they lose it (after interrupting their
+                    # tries): the watchdog starts them again as they end.
+                    address = self._processes.restart_scheduler()
+                elif self._processes is not None:
+                    address = self._processes.address
+                else:
+                    address = self.scheduler_address
+                self._client = self._connect(address)
+                self._after_connect(recovering=True)
+                break
+            except Exception as exc:  # noqa: BLE001  (tried again with backoff)
+                self._incident["error"] = f"{type(exc).__name__}: {exc}"
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+        else:
+            return
+        self.recoveries += 1
+        took = time.time() - self._incident["since"]
+        log.warning("The Dask cluster is back after %.1f s (%s)", took, reason)
+        self._incident = None
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup()
+
+    @staticmethod
+    def _close_client_quietly(client: Any) -> None:
+        if client is None:
+            return
+        quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client",
+                                                       "distributed.core",
+                                                       "distributed.comm")]
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            client.close(timeout=2)
+        except Exception:  # noqa: BLE001  (it was broken: that is why it goes)
+            pass
+        finally:
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)
 
     def submit(self, requests: Iterable[TryRequest]) -> None:
         """Send the tries to Dask, one ``client.map`` per queue. Never waits for results.
@@ -277,9 +412,10 @@ class DaskExecutor(BaseExecutor):
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
 
-    def _register_warm_up(self) -> None:
+    def _register_warm_up(self, wait: bool = True) -> None:
         """Workers (current and joining) import the runner and connect in the background,
-        and one no-op task per worker warms Dask's own path to it."""
+        and one no-op task per worker warms Dask's own path to it (waited for at start,
+        not while recovering: the workers may be on their way back)."""
         from executors.dask_worker import WarmWorker, noop
 
         try:
@@ -287,7 +423,8 @@ class DaskExecutor(BaseExecutor):
             workers = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))
             futures = [self._client.submit(noop, pure=False, workers=[address],
                                            allow_other_workers=True) for address in workers]
-            self._client.gather(futures, errors="skip")
+            if wait:
+                self._client.gather(futures, errors="skip")
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("could not warm the Dask workers up", exc_info=True)
 
@@ -328,39 +465,70 @@ class DaskExecutor(BaseExecutor):
             return max(0, len(self._in_flight) - int(threads))
 
     def stop(self, wait: bool = True) -> None:
-        """Wait for (or cancel) the tries in flight, then close the client and our cluster."""
+        """Wait for the tries in flight (``wait=True``) or stop them (``wait=False``: on an
+        owned cluster they are interrupted, recorded ``up_for_retry`` without using a retry;
+        on an external one they go on and their supervisors record them), then close the
+        client and, last, the owned cluster, quietly."""
         self._stopping = True
         if self._collector is None:
             return
         if wait:
             self.join()
         else:
+            owned = self._processes is not None or self._cluster is not None
+            if owned and self._client is not None and self.isolation != "thread":
+                from executors.dask_worker import interrupt_all
+
+                try:
+                    self._client.run(interrupt_all, wait=False)
+                except Exception:  # noqa: BLE001  (their processes die with the cluster)
+                    log.debug("could not interrupt the tries on the workers", exc_info=True)
+                self.join(timeout=self._interrupt_wait())
             with self._lock:
                 pending = dict(self._futures)
                 self._futures.clear()
-            if pending:
+            if pending and self._client is not None:
                 try:
                     unique = {id(future): future for future in pending.values()}
                     self._client.cancel(list(unique.values()),
                                         reason="the Updraft executor stopped")
-                except Exception:
-                    log.warning("Dask cancel failed", exc_info=True)
+                except Exception:  # noqa: BLE001
+                    log.debug("Dask cancel failed", exc_info=True)
             for token in pending:
                 self._finish(token, error="cancelled: the executor stopped")
         self._done.put(None)
-        self._collector.join(30)
+        self._collector.join(10)
         self._collector = None
-        if self._owns_client and self._client is not None:
-            self._client.close()
+        if self._owns_client:
+            self._close_client_quietly(self._client)
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        if self._processes is not None:
+            self._processes.close()
+            self._processes = None
+
+    @staticmethod
+    def _interrupt_wait() -> float:
+        from updraft.config import conf
+
+        return conf.getfloat("core", "kill_grace_period") + 2.0
 
     def health(self) -> dict[str, Any]:
         """Adds the scheduler address, dashboard link and workers (one round trip)."""
         info = super().health()
-        info.update(scheduler_address=self.scheduler_address, local_cluster=bool(self._cluster),
-                    dashboard_link=None, workers=[])
+        info.update(scheduler_address=self.scheduler_address,
+                    local_cluster=bool(self._cluster or self._processes),
+                    dashboard_link=None, workers=[], isolation=self.isolation,
+                    recoveries=self.recoveries)
+        incident = self._incident
+        if incident is not None:
+            info["error"] = incident["reason"] + (f"; last attempt: {incident['error']}"
+                                                  if incident.get("error") else "")
+            info["recovering_since"] = incident["since"]
+        if self._processes is not None:
+            info["cluster_processes"] = self._processes.pids()
+            info["cluster_restarts"] = dict(self._processes.restarts)
         if self._client is None:
             return info
         try:
@@ -382,7 +550,7 @@ class DaskExecutor(BaseExecutor):
         port = identity.get("services", {}).get("dashboard")
         if not port:
             return None
-        if self._cluster is None:
+        if self._cluster is None and self._processes is None:
             return self._client.dashboard_link
         if self.dashboard_address is None:
             return None  # the scheduler serves /health on HTTP, but there is no dashboard

@@ -56,12 +56,23 @@ def worker_supervisor(worker: Any = None):
 
 
 def _close_supervisor(worker: Any) -> None:
+    """The worker is closing: interrupt its tries (recorded ``up_for_retry`` without using
+    a retry; their processes get SIGTERM and ``on_kill()``), give them the kill grace to
+    end, then stop the zygote (which kills whatever is left)."""
+    import time
+
     ident = getattr(worker, "id", None)
     with _supervisors_lock:
         supervisor = _supervisors.pop(ident, None)
-    if supervisor is not None:
-        supervisor.stop_all()
-        supervisor.close()
+    if supervisor is None:
+        return
+    if supervisor.stop_all("interrupted: its Dask worker closed (the worker was stopped or "
+                           "lost its scheduler); it runs again without using one of its "
+                           "retries"):
+        deadline = time.monotonic() + supervisor.kill_grace + 2.0
+        while supervisor.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    supervisor.close()
 
 
 def run_on_dask(request_json: dict[str, Any], store_url: str | None,

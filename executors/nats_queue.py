@@ -23,6 +23,14 @@ flight. A queue that no worker serves keeps its tries waiting (they count in ``r
 
 ``health()`` reports each queue's stream and consumer (messages waiting, delivered but not
 acked, redeliveries) and the workers heard from on ``P.hb.*`` in the last 30 s.
+
+Faults: while NATS is unreachable (and for a short backoff after a publish failed)
+``slots_available()`` is 0, so the scheduler queues nothing it cannot send; a try whose
+publish failed is reported lost, and the scheduler queues it again without counting it (it
+never reached a worker; if the publish did land after all, the try's new identity makes
+that message's claim be refused). A worker that stops heartbeating on ``P.hb.<node>`` for
+three intervals is reported by ``lost_workers()``, so its running tries are failed within
+seconds rather than at the zombie threshold.
 """
 
 from __future__ import annotations
@@ -78,6 +86,12 @@ class NatsQueueExecutor(BaseExecutor):
         self._poller: threading.Thread | None = None
         self._closing = False
         self._default_store_url: str | None = None
+        self._unavailable_until = 0.0
+        self._publish_backoff = 0.5
+        self._lost_reported: set[str] = set()
+        from updraft.config import conf
+
+        self.worker_lost_after = max(3.0, 3 * conf.getfloat("worker", "heartbeat_interval"))
 
     # -- interface -------------------------------------------------------------------------
 
@@ -131,16 +145,33 @@ class NatsQueueExecutor(BaseExecutor):
                                   timeout=self.publish_timeout + 5)
         except Exception as exc:  # noqa: BLE001  (reported per try: the scheduler retries)
             acks = [exc] * len(items)
+        failed = 0
         for (token, request), ack in zip(items, acks):
             if isinstance(ack, BaseException):
-                log.warning("could not publish %s: %s", request.label, ack)
+                failed += 1
                 self._finish(token, error=f"could not publish the try to NATS: "
                                           f"{type(ack).__name__}: {ack}")
                 continue
             with self._lock:
                 if token in self._in_flight:
                     self._seqs[token] = (ack.stream, ack.seq)
+        if failed:
+            log.warning("could not publish %d of %d tr%s to NATS (%s); they are queued again "
+                        "after %.1f s", failed, len(items), "y" if len(items) == 1 else "ies",
+                        next(a for a in acks if isinstance(a, BaseException)),
+                        self._publish_backoff)
+            self._unavailable_until = time.monotonic() + self._publish_backoff
+            self._publish_backoff = min(self._publish_backoff * 2, 10.0)
+        else:
+            self._publish_backoff = 0.5
         self._poke.set()
+
+    def slots_available(self) -> int:
+        """0 while NATS is unreachable or a publish just failed; else as ``BaseExecutor``."""
+        if self._bus is None or not self._bus.connected or \
+                time.monotonic() < self._unavailable_until:
+            return 0
+        return super().slots_available()
 
     def cancel(self, key: TryKey) -> bool:
         """Delete the messages of ``key`` not yet acked; report its submissions cancelled."""
@@ -240,6 +271,7 @@ class NatsQueueExecutor(BaseExecutor):
             if beat.info.get("state") == "stopped":
                 self._workers.pop(beat.node_id, None)
             else:
+                self._lost_reported.discard(beat.node_id)
                 self._workers[beat.node_id] = (time.monotonic(), {
                     "hostname": beat.hostname, "pid": beat.pid,
                     "queues": beat.info.get("queues"), "running": beat.info.get("running"),
@@ -352,6 +384,20 @@ class NatsQueueExecutor(BaseExecutor):
                 self._late_delete()
             except Exception:  # the store may be busy; next poll retries
                 log.warning("nats_queue executor: reading the store failed", exc_info=True)
+            self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Report workers that stopped heartbeating (each once, until heard again)."""
+        now = time.monotonic()
+        with self._lock:
+            silent = {node: now - heard for node, (heard, _info) in self._workers.items()
+                      if now - heard > self.worker_lost_after}
+            for node in silent:
+                self._workers.pop(node, None)
+        for node, quiet in silent.items():
+            if node not in self._lost_reported:
+                self._lost_reported.add(node)
+                self._worker_lost(node, f"no heartbeat on NATS for {quiet:.1f} s")
 
     def _late_delete(self) -> None:
         """Delete the messages of tries that ended without a worker's hint (see _settle)."""

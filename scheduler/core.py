@@ -1,12 +1,19 @@
 """The scheduler: an event-driven loop around the pure run logic.
 
-Each pass: (1) take finished tries from the executor and mark their runs dirty; (2) on the
-slow timer, create runs that came due, start queued runs, time out runs, fail zombies and
-mark every running run dirty (reconciliation: the store is the truth, events only hints);
-(3) evaluate each dirty run with ``updraft.runlogic.decide`` and apply the result
-(skips, upstream_failed, expansions, scheduled, the run's state); (4) queue what the limits
-allow and submit it. Then it sleeps until the executor wakes it or the next timer is due:
-there is no fixed sleep between a task's end and its downstream task's start.
+Each pass: (1) take finished tries from the executor and mark their runs dirty (a try that
+never reached a worker is queued again, counting nothing; a lost worker's running tries
+fail at once); (2) on the slow timer, create runs that came due, start queued runs, time
+out runs, fail zombies and mark every running run dirty (reconciliation: the store is the
+truth, events only hints); (3) evaluate each dirty run with ``updraft.runlogic.decide`` and
+apply the result (skips, upstream_failed, expansions, scheduled, the run's state); (4)
+queue what the limits allow and submit it. Then it sleeps until the executor wakes it, the
+next timer is due, or a run's wake-up time comes (a retry delay, a reschedule): there is no
+fixed sleep between a task's end and its downstream task's start, and no timer thread.
+
+While the store is away a pass fails; the loop retries with backoff (0.2 s doubling to
+5 s), logging the outage once, and keeps the executor's events until a pass can handle
+them. For ``zombie_threshold`` seconds after the store is back no try is failed as a zombie:
+their heartbeats could not be written meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from updraft.state import DagRunState, TaskInstanceState as TI
 from updraft.store.engine import get_engine, is_sqlite, session_scope
 from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel, utcnow
 from updraft.store.nodes import record_node
+from updraft.store.outage import OutageReporter, is_store_unavailable, retry_while_unavailable
 from updraft.store.runs import (
     add_event,
     expand_task,
@@ -99,6 +107,16 @@ class Scheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_reconcile = 0.0
+        #: When each run must be looked at again (retry delays, reschedules).
+        self._wake_at: dict[tuple[str, str], datetime] = {}
+        self._pending_events: list = []
+        self._outage = OutageReporter("scheduler", log)
+        self._zombies_paused_until = 0.0
+        #: Lost workers whose running tries are failed once their heartbeats stop
+        #: (a worker closing gracefully still records its tries itself).
+        self._lost_workers: dict[str, tuple[str, float]] = {}
+        self._task_heartbeat = conf.getfloat("scheduler", "task_heartbeat_interval")
+        self._lost_worker_watch = 2 * self._task_heartbeat + 10.0
         self._loops = 0
         self.processor = None
         if run_processor:
@@ -182,12 +200,24 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        """Start the executor and the DAG processor, and adopt what a previous run left."""
+        """Start the executor and the DAG processor, and adopt what a previous run left.
+
+        A store that cannot be reached yet (a database still starting) is waited for, with
+        backoff, for up to ``[database] connect_wait`` seconds."""
         from updraft.store.migrate import ensure_migrated
 
-        ensure_migrated(self.store_url)
+        deadline = time.monotonic() + conf.getfloat("database", "connect_wait")
+        retry_while_unavailable(lambda: ensure_migrated(self.store_url),
+                                what="scheduler start", reporter=self._outage,
+                                deadline=deadline)
         self.executor.set_wakeup(self._on_executor_event)
         self.executor.start()
+        retry_while_unavailable(self._adopt, what="scheduler start", reporter=self._outage,
+                                deadline=deadline)
+        if self.processor is not None:
+            self.processor.start()
+
+    def _adopt(self) -> None:
         with session_scope(self.store_url) as session:
             from sqlalchemy import func
 
@@ -199,8 +229,6 @@ class Scheduler:
                 log.info("Reset %d queued task instance(s) left by a previous scheduler",
                          len(reset))
             self._heartbeat(session, utcnow(), state="running")
-        if self.processor is not None:
-            self.processor.start()
 
     def shutdown(self) -> None:
         """Stop the DAG processor and the executor (tries still running are interrupted:
@@ -216,12 +244,28 @@ class Scheduler:
             log.warning("could not record the scheduler as stopped: %s", exc)
 
     def run(self) -> None:
-        """Loop until stopped (or ``num_runs`` passes)."""
+        """Loop until stopped (or ``num_runs`` passes); see the module docstring for how
+        a store outage is ridden out."""
         self.start()
+        backoff = 0.2
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                wait = self.loop_once(utcnow())
+                try:
+                    wait = self.loop_once(utcnow())
+                except Exception as exc:  # noqa: BLE001  (the next pass starts over)
+                    if is_store_unavailable(exc):
+                        self._outage.failed(exc)
+                    else:
+                        log.exception("A scheduler pass failed; the next one starts over")
+                    wait, backoff = backoff, min(backoff * 2, 5.0)
+                    self._wake.wait(wait)
+                    self._wake.clear()
+                    continue
+                if self._outage.in_outage:
+                    self._outage.succeeded()
+                    self._after_outage()
+                backoff = 0.2
                 self.loop_durations.append(time.monotonic() - started)
                 if len(self.loop_durations) > 1000:
                     del self.loop_durations[:500]
@@ -234,15 +278,36 @@ class Scheduler:
         finally:
             self.shutdown()
 
+    def _after_outage(self) -> None:
+        """The store is back: look at everything again, and give running tries a zombie
+        threshold to heartbeat before any is failed as a zombie."""
+        self._zombies_paused_until = time.monotonic() + self.zombie_threshold
+        self._last_reconcile = 0.0
+        self._check_queued = True
+        self.snapshots.new_generation()
+
     # -- one pass --------------------------------------------------------------------------
 
     def loop_once(self, now: datetime) -> float:
         """One pass of the loop; returns how long to wait before the next."""
-        for event in self.executor.events():
-            dag_id, run_id = event.key[0], event.key[1]
-            self._dirty.add((dag_id, run_id))
+        self._pending_events.extend(self.executor.events())
+        while self._pending_events:
+            event = self._pending_events[0]
+            self._dirty.add((event.key[0], event.key[1]))
             if event.error and not event.refused:
                 self._handle_lost_try(event, now)
+            self._pending_events.pop(0)
+        for worker, detail in self.executor.lost_workers():
+            log.warning("Worker %s was lost: %s", worker, detail)
+            self._lost_workers[worker] = (detail, time.monotonic() + self._lost_worker_watch)
+        for worker, (detail, until) in list(self._lost_workers.items()):
+            self._handle_lost_worker(worker, detail, now)
+            if time.monotonic() > until:
+                del self._lost_workers[worker]
+        for key, when in list(self._wake_at.items()):
+            if when <= now:
+                del self._wake_at[key]
+                self.mark_dirty(*key)
         with session_scope(self.store_url) as session:
             self.snapshots.ingest(session)
         self._dirty |= self.snapshots.take_touched()
@@ -259,7 +324,10 @@ class Scheduler:
         for dag_id, run_id in sorted(dirty):
             try:
                 self.schedule_run(dag_id, run_id, now)
-            except Exception:  # noqa: BLE001  (one broken run must not stop the others)
+            except Exception as exc:  # noqa: BLE001  (one broken run must not stop the others)
+                if is_store_unavailable(exc):
+                    self._dirty |= dirty
+                    raise
                 log.exception("Error while scheduling run %s of %s", run_id, dag_id)
         self._dispatch(now)
         self._publish_ti_events()
@@ -300,7 +368,12 @@ class Scheduler:
 
     def _next_wait(self) -> float:
         elapsed = time.monotonic() - self._last_reconcile
-        return max(0.0, min(self.reconcile_interval - elapsed, self.reconcile_interval))
+        wait = min(self.reconcile_interval - elapsed, self.reconcile_interval)
+        if self._wake_at:
+            wait = min(wait, (min(self._wake_at.values()) - utcnow()).total_seconds())
+        if self._lost_workers:
+            wait = min(wait, 0.5)
+        return max(0.0, wait)
 
     def _slow_timer(self, now: datetime) -> None:
         self.snapshots.new_generation()
@@ -311,8 +384,9 @@ class Scheduler:
             for dag_id, run_id in runs.time_out_runs(session, now, self.dags.read):
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
                                   str(DagRunState.FAILED), now)
-            zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
-                                 self.node_id)
+            if time.monotonic() >= self._zombies_paused_until:
+                zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
+                                     self.node_id)
             self._heartbeat(session, now)
             if self.bus is not None:
                 try:
@@ -339,15 +413,34 @@ class Scheduler:
         record_node(session, self.node_id, "scheduler", state, info, now)
 
     def _handle_lost_try(self, event, now: datetime) -> None:
+        """The executor lost track of a submission. If its try never reached a worker (still
+        ``queued`` under its identity), it was not a try: queue it again, counting nothing.
+        A try that started is its supervisor's to record; if that supervisor's worker is
+        gone, the lost-worker signal or the zombie check fails it."""
         dag_id, run_id, task_id, map_index = event.key
         with session_scope(self.store_url) as session:
-            # The executor says nobody runs this try any more: fail it under the retry
-            # policy (a refusal, where another runner may own it, never gets here).
-            zombies.fail_try(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
-                             map_index=map_index, try_number=event.try_number,
-                             reason=f"the executor lost the try: {event.error}",
-                             read_dag=self.dags.read, now=now, node=self.node_id,
-                             from_states=(TI.QUEUED, TI.RUNNING))
+            zombies.requeue_unstarted(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
+                                      map_index=map_index, try_number=event.try_number,
+                                      try_id=event.try_id, reason=event.error or "lost",
+                                      now=now, node=self.node_id)
+
+    def _handle_lost_worker(self, worker: str, detail: str, now: datetime) -> None:
+        """A worker node is gone (Dask removed it, an ``updraft worker`` stopped beating):
+        fail its running tries, under their retry policy, as soon as their heartbeats are
+        late (a supervisor that is still alive, on a worker closing gracefully, keeps
+        beating and records its try itself)."""
+        from datetime import timedelta
+
+        stale_before = now - timedelta(seconds=self._task_heartbeat + 1.0)
+        with session_scope(self.store_url) as session:
+            failed = zombies.fail_worker_tries(session, worker=worker, detail=detail,
+                                               read_dag=self.dags.read, now=now,
+                                               node=self.node_id, stale_before=stale_before)
+        if failed:
+            log.warning("Worker %s was lost (%s): failed %d of its running tr%s", worker,
+                        detail, len(failed), "y" if len(failed) == 1 else "ies")
+            for key in failed:
+                self.mark_dirty(key[0], key[1])
 
     # -- deciding a run --------------------------------------------------------------------
 
@@ -410,11 +503,10 @@ class Scheduler:
                 self._after_run(session, dag, run, decision.run_state, decision.run_reason, now)
                 return decision.run_state
             if decision.wake_at is not None:
-                delay = (decision.wake_at - now).total_seconds()
-                if delay > 0:
-                    timer = threading.Timer(delay, self.mark_dirty, (dag_id, run_id))
-                    timer.daemon = True
-                    timer.start()
+                key = (dag_id, run_id)
+                earliest = self._wake_at.get(key)
+                if earliest is None or decision.wake_at < earliest:
+                    self._wake_at[key] = decision.wake_at
         return None
 
     def _verify_integrity(self, session, run: DagRunModel, dag, now: datetime) -> None:

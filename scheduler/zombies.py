@@ -1,10 +1,14 @@
-"""Tries whose worker died, and tries queued by a scheduler that died.
+"""Tries whose worker died, and tries that never reached a worker.
 
-A running try whose heartbeat is older than ``[scheduler] zombie_threshold`` is failed
-(``running -> up_for_retry/failed`` compare-and-set on its try number), so the retry policy
-applies. At start-up, a scheduler resets tries that were queued but never started: the try
-number goes back, so when the task is queued again the same try number is used and a late
-worker that still holds the old request is refused by the claim.
+- A running try whose heartbeat is older than ``[scheduler] zombie_threshold`` is failed
+  (``running -> up_for_retry/failed`` compare-and-set on its try number), so the retry
+  policy applies. The running tries of a worker the executor reports lost are failed the
+  same way at once, without waiting for the threshold.
+- A try that never reached a worker (still ``queued``: the executor lost the submission, or
+  the scheduler that queued it died) is not a try: it goes back to ``scheduled`` with its
+  try number lowered, so it counts nothing. Its identity (``try_id``) is cleared, so a late
+  worker that still holds the old request is refused by the claim even though the try
+  number will be used again.
 """
 
 from __future__ import annotations
@@ -85,6 +89,50 @@ def fail_zombies(session: Session, now: datetime, threshold: float, read_dag,
     return failed
 
 
+def fail_worker_tries(session: Session, *, worker: str, detail: str, read_dag,
+                      now: datetime, node: str | None = None,
+                      stale_before: datetime | None = None) -> list[tuple[str, str, str, int]]:
+    """Fail the running tries of a worker node that is gone (those whose heartbeat is
+    older than ``stale_before``, if given); return their keys."""
+    query = select(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.map_index, TaskInstanceModel.try_number).where(
+        TaskInstanceModel.state == str(TI.RUNNING), TaskInstanceModel.worker == worker)
+    if stale_before is not None:
+        query = query.where(TaskInstanceModel.heartbeat_at < stale_before)
+    rows = session.execute(query).all()
+    failed = []
+    for r in rows:
+        reason = f"the worker running it was lost: {worker} ({detail})"
+        if fail_try(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
+                    map_index=r.map_index, try_number=r.try_number, reason=reason,
+                    read_dag=read_dag, now=now, node=node) is not None:
+            failed.append((r.dag_id, r.run_id, r.task_id, r.map_index))
+    return failed
+
+
+def requeue_unstarted(session: Session, *, dag_id: str, run_id: str, task_id: str,
+                      map_index: int, try_number: int, try_id: str | None, reason: str,
+                      now: datetime, node: str | None = None) -> bool:
+    """Put a try that never reached a worker back to ``scheduled``, counting nothing
+    (compare-and-set on ``queued``, its try number and its identity)."""
+    result = session.execute(update(TaskInstanceModel).where(
+        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+        TaskInstanceModel.try_number == try_number,
+        TaskInstanceModel.try_id.is_not_distinct_from(try_id),
+        TaskInstanceModel.state == str(TI.QUEUED),
+    ).values(state=str(TI.SCHEDULED), try_number=max(try_number - 1, 0), try_id=None,
+             queued_dttm=None, updated_at=now))
+    if not result.rowcount:
+        return False
+    add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+              try_number=try_number, old=str(TI.QUEUED), new=str(TI.SCHEDULED),
+              cause=f"the try never reached a worker ({reason}); queued again, counting "
+                    "nothing", node=node, when=now)
+    return True
+
+
 def reset_stale_queued(session: Session, now: datetime, older_than: float | None = None,
                        keep: set | None = None, node: str | None = None) -> list[tuple]:
     """Put queued tries that no executor will run back to scheduled (same try number next)."""
@@ -105,7 +153,7 @@ def reset_stale_queued(session: Session, now: datetime, older_than: float | None
             TaskInstanceModel.try_number == r.try_number,
             TaskInstanceModel.state == str(TI.QUEUED),
         ).values(state=str(TI.SCHEDULED), try_number=max(r.try_number - 1, 0),
-                 queued_dttm=None, updated_at=now))
+                 try_id=None, queued_dttm=None, updated_at=now))
         if result.rowcount:
             add_event(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
                       map_index=r.map_index, try_number=r.try_number, old=str(TI.QUEUED),

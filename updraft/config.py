@@ -42,11 +42,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # Default memory limit of a try's process ("2GiB", "512MB"; empty: none); a task's
         # executor_config={"memory_limit": ...} overrides it.
         "task_memory_limit": "",
+        # Folder of Airflow-style plugin files (AirflowPlugin classes); empty:
+        # $UPDRAFT_HOME/plugins. Loaded by the nodes that use what the plugins register.
+        "plugins_folder": "",
     },
     "database": {
         "sql_alchemy_conn": "",  # empty: sqlite:///$UPDRAFT_HOME/updraft.db
         "pool_size": 5,
         "echo": False,
+        # Seconds a node waits, with backoff, for a store it cannot reach when it starts
+        # (a database still starting); later outages are waited out for as long as they last.
+        "connect_wait": 60.0,
     },
     "logging": {
         "base_log_folder": "",  # empty: $UPDRAFT_HOME/logs
@@ -61,7 +67,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # 60 MB of it is Updraft itself. A file that needs more fails with MemoryError.
         "parsing_memory_limit_mb": 0,
         "reconcile_interval": 5.0,
-        "task_heartbeat_interval": 5.0,
+        # Seconds between two heartbeats of running tries (from their supervisors); a lost
+        # worker's tries are failed once theirs are this late plus one second.
+        "task_heartbeat_interval": 2.0,
         "zombie_threshold": 60.0,
         "catchup_by_default": False,
         "metrics_port": 0,  # 0: no Prometheus endpoint; else served on 127.0.0.1:<port>
@@ -91,7 +99,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ack_wait": 30.0,  # seconds before an unacked task message is redelivered
         "max_deliver": 3,  # deliveries of one task message before it is given up
         "in_progress_interval": 0.0,  # 0: ack_wait / 3
-        "heartbeat_interval": 5.0,
+        # Seconds between heartbeats on NATS (the node row in the store is written every 5 s
+        # at most); a worker silent for three intervals is reported lost.
+        "heartbeat_interval": 1.0,
         # Seconds running tries get to finish after SIGTERM; then they are stopped and run
         # again without using a retry (the worker exits within ten seconds).
         "shutdown_grace": 2.0,
@@ -115,6 +125,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "session_lifetime_minutes": 720,
         "cookie_secure": False,  # true behind HTTPS: the session cookie is sent over TLS only
         "command_timeout": 10.0,  # seconds the web waits for the scheduler's reply
+    },
+    "secrets": {
+        # Secrets backends asked for variables and connections after the environment and
+        # before the store: a list (TOML array, or JSON text in UPDRAFT__SECRETS__BACKENDS)
+        # of names registered in updraft.secrets_backends or "module:Class" paths, each a
+        # string or {backend = "...", kwargs = {...}} (Airflow's backend_kwargs).
+        # None: no backends. Left untyped so a TOML array is kept as it is.
+        "backends": None,
     },
     "smtp": {
         "host": "localhost",

@@ -313,10 +313,11 @@ class Supervisor:
         try:
             held = self._acquire(request, session)
         except ZygoteUnavailable as exc:
-            sink.write(f"[supervisor] {exc}\n")
+            # No process, so none of the task's code ran: that is not a try of the task.
+            sink.write(f"[supervisor] the try's process could not be started ({exc}); "
+                       "the try runs again without using a retry\n")
             sink.close()
-            outcome = self._record_failure(request, claimed, None, node, started,
-                                           f"the try's process could not be started: {exc}")
+            outcome = self._interrupt(request, claimed, node, started)
             outcome.log_path = str(path)
             return outcome
         child = held.child
