@@ -44,7 +44,8 @@ def executor_class(name: str) -> type[BaseExecutor]:
     """The class for ``name``: a registered executor name or a ``"module:Class"`` path."""
     from updraft.plugins.registry import ExtensionError, load
 
-    key = name.strip().lower()
+    key = name.strip()
+    key = key if key in EXECUTORS else key.lower()
     if key in EXECUTORS:
         try:
             return load("executors", key)

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from updraft.schedules import DataInterval, TimeRestriction, next_dagrun_info_at
+from updraft.schedules import DataInterval, ScheduleError, TimeRestriction, next_dagrun_info_at
 from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
 from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
 
@@ -45,15 +45,34 @@ def last_automated_interval(session: Session, dag_id: str) -> DataInterval | Non
     return DataInterval(row.data_interval_start, row.data_interval_end)
 
 
+#: How long the scheduler waits before asking a timetable that failed again.
+TIMETABLE_RETRY = timedelta(minutes=5)
+
+
 def compute_next_dagrun(session: Session, dag_row: DagModel, dag, now: datetime) -> None:
-    """Store on the DAG row when its next scheduled run is due (None: never)."""
+    """Store on the DAG row when its next scheduled run is due (None: never).
+
+    A timetable that cannot be computed (an unregistered custom class, or a registered one
+    that raises) costs only its DAG: the error is logged and asked again after
+    ``TIMETABLE_RETRY``, with no next run stored meanwhile.
+    """
     restriction = TimeRestriction(dag.start_date, dag.end_date, dag.catchup)
     info = None
     if dag.timetable.can_be_scheduled:
-        info = next_dagrun_info_at(dag.timetable,
-                                   last_automated_data_interval=last_automated_interval(
-                                       session, dag_row.dag_id),
-                                   restriction=restriction, now=now)
+        try:
+            info = next_dagrun_info_at(dag.timetable,
+                                       last_automated_data_interval=last_automated_interval(
+                                           session, dag_row.dag_id),
+                                       restriction=restriction, now=now)
+        except Exception as exc:  # noqa: BLE001  (one DAG's timetable must not stop the others)
+            log.error("DAG %s: its timetable cannot give the next run (asked again in %s): %s",
+                      dag_row.dag_id, TIMETABLE_RETRY, exc,
+                      exc_info=not isinstance(exc, ScheduleError))
+            dag_row.next_dagrun = None
+            dag_row.next_dagrun_data_interval_start = None
+            dag_row.next_dagrun_data_interval_end = None
+            dag_row.next_dagrun_create_after = now + TIMETABLE_RETRY
+            return
     if info is None:
         dag_row.next_dagrun = None
         dag_row.next_dagrun_data_interval_start = None
@@ -87,7 +106,9 @@ def create_due_runs(session: Session, now: datetime, read_dag, limit: int = 100)
         dag = read_dag(session, dag_row.dag_id)
         if dag is None:
             continue
-        if dag_row.next_dagrun_create_after is None:
+        if dag_row.next_dagrun_create_after is None or dag_row.next_dagrun is None:
+            # Never computed, or due again after a timetable error (the "nothing due"
+            # marker is far in the future, so it never comes here).
             compute_next_dagrun(session, dag_row, dag, now)
         # Catch up as many intervals as max_active_runs allows in one pass.
         while dag_row.next_dagrun_create_after is not None and \

@@ -1,7 +1,9 @@
 """The ``macros`` namespace of task templates, as Airflow's ``airflow.macros``.
 
 ``{{ macros.ds_add(ds, 7) }}``, ``{{ macros.datetime.now() }}``, ``{{ macros.uuid.uuid4() }}``,
-``{{ macros.random() }}``... Everything here is importable from a DAG file too.
+``{{ macros.random() }}``... Everything here is importable from a DAG file too. Macros of
+plugins appear as ``macros.<plugin name>.<macro>`` (entry points ``updraft.macros`` and
+``AirflowPlugin.macros``, as in Airflow).
 """
 
 from __future__ import annotations
@@ -91,3 +93,15 @@ def datetime_diff_for_humans(dt: datetime, since: datetime | None = None) -> str
         return f"in {amount}" if dt > other else f"{amount} ago"
     return f"{amount} after" if dt > other else f"{amount} before"
 
+
+def __getattr__(name: str) -> Any:
+    """``macros.<plugin name>``: the macros a plugin registered (loaded on first use)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from updraft.plugins.registry import ExtensionError, load
+
+    try:
+        return load("macros", name)
+    except ExtensionError as exc:
+        raise AttributeError(f"module 'updraft.macros' has no attribute {name!r} ({exc})") \
+            from None

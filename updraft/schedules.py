@@ -796,6 +796,21 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
 # -- building and storing timetables -----------------------------------------------------------
 
 
+def _builtin_class(kind: str) -> type[Timetable]:
+    """The class of a built-in timetable type, as registered in ``updraft.timetables``."""
+    from updraft.plugins.registry import ExtensionError, load
+
+    try:
+        cls = load(TIMETABLES_GROUP, kind)
+    except ExtensionError as exc:
+        raise ScheduleError(f"cannot deserialize {kind} timetable: {exc} (is Updraft "
+                            "installed? pip install -e . refreshes its entry points)") from None
+    if cls is not _BUILTIN_TYPES[kind]:
+        raise ScheduleError(f"the {kind} timetable is registered as {cls!r}, not Updraft's "
+                            f"{_BUILTIN_TYPES[kind].__qualname__}")
+    return cls
+
+
 def _unknown_preset(schedule: str) -> ScheduleError:
     message = f"unknown preset; use one of {', '.join(PRESETS)}"
     close = difflib.get_close_matches(schedule, PRESETS, n=1)
@@ -843,21 +858,217 @@ _ALLOWED_KEYS = {
     "delta": {"type", "timedelta", "relativedelta"},
     "custom": {"type", "class", "data"},
 }
+#: The serialized form of a registered timetable: ``{"__type": name, "data": serialize()}``.
+REGISTERED_KEYS = {"__type", "data"}
+TIMETABLES_GROUP = "timetables"
+
+
+# -- registered (plugin) timetables ------------------------------------------------------------
+
+
+def _pendulum_or_none():
+    try:
+        import pendulum
+    except ImportError:
+        return None
+    return pendulum
+
+
+def _to_airflow(value: datetime | None) -> datetime | None:
+    """An aware datetime as pendulum's DateTime in UTC, which Airflow-style timetables expect
+    (``.add()``, ``DateTime.combine``...); unchanged when pendulum is not installed."""
+    pendulum = _pendulum_or_none()
+    if value is None or pendulum is None:
+        return value
+    return pendulum.instance(_plain_utc(value), tz="UTC")
+
+
+def _from_airflow_interval(interval: Any) -> DataInterval:
+    return DataInterval(_as_utc(interval.start), _as_utc(interval.end))
+
+
+def _from_airflow_info(info: Any) -> DagRunInfo | None:
+    if info is None:
+        return None
+    return DagRunInfo(run_after=_as_utc(info.run_after),
+                      data_interval=_from_airflow_interval(info.data_interval))
+
+
+class RegisteredTimetable(Timetable):
+    """A timetable class from the registry (entry point ``updraft.timetables`` or an
+    ``AirflowPlugin.timetables`` list), as the scheduler and the web use it.
+
+    It delegates to the class, giving Airflow-style classes (whose ``next_dagrun_info`` takes
+    no ``now``) pendulum datetimes as Airflow does, and turning what they return into plain
+    UTC datetimes; an error of the class is a ScheduleError naming it.
+    """
+
+    def __init__(self, name: str, timetable: Timetable) -> None:
+        self.name = name
+        self.wrapped = timetable
+        self._airflow_style = not _accepts_now(type(timetable))
+
+    # What the class says about itself.
+
+    @property
+    def summary(self) -> str:  # type: ignore[override]
+        return str(self.wrapped.summary)
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return str(self.wrapped.description)
+
+    @property
+    def periodic(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.wrapped, "periodic", False))
+
+    @property
+    def can_be_scheduled(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.wrapped, "can_be_scheduled", True))
+
+    @property
+    def run_ordering(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(getattr(self.wrapped, "run_ordering", Timetable.run_ordering))
+
+    @property
+    def active_runs_limit(self) -> int | None:  # type: ignore[override]
+        return getattr(self.wrapped, "active_runs_limit", None)
+
+    def validate(self) -> None:
+        self._call("validate")
+
+    def serialize(self) -> dict[str, Any]:
+        return self.wrapped.serialize()
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.wrapped, method)(**kwargs)
+        except ScheduleError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the class is plugin code: say which failed)
+            cls = type(self.wrapped)
+            raise ScheduleError(f"timetable {self.name!r} ({cls.__module__}.{cls.__qualname__})"
+                                f".{method} failed: {type(exc).__name__}: {exc}") from exc
+
+    # Computing runs.
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        if self._airflow_style:
+            last = last_automated_data_interval
+            if last is not None:
+                last = DataInterval(_to_airflow(last.start), _to_airflow(last.end))
+            restriction = TimeRestriction(_to_airflow(restriction.earliest),
+                                          _to_airflow(restriction.latest), restriction.catchup)
+            info = self._call("next_dagrun_info", last_automated_data_interval=last,
+                              restriction=restriction)
+        else:
+            info = self._call("next_dagrun_info",
+                              last_automated_data_interval=last_automated_data_interval,
+                              restriction=restriction, now=utcnow() if now is None else now)
+        try:
+            return _from_airflow_info(info)
+        except (ScheduleError, AttributeError, TypeError) as exc:
+            raise ScheduleError(f"timetable {self.name!r} returned {info!r} from "
+                                f"next_dagrun_info: {exc}") from None
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        at = _to_airflow(run_after) if self._airflow_style else run_after
+        interval = self._call("infer_manual_data_interval", run_after=at)
+        try:
+            return _from_airflow_interval(interval)
+        except (ScheduleError, AttributeError, TypeError) as exc:
+            raise ScheduleError(f"timetable {self.name!r} returned {interval!r} from "
+                                f"infer_manual_data_interval: {exc}") from None
+
+    def generate_run_id(self, *, run_type: Any, logical_date: datetime,
+                        data_interval: DataInterval | None = None, **extra: Any) -> str:
+        return self._call("generate_run_id", run_type=run_type, logical_date=logical_date,
+                          data_interval=data_interval, **extra)
+
+    def _key(self) -> tuple:
+        import json
+
+        return (self.name, json.dumps(self.wrapped.serialize(), sort_keys=True, default=str))
+
+    def __repr__(self) -> str:
+        return f"RegisteredTimetable({self.name!r}, {self.wrapped!r})"
+
+
+def registered_timetable_name(timetable: Timetable) -> str | None:
+    """The name ``timetable``'s class is registered under, or None if it is not."""
+    if isinstance(timetable, RegisteredTimetable):
+        return timetable.name
+    from updraft.plugins import registry
+
+    return registry.find_name(TIMETABLES_GROUP, type(timetable))
+
+
+def how_to_register(what: str) -> str:
+    """The sentence that says how to register the timetable class ``what``."""
+    from updraft.plugins.folder import plugins_folder
+
+    return (f"register {what}: an entry point in the group updraft.{TIMETABLES_GROUP} "
+            f"([project.entry-points.\"updraft.{TIMETABLES_GROUP}\"] <name> = "
+            f"\"<module>:<Class>\" in the package's pyproject.toml), or an AirflowPlugin with "
+            f"timetables = [<Class>] in the plugins folder ({plugins_folder()}); then parse the "
+            "DAG file again")
+
+
+def load_registered_timetable(name: str, data: Any) -> Timetable:
+    """The registered timetable ``name`` rebuilt from its ``serialize()`` data; ScheduleError
+    if it is not registered on this node or cannot be rebuilt."""
+    from updraft.plugins.registry import ExtensionError, load
+
+    if not isinstance(data, dict):
+        raise ScheduleError(f"cannot deserialize timetable {name!r}: its data must be an "
+                            f"object, got {type(data).__name__}")
+    try:
+        cls = load(TIMETABLES_GROUP, name)
+    except ExtensionError as exc:
+        raise ScheduleError(f"cannot deserialize timetable {name!r}: {exc}; "
+                            + how_to_register(f"the class of {name!r}")) from None
+    if cls in _BUILTIN_TYPES.values():
+        return cls.deserialize(data)
+    try:
+        timetable = cls.deserialize(data)
+    except Exception as exc:  # noqa: BLE001  (plugin code)
+        raise ScheduleError(f"cannot deserialize timetable {name!r} "
+                            f"({cls.__module__}.{cls.__qualname__}) from {data!r}: "
+                            f"{type(exc).__name__}: {exc}") from None
+    return RegisteredTimetable(name, timetable)
 
 
 def serialize_timetable(timetable: Timetable) -> dict[str, Any]:
-    """The JSON-safe form of any timetable, custom ones included (by class path)."""
+    """The JSON-safe form of any timetable: a built-in's own form, a registered class as
+    ``{"__type": name, "data": serialize()}``, any other class by class path (``custom``,
+    which nodes keep as an UnresolvedTimetable and never import)."""
     if type(timetable) in _BUILTIN_TYPES.values():
         return timetable.serialize()
+    name = registered_timetable_name(timetable)
+    if name is not None:
+        return {"__type": name, "data": timetable.serialize()}
     cls = type(timetable)
     return {"type": "custom", "class": f"{cls.__module__}.{cls.__qualname__}",
             "data": timetable.serialize()}
 
 
 def deserialize_timetable(data: dict[str, Any]) -> Timetable:
-    """Rebuild a timetable from ``serialize_timetable`` (or a built-in's ``serialize``)."""
+    """Rebuild a timetable from ``serialize_timetable`` (or a built-in's ``serialize``).
+
+    Built-in and registered classes come from the registry; a ``custom`` class path is
+    imported (user code: the scheduler and the web never come here for one, see
+    ``updraft.serialization``)."""
     if not isinstance(data, dict):
         raise ScheduleError(f"cannot deserialize a timetable from {type(data).__name__}")
+    if "__type" in data:
+        unknown = set(data) - REGISTERED_KEYS
+        if unknown or not isinstance(data["__type"], str):
+            raise ScheduleError(f"cannot deserialize registered timetable: expected "
+                                f"{{\"__type\": name, \"data\": {{...}}}}, got fields "
+                                f"{', '.join(sorted(data))}")
+        return load_registered_timetable(data["__type"], data.get("data") or {})
     kind = data.get("type")
     if kind not in _ALLOWED_KEYS:
         raise ScheduleError(f"cannot deserialize timetable: unknown type {kind!r}; expected "
@@ -867,7 +1078,7 @@ def deserialize_timetable(data: dict[str, Any]) -> Timetable:
         raise ScheduleError(f"cannot deserialize {kind} timetable: unknown fields "
                             f"{', '.join(sorted(unknown))}")
     if kind != "custom":
-        return _BUILTIN_TYPES[kind].deserialize(data)
+        return _builtin_class(kind).deserialize(data)
     path = data.get("class") or ""
     module_name, _, qualname = path.rpartition(".")
     try:

@@ -5,9 +5,11 @@ turns a DAG object into ``{"v": 1, "dag": {...}}`` (JSON-safe, deterministic), a
 ``deserialize_dag`` turns it back into a read-only :class:`SerializedDAG` whose tasks
 (:class:`SerializedTask`) carry the attribute names the run logic and the store read on
 operators, so ``specs_from_dag`` and ``row_defaults_for`` work on either. Deserializing
-imports no user code: built-in timetables are rebuilt, a custom timetable keeps its summary
-and data and refuses to compute (see :class:`UnresolvedTimetable`). Unknown versions and
-unknown fields are rejected with a :class:`SerializationError` naming the field.
+imports no DAG-file code: built-in timetables are rebuilt, a timetable class registered as an
+extension (``updraft.timetables`` entry point or plugins folder) is rebuilt from the registry,
+and any other custom timetable keeps its summary and data and refuses to compute, saying how
+to register it (see :class:`UnresolvedTimetable`). Unknown versions and unknown fields are
+rejected with a :class:`SerializationError` naming the field.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from updraft.schedules import (
     Timetable,
     coerce_datetime,
     deserialize_timetable,
+    load_registered_timetable,
     parse_timezone,
     serialize_timetable,
     timezone_name,
@@ -406,8 +409,21 @@ def _check_group(group: Any, where: str) -> None:
 
 
 def _timetable(data: dict, summary: str, description: str, where: str) -> Timetable:
+    if "__type" in data:
+        # A registered class: rebuilt from the registry only (ADR 3). A node where it is not
+        # registered keeps what the web can show and refuses to compute, saying why.
+        name = data["__type"]
+        if set(data) - {"__type", "data"} or not isinstance(name, str) or \
+                not isinstance(data.get("data", {}), dict):
+            raise SerializationError(f"serialized DAG has an invalid registered timetable"
+                                     f"{where}")
+        try:
+            return load_registered_timetable(name, data.get("data") or {})
+        except ScheduleError as exc:
+            return UnresolvedTimetable(name, data.get("data") or {}, summary, description,
+                                       problem=str(exc))
     if data.get("type") == "custom":
-        # Rebuilding a custom class would import user code; keep what the web can show.
+        # Rebuilding an unregistered class would import user code; keep what the web can show.
         unknown = sorted(set(data) - {"type", "class", "data"})
         if unknown or not isinstance(data.get("class"), str):
             raise SerializationError(f"serialized DAG has an invalid custom timetable{where}")

@@ -29,12 +29,16 @@ class UnresolvedTimetable(Timetable):
     """A custom timetable seen from a node that does not import user code.
 
     It keeps the summary, description and data of the custom class so the web can show them;
-    every computation raises ScheduleError, because running the class means importing it.
+    every computation raises ScheduleError saying how to register the class, because running
+    an unregistered class would mean importing the DAG file's code (ADR 3). ``problem`` is why
+    a registered class could not be rebuilt on this node, when that is the reason.
     """
 
-    def __init__(self, class_path: str, data: dict, summary: str, description: str) -> None:
+    def __init__(self, class_path: str, data: dict, summary: str, description: str,
+                 problem: str | None = None) -> None:
         self.class_path = class_path
         self.data = data
+        self.problem = problem
         self._summary = summary
         self._description = description
 
@@ -50,8 +54,14 @@ class UnresolvedTimetable(Timetable):
         return dict(self.data)
 
     def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise ScheduleError(f"custom timetable {self.class_path!r} cannot be computed from the "
-                            "serialized DAG: this node does not import user code")
+        if self.problem:
+            raise ScheduleError(self.problem)
+        from updraft.schedules import how_to_register
+
+        raise ScheduleError(f"custom timetable {self.class_path!r} is not registered, so it "
+                            "cannot be computed from the serialized DAG: this node does not "
+                            "import user code from DAG files (ADR 3). To schedule it, "
+                            + how_to_register(f"the class {self.class_path!r}"))
 
     infer_manual_data_interval = _refuse  # type: ignore[assignment]
     next_dagrun_info = _refuse  # type: ignore[assignment]

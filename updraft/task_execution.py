@@ -302,6 +302,11 @@ def execute_try(request, claimed, dag=None, *,
             on_task(task)
         with set_current_context(context):
             rendered = _render(task, context)
+            # -- listeners: on_task_instance_running (updraft.listeners) --
+            from updraft.listeners import notify_task_instance_running
+
+            notify_task_instance_running(ti, previous_state=TI.QUEUED)
+            # -- end listeners --
             _run_callbacks(task.on_execute_callback, context, "on_execute")
             task.pre_execute(context)
 
@@ -366,6 +371,12 @@ def after_try(execution: TryExecution, recorded_state: TI | None) -> None:
         if callbacks:
             _run_callbacks(callbacks[0], context, callbacks[1])
         _send_alert_email(task, execution.ti, recorded_state, execution.exception, context)
+        # -- listeners: on_task_instance_success/failed/skipped (updraft.listeners) --
+        from updraft.listeners import notify_task_instance_finished
+
+        notify_task_instance_finished(execution.ti, recorded_state, execution.exception,
+                                      previous_state=TI.RUNNING)
+        # -- end listeners --
 
 
 def _send_alert_email(task, ti, state: TI, exception, context) -> None:

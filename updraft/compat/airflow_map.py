@@ -118,7 +118,7 @@ SDK: dict[str, str | Unsupported] = {
     "Context": "updraft.compat.shims:Context",
     "literal": "updraft.templating:literal",
     "BaseOperatorLink": _u("operator extra links"),
-    "BaseNotifier": _u("notifiers; use an on_failure_callback function"),
+    "BaseNotifier": "updraft.notifications:BaseNotifier",
     "ObjectStoragePath": _u("object storage paths (airflow.io)"),
     **{name: _u(_ASSETS) for name in ASSET_NAMES[:7]},
 }
@@ -212,8 +212,37 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
         "Dataset": _u(_ASSETS),
         "Asset": _u(_ASSETS),
         "settings": _u("Airflow's settings and ORM session"),
-        "plugins_manager": _u("Airflow plugins"),
     },
+    # Extension points: plugins, listeners, priority-weight strategies, secrets backends and
+    # notifiers (Updraft's registry: updraft.plugins).
+    "airflow.plugins_manager": {"AirflowPlugin": "updraft.plugins.base:AirflowPlugin"},
+    "airflow.listeners": {"hookimpl": "updraft.listeners:hookimpl"},
+    "airflow.task": {},
+    "airflow.task.priority_strategy": {
+        "PriorityWeightStrategy": "updraft.priority_weights:PriorityWeightStrategy",
+        "_AbsolutePriorityWeightStrategy":
+            "updraft.priority_weights:AbsolutePriorityWeightStrategy",
+        "_DownstreamPriorityWeightStrategy":
+            "updraft.priority_weights:DownstreamPriorityWeightStrategy",
+        "_UpstreamPriorityWeightStrategy":
+            "updraft.priority_weights:UpstreamPriorityWeightStrategy",
+    },
+    "airflow.task.weight_rule": {"WeightRule": "updraft.compat.shims:WeightRule"},
+    "airflow.secrets": {"BaseSecretsBackend": "updraft.secrets_backends:BaseSecretsBackend"},
+    "airflow.secrets.base_secrets": {
+        "BaseSecretsBackend": "updraft.secrets_backends:BaseSecretsBackend"},
+    "airflow.secrets.local_filesystem": {
+        "LocalFilesystemBackend": "updraft.secrets_backends:LocalFilesystemBackend"},
+    "airflow.sdk.bases.secrets_backend": {
+        "BaseSecretsBackend": "updraft.secrets_backends:BaseSecretsBackend"},
+    "airflow.notifications": {},
+    "airflow.notifications.basenotifier": {
+        "BaseNotifier": "updraft.notifications:BaseNotifier"},
+    "airflow.sdk.bases.notifier": {"BaseNotifier": "updraft.notifications:BaseNotifier"},
+    "airflow.providers.smtp.notifications": {},
+    "airflow.providers.smtp.notifications.smtp": {
+        "SmtpNotifier": "updraft.notifications:SmtpNotifier",
+        "send_smtp_notification": "updraft.notifications:SmtpNotifier"},
     # Airflow 3 task SDK
     "airflow.sdk": SDK,
     "airflow.sdk.exceptions": EXCEPTIONS,
@@ -448,12 +477,11 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.settings": "Airflow's settings and ORM session",
     "airflow.utils.session": "direct access to Airflow's metadata database",
     "airflow.utils.db": "direct access to Airflow's metadata database",
-    "airflow.secrets": ("secrets backends; use AIRFLOW_CONN_*/AIRFLOW_VAR_* environment "
-                        "variables or the Updraft store"),
+    "airflow.secrets": ("this secrets backend; write a class with get_conn_value/"
+                        "get_variable and register it in updraft.secrets_backends (README)"),
     "airflow.kubernetes": "Kubernetes pods",
-    "airflow.notifications": "notifiers; use an on_failure_callback function",
-    "airflow.listeners": "listeners",
-    "airflow.plugins_manager": "Airflow plugins",
+    "airflow.listeners": "Airflow's listener manager; register listeners in an AirflowPlugin "
+                         "or the updraft.listeners entry-point group",
     "airflow.lineage": "lineage",
     "airflow.providers.standard.operators.hitl": "human-in-the-loop operators",
     "airflow.providers.cncf.kubernetes": "the cncf.kubernetes provider, KubernetesPodOperator "
@@ -462,9 +490,24 @@ UNSUPPORTED_MODULES: dict[str, str] = {
 }
 
 
+#: Airflow's example DAGs import their plugins from this package; Updraft serves each of its
+#: modules from the plugins folder (``airflow.example_dags.plugins.workday`` is the
+#: plugins-folder module ``workday``).
+EXAMPLE_PLUGINS = "airflow.example_dags.plugins"
+
+
+def plugin_alias(name: str) -> str | None:
+    """The plugins-folder module that the Airflow module ``name`` stands for, or None."""
+    prefix = EXAMPLE_PLUGINS + "."
+    if name.startswith(prefix) and "." not in name[len(prefix):]:
+        return name[len(prefix):]
+    return None
+
+
 def is_known_module(name: str) -> bool:
     """Whether ``name`` is an Airflow module (or a package of one) that Updraft serves."""
-    return name in MODULES or name in ALIASES or name in _PACKAGES
+    return (name in MODULES or name in ALIASES or name in _PACKAGES
+            or name in ("airflow.example_dags", EXAMPLE_PLUGINS) or plugin_alias(name) is not None)
 
 
 def _packages() -> frozenset[str]:

@@ -77,6 +77,8 @@ def name_verdict(module: str, name: str) -> tuple[bool, str]:
     ok, reason = module_verdict(module)
     if not ok:
         return ok, reason
+    if airflow_map.plugin_alias(module) is not None:
+        return True, ""  # a module of the plugins folder: its names are the plugin's own
     if airflow_map.is_known_module(f"{module}.{name}"):
         return True, ""
     target = airflow_map.lookup(module, name)

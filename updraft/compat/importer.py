@@ -112,12 +112,39 @@ def resolve(module: str, name: str) -> Any:
         raise not_supported(qualified, f"{source} has no {attr}") from None
 
 
+class _PluginModuleLoader(importlib.abc.Loader):
+    """Serves ``airflow.example_dags.plugins.<name>`` as the plugins-folder module ``<name>``:
+    the same module object, so a class a DAG file imports that way is the registered one."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.original_spec = getattr(module, "__spec__", None)
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module) -> None:
+        """Nothing to run: the plugins folder imported the module already. The import system
+        gave it the alias's spec; give back its own (its name stays the plugin module's)."""
+        module.__spec__ = self.original_spec
+
+
 class AirflowCompatFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds and loads ``airflow`` modules from :mod:`updraft.compat.airflow_map`."""
 
     def find_spec(self, fullname: str, path=None, target=None):
         if fullname != "airflow" and not fullname.startswith("airflow."):
             return None
+        plugin = airflow_map.plugin_alias(fullname)
+        if plugin is not None:
+            from updraft.plugins.folder import import_plugin_module, plugins_folder
+
+            module = import_plugin_module(plugin)
+            if module is None:
+                raise not_supported(fullname, f"Airflow's example plugin module; put "
+                                              f"{plugin}.py in the plugins folder "
+                                              f"({plugins_folder()})")
+            return importlib.machinery.ModuleSpec(fullname, _PluginModuleLoader(module))
         if not airflow_map.is_known_module(fullname):
             requested = _requested_module(fullname)
             raise not_supported(requested, airflow_map.unsupported_module_reason(requested))

@@ -2,8 +2,9 @@
 
 A ``Connection`` is a plain object. ``Connection.get_connection_from_secrets(conn_id)`` looks
 in the environment (``UPDRAFT_CONN_<ID>``, then ``AIRFLOW_CONN_<ID>``: a URI or a JSON object
-of fields), then in the store. The store functions at the bottom keep password and extra
-Fernet-encrypted; every loaded password and sensitive extra is registered with the log masker.
+of fields), then in the secrets backends of ``[secrets] backends`` (``updraft.secrets_backends``),
+then in the store. The store functions at the bottom keep password and extra Fernet-encrypted;
+every loaded password and sensitive extra is registered with the log masker.
 """
 
 from __future__ import annotations
@@ -242,8 +243,14 @@ class Connection:
 
     @classmethod
     def get_connection_from_secrets(cls, conn_id: str) -> Connection:
-        """The connection ``conn_id`` from the environment or the store; UpdraftNotFoundException."""
+        """The connection ``conn_id`` from the environment, the secrets backends or the store;
+        UpdraftNotFoundException if none has it."""
         conn = cls.from_env(conn_id)
+        if conn is not None:
+            return conn
+        from updraft.secrets_backends import get_connection as from_backends
+
+        conn = from_backends(conn_id)
         if conn is not None:
             return conn
         conn = get_connection(conn_id)

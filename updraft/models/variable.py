@@ -1,7 +1,8 @@
 """Variables: named values that DAGs read at run time, with Airflow's ``Variable`` API.
 
 ``Variable.get`` looks at the environment first (``UPDRAFT_VAR_<KEY>``, then
-``AIRFLOW_VAR_<KEY>`` for DAGs migrated from Airflow), then the store. Values are stored
+``AIRFLOW_VAR_<KEY>`` for DAGs migrated from Airflow), then the secrets backends of
+``[secrets] backends`` (``updraft.secrets_backends``), then the store. Values are stored
 Fernet-encrypted; values of sensitive keys (``password``, ``secret``, ``token``...) are
 registered with the log masker when read or written.
 
@@ -88,6 +89,10 @@ class Variable:
         if default is not _NOT_SET:
             default_var = default
         value = _from_env(key)
+        if value is None:
+            from updraft.secrets_backends import get_variable as from_backends
+
+            value = from_backends(key)
         if value is None:
             with _session(session) as s:
                 row = _row(s, key)

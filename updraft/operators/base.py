@@ -405,8 +405,13 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
         self.params = ParamsDict(params or {})
         self.priority_weight = int(priority_weight)
         if weight_rule not in WEIGHT_RULES:
-            raise DagDefinitionError(f"Task {task_id!r}: weight_rule must be one of "
-                                     f"{', '.join(WEIGHT_RULES)}; got {weight_rule!r}")
+            # A registered priority-weight strategy: kept by its registered name (ADR 3).
+            from updraft.priority_weights import strategy_name
+
+            try:
+                weight_rule = strategy_name(weight_rule)
+            except ValueError as exc:
+                raise DagDefinitionError(f"Task {task_id!r}: {exc}") from None
         self.weight_rule = str(weight_rule)
         self.queue = queue
         self.pool = pool or DEFAULT_POOL

@@ -55,32 +55,12 @@ class TaskRowDefaults:
 
 
 def priority_weights(tasks: Mapping[str, Any]) -> dict[str, int]:
-    """Effective priority of each task under its weight rule (downstream, upstream, absolute)."""
-    result: dict[str, int] = {}
-    cache_down: dict[str, set[str]] = {}
-    cache_up: dict[str, set[str]] = {}
+    """Effective priority of each task's new task instance under its weight rule: the
+    registered priority-weight strategy it names (``downstream``, ``upstream``, ``absolute``
+    or a custom one; see ``updraft.priority_weights``)."""
+    from updraft.priority_weights import compute_weights
 
-    def relatives(task_id: str, attr: str, cache: dict[str, set[str]]) -> set[str]:
-        if task_id in cache:
-            return cache[task_id]
-        found: set[str] = set()
-        for rel in getattr(tasks[task_id], attr):
-            found.add(rel)
-            found |= relatives(rel, attr, cache)
-        cache[task_id] = found
-        return found
-
-    for task_id, task in tasks.items():
-        own = int(task.priority_weight)
-        rule = str(task.weight_rule)
-        if rule == "downstream":
-            ids = relatives(task_id, "downstream_task_ids", cache_down)
-        elif rule == "upstream":
-            ids = relatives(task_id, "upstream_task_ids", cache_up)
-        else:
-            ids = set()
-        result[task_id] = own + sum(int(tasks[i].priority_weight) for i in ids)
-    return result
+    return compute_weights(tasks)
 
 
 def row_defaults_for(tasks: Mapping[str, Any]) -> list[TaskRowDefaults]:
