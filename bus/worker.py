@@ -330,7 +330,7 @@ class Worker:
                              "without using a retry)", self.node_id, stopped,
                              "y" if stopped == 1 else "ies")
                     _, pending = await asyncio.wait(
-                        pending, timeout=self._supervisor.kill_grace + 3)
+                        pending, timeout=self._supervisor.kill_grace + 1)
                 self.abandoned = len(pending)
                 if pending:
                     log.warning("Worker %s: %d tr%s still running after %gs; leaving them to "

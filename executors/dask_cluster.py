@@ -172,7 +172,7 @@ class LocalDaskProcesses:
 
     # -- stopping --------------------------------------------------------------------------
 
-    def close(self, timeout: float = 2.0) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         """Stop the workers, then the scheduler (SIGTERM, SIGKILL after ``timeout``), and
         remove the cluster's folder."""
         processes = [p for p in self.workers.values() if p.poll() is None]

@@ -590,8 +590,12 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
     metrics_server = _start_metrics(scheduler)
     import signal
 
-    def _stop(_signum, _frame):
-        log.info("Stopping the scheduler")
+    def _stop(signum, _frame):
+        if scheduler._stop.is_set():
+            log.warning("Second signal: exiting at once")
+            os._exit(128 + signum)
+        log.info("Stopping the scheduler (running tries are interrupted and run again "
+                 "without using a retry)")
         scheduler.stop()
 
     signal.signal(signal.SIGTERM, _stop)

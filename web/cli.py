@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import click
 
@@ -29,9 +30,19 @@ def web(host: str | None, port: int | None, threads: int) -> None:
     from web.heartbeat import WebHeartbeat
 
     app = create_app()
+    server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                    ident="updraft")
     click.echo(f"Updraft web on http://{host}:{port}/ (API: /api/v1, metrics: /metrics)")
     heartbeat = WebHeartbeat(f"http://{host}:{port}/").start()
+
+    def stop(signum, _frame):
+        logging.getLogger(__name__).info("Signal %d: stopping the web server", signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="updraft")
+        server.run()
     finally:
+        server.close()
         heartbeat.stop()

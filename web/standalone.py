@@ -214,11 +214,13 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
         if cleanup:
             click.echo("\nStopping Updraft...")
         for name, action in reversed(cleanup):
-            click.echo(f"      stopping {name}")
+            began = time.monotonic()
             try:
                 action()
             except Exception as exc:  # noqa: BLE001  (stop the rest anyway)
                 click.echo(f"      {name} did not stop cleanly: {exc}", err=True)
+            else:
+                click.echo(f"      stopped {name} ({time.monotonic() - began:.1f} s)")
         try:
             from bus.connection import close_shared_bus
 
