@@ -2,6 +2,12 @@
 same graphs as plain Dask futures in the same run.
 
     .venv/bin/python tests/bench/bench_scheduler.py [chain fanout layered] [--executor dask]
+        [--isolation process,thread]
+
+Each graph runs with every isolation mode asked for (``[core] task_isolation``: each try
+in its own process, the default, or in the worker's thread), and prints the CPU spent per
+try by the whole process tree (scheduler, Dask, zygotes, try processes) beside plain
+Dask's.
 
 (a) a chain of 100 no-op tasks (the figure that matters: milliseconds per task-to-task
 hop), (b) one task fanning out to 1,000 no-op tasks and a join, (c) 10,000 no-op tasks in
@@ -87,9 +93,10 @@ DAG_FILES = {
 }
 
 
-def _env(home: Path, dags: Path, executor: str) -> dict[str, str]:
+def _env(home: Path, dags: Path, executor: str, isolation: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
+        "UPDRAFT__CORE__TASK_ISOLATION": isolation,
         "UPDRAFT_HOME": str(home),
         "UPDRAFT__CORE__DAGS_FOLDER": str(dags),
         "UPDRAFT__CORE__EXECUTOR": executor,
@@ -118,7 +125,29 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0) -> dict:
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its descendants, reaped children included."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+TRIES = {"chain": 100, "fanout": 1002, "layered": 10000}
+
+
+def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0,
+                isolation: str = "process") -> dict:
     """Run one graph through a real scheduler process; return timings and peak memory."""
     with tempfile.TemporaryDirectory(prefix="updraft-bench-") as tmp:
         if os.environ.get("BENCH_KEEP"):
@@ -127,7 +156,7 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0) -> dict:
         home, dags = Path(tmp) / "home", Path(tmp) / "dags"
         dags.mkdir(parents=True)
         (dags / f"bench_{kind}.py").write_text(textwrap.dedent(DAG_FILES[kind]))
-        env = _env(home, dags, executor)
+        env = _env(home, dags, executor, isolation)
         os.environ.update(env)
         from updraft.config import conf
 
@@ -156,6 +185,7 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0) -> dict:
                                        log_path.read_text()[-2000:])
                 time.sleep(0.2)
             time.sleep(settle)
+            cpu_before = _tree_cpu(proc.pid)
             run_id, via = _trigger(dag_id, deadline)
             with session_scope() as session:
                 triggered = session.query(DagRunModel).filter_by(
@@ -170,6 +200,7 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0) -> dict:
                     raise RuntimeError("the run did not finish in time")
                 time.sleep(0.05)
             seconds = (run.end_date - triggered).total_seconds()
+            cpu = _tree_cpu(proc.pid) - cpu_before
             peak = _peak_rss_mb(proc.pid)
             with session_scope() as session:
                 from sqlalchemy import func
@@ -180,7 +211,8 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0) -> dict:
                                             func.max(TIM.end_date)).filter(
                     TIM.dag_id == dag_id, TIM.run_id == run_id).one()
             return {"state": run.state, "seconds": seconds, "peak_mb": peak, "via": via,
-                    "tasks_seconds": (last - first).total_seconds()}
+                    "tasks_seconds": (last - first).total_seconds(),
+                    "cpu_ms_per_try": cpu / TRIES[kind] * 1000}
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -211,8 +243,9 @@ def _trigger(dag_id: str, deadline: float) -> tuple[str, str]:
             return trigger_dag_run(session, dag_id, triggered_by="bench").run_id, "store"
 
 
-def run_dask_baseline(kind: str) -> float:
-    """The same graph as plain Dask futures on a LocalCluster with 2 workers."""
+def run_dask_baseline(kind: str) -> tuple[float, float]:
+    """The same graph as plain Dask futures on a LocalCluster with 2 workers: seconds, and
+    CPU milliseconds per task (this process and the cluster's)."""
     from distributed import Client, LocalCluster
 
     def noop(*_args):
@@ -221,6 +254,7 @@ def run_dask_baseline(kind: str) -> float:
     with LocalCluster(n_workers=2, threads_per_worker=4, dashboard_address=None,
                       processes=True) as cluster, Client(cluster) as client:
         client.submit(noop, pure=False).result()  # warm up
+        cpu_before = _tree_cpu(os.getpid())
         started = time.perf_counter()
         if kind == "chain":
             future = None
@@ -244,7 +278,8 @@ def run_dask_baseline(kind: str) -> float:
                     current.append(client.submit(noop, *deps, pure=False))
                 previous = current
             client.gather(previous)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        return seconds, (_tree_cpu(os.getpid()) - cpu_before) / TRIES[kind] * 1000
 
 
 def main() -> None:
@@ -255,21 +290,36 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds between the DAG's first parse and the trigger")
+    parser.add_argument("--isolation", default="process,thread",
+                        help="comma-separated [core] task_isolation modes to run")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.isolation.split(",") if m.strip()]
     for kind in args.kinds:
-        results = [run_updraft(kind, args.executor, args.settle) for _ in range(args.repeat)]
-        baseline = statistics.median(run_dask_baseline(kind) for _ in range(args.repeat))
-        seconds = statistics.median(r["seconds"] for r in results)
-        peak = max((r["peak_mb"] or 0) for r in results)
-        line = (f"{kind:8} updraft[{args.executor}] {seconds:8.2f} s  plain dask "
-                f"{baseline:7.3f} s  ratio {seconds / baseline:7.1f}x  scheduler peak "
-                f"{peak:6.0f} MB  state {results[-1]['state']}")
-        line += f"  (tasks {statistics.median(r['tasks_seconds'] for r in results):.2f} s, " \
-                f"trigger via {results[-1]['via']})"
+        baselines = [run_dask_baseline(kind) for _ in range(args.repeat)]
+        baseline = statistics.median(b[0] for b in baselines)
+        baseline_cpu = statistics.median(b[1] for b in baselines)
         if kind == "chain":
-            hop = statistics.median(r["tasks_seconds"] for r in results) / 99 * 1000
-            line += f"  hop {hop:.1f} ms"
-        print(line, flush=True)
+            print(f"{kind:8} plain dask {baseline:7.3f} s  hop {baseline / 99 * 1000:.1f} ms  "
+                  f"cpu/task {baseline_cpu:.2f} ms", flush=True)
+        else:
+            print(f"{kind:8} plain dask {baseline:7.3f} s  cpu/task {baseline_cpu:.2f} ms",
+                  flush=True)
+        for mode in modes:
+            results = [run_updraft(kind, args.executor, args.settle, mode)
+                       for _ in range(args.repeat)]
+            seconds = statistics.median(r["seconds"] for r in results)
+            peak = max((r["peak_mb"] or 0) for r in results)
+            cpu = statistics.median(r["cpu_ms_per_try"] for r in results)
+            line = (f"{kind:8} updraft[{args.executor}, {mode:7}] {seconds:8.2f} s  ratio "
+                    f"{seconds / baseline:5.1f}x  cpu/try {cpu:6.2f} ms "
+                    f"({cpu / baseline_cpu:4.1f}x)  scheduler peak {peak:5.0f} MB  "
+                    f"state {results[-1]['state']}")
+            line += f"  (tasks {statistics.median(r['tasks_seconds'] for r in results):.2f} " \
+                    f"s, trigger via {results[-1]['via']})"
+            if kind == "chain":
+                hop = statistics.median(r["tasks_seconds"] for r in results) / 99 * 1000
+                line += f"  hop {hop:.1f} ms ({hop / (baseline / 99 * 1000):.1f}x)"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
