@@ -101,6 +101,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(metrics_bp)
     _register_ui(app)
+    from web.plugins import register_plugin_views  # blueprints and menu links of plugins
+
+    register_plugin_views(app)
     _register_error_handlers(app)
 
     @app.after_request

@@ -16,6 +16,7 @@ COMMAND_GROUPS = {
     "connections": ("updraft.cli.connections", "connections"),
     "pools": ("updraft.cli.pools", "pools"),
     "config": ("updraft.cli.config_cmd", "config"),
+    "plugins": ("updraft.cli.plugins", "plugins"),
     # Node commands live in their node packages (updraft imports none of them).
     "scheduler": ("scheduler.cli", "scheduler"),
     "events": ("bus.cli", "events"),

@@ -79,6 +79,11 @@ class MenuLink:
     #: The least role that sees the link ("Viewer", "User", "Op", "Admin").
     min_role: str = "User"
 
+    def __post_init__(self) -> None:
+        if not str(self.href).startswith(("/", "http://", "https://")):
+            raise ValueError(f"menu link {self.name!r}: href must be a path (/...) or an "
+                             f"http(s) URL, got {self.href!r}")
+
     @classmethod
     def from_airflow(cls, item: Mapping[str, Any], min_role: str = "User") -> MenuLink:
         """A link from an ``appbuilder_menu_items`` or ``external_views`` dict."""

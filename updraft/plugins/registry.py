@@ -317,6 +317,11 @@ def find_name(kind: str, obj: Any) -> str | None:
     return _registry.find_name(kind, obj)
 
 
+def folder_plugins() -> list[tuple[str, str]]:
+    """(name, source) of each plugin the plugins folder registered (loading it if needed)."""
+    return [(p.name, p.source) for p in _registry._folder_contents().plugins]
+
+
 def load_errors() -> list[LoadError]:
     """Every registration or load that failed in this process so far."""
     return _registry.errors()
@@ -334,5 +339,6 @@ def reset() -> None:
 
 
 __all__ = ["FOLDER_KINDS", "KINDS", "Extension", "ExtensionError", "LoadError",
-           "describe_exception", "extensions", "find_name", "group_name", "load", "load_all",
+           "describe_exception", "extensions", "find_name", "folder_plugins", "group_name",
+           "load", "load_all",
            "load_errors", "record_error", "reset"]
