@@ -95,6 +95,12 @@ def load_dag(fileloc: str, dag_id: str):
         with _dag_cache_lock:
             for other in bag.dags.values():
                 _dag_cache[(fileloc, other.dag_id)] = (mtime, other)
+        # -- listeners: loaded with the first DAG, so tries forked from a warm process
+        # inherit them instead of each reading entry points (updraft.listeners) --
+        from updraft.plugins.registry import preload_for_tries
+
+        preload_for_tries()
+        # -- end listeners --
         settle_heap()
         return dag
 

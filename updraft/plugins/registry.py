@@ -90,23 +90,34 @@ def _own_first(entry_point) -> tuple[int, str, str]:
     return (0 if dist == OWN_DISTRIBUTION else 1, dist or "", entry_point.name)
 
 
-def _dist_name(entry_point) -> str | None:
+_dist_labels: dict[str, tuple[str | None, str]] = {}
+
+
+def _dist_info(entry_point) -> tuple[str | None, str]:
+    """(name, "name version") of the distribution of ``entry_point``, its metadata parsed
+    once per distribution (parsing it costs milliseconds: Updraft's holds its README)."""
     dist = getattr(entry_point, "dist", None)
     if dist is None:
-        return None
-    try:
-        return dist.metadata["Name"]
-    except (KeyError, TypeError):
-        return getattr(dist, "name", None)
+        return None, "an unknown distribution"
+    key = str(getattr(dist, "_path", id(dist)))
+    known = _dist_labels.get(key)
+    if known is None:
+        try:
+            metadata = dist.metadata
+            name, version = metadata["Name"], metadata["Version"]
+        except (KeyError, TypeError, OSError):
+            name, version = getattr(dist, "_normalized_name", None), None
+        known = (name, f"{name} {version}" if version else str(name))
+        _dist_labels[key] = known
+    return known
+
+
+def _dist_name(entry_point) -> str | None:
+    return _dist_info(entry_point)[0]
 
 
 def _dist_label(entry_point) -> str:
-    dist = getattr(entry_point, "dist", None)
-    name = _dist_name(entry_point)
-    if name is None:
-        return "an unknown distribution"
-    version = getattr(dist, "version", None)
-    return f"{name} {version}" if version else name
+    return _dist_info(entry_point)[1]
 
 
 class _Registry:
@@ -333,6 +344,20 @@ def record_error(error: LoadError, exc: BaseException | None = None) -> None:
     _registry.record(error, exc)
 
 
+def preload_for_tries() -> None:
+    """Load what every try consults (listeners, plugin macros, configured secrets backends)
+    now, so processes forked from this one start with them loaded instead of each paying
+    for reading entry points and importing plugins. Never raises: problems are recorded."""
+    try:
+        load_all("listeners")
+        load_all("macros")
+        from updraft.secrets_backends import configured_backends
+
+        configured_backends()
+    except Exception as exc:  # noqa: BLE001  (a warm-up must not fail the process)
+        log.warning("Preloading extensions failed: %s", describe_exception(exc))
+
+
 def reset() -> None:
     """Forget everything read and loaded (tests; a changed plugins folder is noticed anyway)."""
     _registry.reset()
@@ -340,5 +365,4 @@ def reset() -> None:
 
 __all__ = ["FOLDER_KINDS", "KINDS", "Extension", "ExtensionError", "LoadError",
            "describe_exception", "extensions", "find_name", "folder_plugins", "group_name",
-           "load", "load_all",
-           "load_errors", "record_error", "reset"]
+           "load", "load_all", "load_errors", "preload_for_tries", "record_error", "reset"]
