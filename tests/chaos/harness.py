@@ -1044,23 +1044,35 @@ class ChaosEnv:
         node.port = port  # type: ignore[attr-defined]
         return node
 
-    def start_dask_cluster(self, workers: int = 2, threads: int = 2) -> tuple[Node, list[Node]]:
-        """An external Dask cluster (``dask scheduler`` + ``dask worker``s) on loopback;
-        returns (scheduler node, worker nodes). Its address is ``node.address``."""
-        port = free_port()
-        address = f"tcp://127.0.0.1:{port}"
-        env = self.env(DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="false")
-        sched = self.start("dask-scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
-                                              str(port), "--no-dashboard"], env=env,
-                           executable=DASK)
-        sched.address = address  # type: ignore[attr-defined]
+    def start_dask_scheduler(self, port: int | None = None,
+                             name: str = "dask-scheduler") -> Node:
+        """``dask scheduler`` on 127.0.0.1 (on ``port``, e.g. to restart one on the same
+        address); ``node.address`` is its address, once it listens."""
+        port = port or free_port()
+        node = self.start(name, ["scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--no-dashboard"], env=self._dask_env(), executable=DASK)
+        node.address = f"tcp://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        node.port = port  # type: ignore[attr-defined]
         wait_for(lambda: port_open(port), 60, what="the Dask scheduler to listen",
-                 describe=sched.tail, alive=[sched])
-        workers_ = [self.start("dask-worker", ["worker", address, "--nthreads", str(threads),
-                                               "--nworkers", "1", "--no-dashboard",
-                                               "--host", "127.0.0.1", "--memory-limit", "0"],
-                               env=env, executable=DASK) for _ in range(workers)]
-        return sched, workers_
+                 describe=node.tail, alive=[node])
+        return node
+
+    def start_dask_worker(self, address: str, threads: int = 2,
+                          name: str = "dask-worker") -> Node:
+        """``dask worker ADDRESS`` (one nanny and its worker process)."""
+        return self.start(name, ["worker", address, "--nthreads", str(threads), "--nworkers",
+                                 "1", "--no-dashboard", "--host", "127.0.0.1",
+                                 "--memory-limit", "0"], env=self._dask_env(), executable=DASK)
+
+    def start_dask_cluster(self, workers: int = 2, threads: int = 2) -> tuple[Node, list[Node]]:
+        """An external Dask cluster on loopback: (scheduler node, worker nodes)."""
+        scheduler = self.start_dask_scheduler()
+        return scheduler, [self.start_dask_worker(scheduler.address, threads)
+                           for _ in range(workers)]
+
+    def _dask_env(self) -> dict[str, str]:
+        # The workers run tries: they need the same UPDRAFT_HOME, store and settings.
+        return self.env(DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="false")
 
     def _watch(self) -> None:
         """Snapshot every node's tree twice a second (children come and go)."""

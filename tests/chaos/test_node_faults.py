@@ -132,29 +132,28 @@ def test_scheduler_sigkill_on_sqlite(chaos, nats_server):
 @pytest.mark.xfail(strict=True, raises=h.LeftoverProcesses, reason=(
     "issue 10 item 7: each SIGKILLed `updraft scheduler` leaves its Dask cluster running"))
 def test_scheduler_sigkill_on_postgres_two_then_one(chaos, nats_server, pg_url):
-    """Two schedulers on PostgreSQL; SIGKILL one mid-run: the other finishes the run. A
-    second run: SIGKILL the survivor mid-run and start a new one: it finishes that run."""
+    """Two schedulers on PostgreSQL; SIGKILL one mid-run: the other carries on. Then SIGKILL
+    the survivor too and start a new one: it finishes the run."""
     env = chaos(nats=nats_server, store_url=pg_url, settings=QUICK_ZOMBIES)
-    dag_id = fanout(env)
+    dag_id = fanout(env, sleep=1.0)
     env.migrate()
     a = env.start_scheduler(name="scheduler-a")
     b = env.start_scheduler(name="scheduler-b")
-    run_1 = started_run(env, dag_id)
+    run_id = started_run(env, dag_id)
+    done = env.store.counts(dag_id, run_id)["success"]
     a.kill()
-    env.wait_run(dag_id, run_1, alive=[b])
-    took = since(a.killed_at)
-    h.assert_converged(env, dag_id, run_1, expected=FAN)
-    h.record_recovery("SIGKILL 1 of 2 schedulers (PostgreSQL)", took, "the other finishes")
-
-    run_2 = env.trigger(dag_id)
-    env.wait_mid_run(dag_id, run_2, min_success=8)
+    h.wait_for(lambda: env.store.counts(dag_id, run_id)["success"] >= done + 8, 60,
+               interval=0.1, alive=[b], what="scheduler-b to carry on alone",
+               describe=lambda: env.describe(dag_id, run_id))
+    h.record_recovery("SIGKILL 1 of 2 schedulers (PostgreSQL)", since(a.killed_at),
+                      "until the other has finished 8 more tasks")
     b.kill()
     c = env.start_scheduler(name="scheduler-c")
-    env.wait_run(dag_id, run_2, alive=[c])
+    env.wait_run(dag_id, run_id, alive=[c])
     took = since(b.killed_at)
-    h.assert_converged(env, dag_id, run_2, expected=FAN)
+    h.assert_converged(env, dag_id, run_id, expected=FAN)
     h.record_recovery("SIGKILL the only scheduler (PostgreSQL), restart", took)
-    h.assert_converged(env, dag_id, run_1, killed=[a, b], expected=FAN)
+    h.assert_converged(env, dag_id, run_id, killed=[a, b], expected=FAN)
 
 
 def test_dask_worker_sigkill(chaos, nats_server):
@@ -258,6 +257,37 @@ def test_dask_scheduler_sigkill(chaos, nats_server):
     except h.WaitTimeout:
         raise h.LeftoverProcesses(f"Dask workers pile up after the restart: "
                                   f"{h.describe_procs(h.dask_worker_processes(node))}") from None
+
+
+@pytest.mark.slow
+def test_external_dask_scheduler_restarted(chaos, nats_server):
+    """`[dask] scheduler_address` points at an external cluster; its `dask scheduler` is
+    SIGKILLed mid-run and started again on the same address 5 s later (workers that gave up
+    are replaced, as a supervisor would): the executor reconnects with backoff, sends the
+    lost tries again, and the run converges."""
+    env = chaos(nats=nats_server)
+    dag_id = fanout(env)
+    env.migrate()
+    dask_scheduler, workers = env.start_dask_cluster(workers=2, threads=2)
+    node = env.start_scheduler(UPDRAFT__DASK__SCHEDULER_ADDRESS=dask_scheduler.address)
+    run_id = started_run(env, dag_id)
+    mark = len(node.log())
+    dask_scheduler.kill()
+    time.sleep(5)
+    env.start_dask_scheduler(dask_scheduler.port, name="dask-scheduler-2")
+    back = time.monotonic()
+    for worker in workers:
+        if not worker.alive:
+            env.start_dask_worker(dask_scheduler.address)
+    env.wait_run(dag_id, run_id, timeout=150, alive=[node])
+    took = since(back)
+    h.assert_converged(env, dag_id, run_id, expected=FAN, only_started_tries="events",
+                       killed=[dask_scheduler])
+    h.record_recovery("SIGKILL the external Dask scheduler, restarted 5 s later", took,
+                      "from its restart to run success")
+    said = [line for line in node.log()[mark:].splitlines()
+            if "reconnect" in line.lower() or dask_scheduler.address in line]
+    print(f"[chaos] what the scheduler said about it: {said[:5]}")
 
 
 # -- item 2: a try that never reached a worker is not a try -------------------------------------
@@ -511,9 +541,6 @@ def wait_running(env, dag_id, run_id, at_least: int, alive, pids: set[int] | Non
                                                                                         run_id))
 
 
-@pytest.mark.xfail(strict=True, raises=(h.TooSlow, h.Untidy), reason=(
-    "issue 10 item 11: SIGTERM to `updraft scheduler` while tries run: it waits for them "
-    "to end (30 s here) before it exits"))
 def test_sigterm_scheduler(chaos, nats_server):
     """SIGTERM `updraft scheduler` (Dask) while 30 s tries run: out within 10 s, with no
     traceback and no process left; a new scheduler retries them and finishes the run."""
@@ -533,9 +560,6 @@ def test_sigterm_scheduler(chaos, nats_server):
 
 
 @pytest.mark.nats
-@pytest.mark.xfail(strict=True, raises=(h.TooSlow, h.Untidy), reason=(
-    "issue 10 item 11: SIGTERM to `updraft worker` while tries run: it waits up to "
-    "[worker] shutdown_grace (60 s) for them before it exits"))
 def test_sigterm_worker(chaos, nats_server):
     """SIGTERM an `updraft worker` while 30 s tries run: out within 10 s with no traceback;
     a new worker runs the retries and the run converges."""
@@ -567,9 +591,6 @@ def test_sigterm_web(chaos):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=(h.TooSlow, h.Untidy), reason=(
-    "issue 10 item 11: SIGTERM to `updraft standalone` while tries run takes about 60 s "
-    "(it waits for the tries) and prints Dask tracebacks"))
 def test_sigterm_standalone(chaos):
     """SIGTERM `updraft standalone` while 30 s tries run: out within 10 s, in reverse order,
     no traceback, nothing left (embedded NATS, Dask); started again, it finishes the run."""
