@@ -119,7 +119,8 @@ def _page(template: str, dag_id: str, **extra):
 @bp.route("/dags/<dag_id>")
 @require(READ)
 def dag_page(dag_id: str):
-    return redirect(url_for("ui.dag_graph", dag_id=dag_id, **request.args))
+    kept = {k: v for k, v in request.args.items() if k in ("run_id", "collapsed")}
+    return redirect(url_for("ui.dag_graph", dag_id=dag_id, **kept))
 
 
 @bp.route("/dags/<dag_id>/graph")
