@@ -102,8 +102,9 @@ def strategy_name(weight_rule: Any) -> str:
         raise ValueError(_not_registered(text))
     cls = weight_rule if isinstance(weight_rule, type) else type(weight_rule)
     if not callable(getattr(cls, "get_weight", None)):
-        raise ValueError(  # noqa: TRY004  (DagDefinitionError wraps ValueErrors)f"weight_rule must be one of {', '.join(BUILTIN_RULES)}, a registered "
-                         f"priority-weight strategy or its class path; got {weight_rule!r}")
+        raise ValueError(  # noqa: TRY004  (the operator turns ValueErrors into DAG errors)
+            f"weight_rule must be one of {', '.join(BUILTIN_RULES)}, a registered "
+            f"priority-weight strategy or its class path; got {weight_rule!r}")
     for rule, builtin in (("absolute", AbsolutePriorityWeightStrategy),
                           ("upstream", UpstreamPriorityWeightStrategy),
                           ("downstream", DownstreamPriorityWeightStrategy)):

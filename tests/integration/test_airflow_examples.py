@@ -107,8 +107,9 @@ def test_examples_schedule_as_in_airflow(examples):
     with h.running_scheduler(examples, executor="sequential", parallelism=1):
         h.wait_parsed(WORKDAY)
         h.wait_parsed(CUSTOM_WEIGHT)
-        row = h.wait_for(lambda: (lambda r: r if r.next_dagrun_create_after else None)(
-            h.dag_row(WORKDAY)), what="the workday DAG's next run")
+        h.wait_for(lambda: h.dag_row(WORKDAY).next_dagrun_create_after,
+                   what="the workday DAG's next run")
+        row = h.dag_row(WORKDAY)
         with session_scope() as session:
             # Paused from here on: the backfill runs anyway, the timetable creates nothing.
             set_paused(session, WORKDAY, True, owner="test")

@@ -106,11 +106,12 @@ def test_sample_package_through_a_real_scheduler(sample, store, tmp_path, monkey
     """The sample executor runs every try; the sample timetable's runs are created by the
     scheduler with its intervals; the sample macros render; the sample secrets backend's
     values reach the task and are masked in its log; the sample listener hears each try."""
+    from updraft_sample_plugin.executor import RecordingExecutor
+
     from executors import executor_class
     from updraft.config import conf
     from updraft.listeners import notify_dag_run_changed
     from updraft.models.variable import Variable
-    from updraft_sample_plugin.executor import RecordingExecutor
 
     dags = tmp_path / "dags"
     listener_log = tmp_path / "listener.jsonl"
@@ -275,7 +276,7 @@ def test_updraft_plugins_lists_sources_and_broken_extensions(tmp_path):
         [str(site), str(SAMPLE_PLUGIN / "src")]))
     updraft = str(Path(sys.executable).with_name("updraft"))
     result = subprocess.run([updraft, "plugins", "-o", "json"], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, check=False)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     by_key = {(e["kind"], e["name"]): e for e in report["extensions"]}
@@ -377,6 +378,6 @@ def test_smtp_and_nats_notifiers_on_failure(monkeypatch, nats_url, updraft_home)
     finally:
         controller.stop()
     assert str(runs[0].state) == "failed"
-    (sender, rcpts, message), = collector.messages
+    ((_sender, rcpts, message),) = collector.messages
     assert message["Subject"] == "notified.boom failed" and rcpts == ["ops@example.com"]
     assert received == [{"task": "boom", "error": "broken <on purpose>"}]

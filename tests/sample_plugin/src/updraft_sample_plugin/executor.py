@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from executors.sequential import SequentialExecutor
 
 
@@ -9,7 +11,7 @@ class RecordingExecutor(SequentialExecutor):
     """Runs tries one at a time and remembers the keys of those it was given."""
 
     name = "sample_recording"
-    submitted: list = []
+    submitted: ClassVar[list] = []
 
     def submit(self, requests) -> None:
         requests = list(requests)

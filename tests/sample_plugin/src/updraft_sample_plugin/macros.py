@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["shout", "days_between"]
+__all__ = ["days_between", "shout"]
 
 
 def shout(text: str) -> str:

@@ -3,13 +3,15 @@ keyword arguments (as ``[secrets] backends`` gives them)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from updraft.secrets_backends import BaseSecretsBackend
 
 
 class DictSecretsBackend(BaseSecretsBackend):
     """Serves ``variables`` (key -> text) and ``connections`` (id -> URI)."""
 
-    lookups: list = []
+    lookups: ClassVar[list] = []
 
     def __init__(self, variables: dict | None = None, connections: dict | None = None) -> None:
         self.variables = dict(variables or {})
