@@ -126,20 +126,29 @@ class TaskInstance:
                   session: Any = None, *, map_indexes: int | Iterable[int] | None = None,
                   default: Any = None, run_id: str | None = None) -> Any:
         """Pull XComs like Airflow 3: one task id gives one value (a list for a mapped task),
-        several task ids give a list in the order asked."""
+        several task ids give a list in the order asked. A read that meets a store outage is
+        retried with backoff for up to ``[database] connect_wait`` seconds."""
+        import time
+
+        from updraft.config import conf
         from updraft.store.engine import session_scope
+        from updraft.store.outage import retry_while_unavailable
 
         dag_id = dag_id or self.dag_id
         run_id = run_id or self.run_id
         single_task = task_ids is None or isinstance(task_ids, str)
         ids = [task_ids or self.task_id] if single_task else list(task_ids)
         single_index = map_indexes is None or isinstance(map_indexes, int)
-        with session_scope(self.store_url) as session:
-            values = []
-            for task_id in ids:
-                found = self._pull_one(session, dag_id, run_id, task_id, key, map_indexes,
-                                       include_prior_dates, single_index)
-                values.append(default if found is NOTSET else found)
+
+        def pull() -> list:
+            with session_scope(self.store_url) as session:
+                found = [self._pull_one(session, dag_id, run_id, task_id, key, map_indexes,
+                                        include_prior_dates, single_index) for task_id in ids]
+            return [default if value is NOTSET else value for value in found]
+
+        values = retry_while_unavailable(
+            pull, what=f"pulling XComs for {self.task_id}",
+            deadline=time.monotonic() + conf.getfloat("database", "connect_wait"))
         if single_task:
             return values[0]
         return values

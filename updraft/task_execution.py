@@ -260,6 +260,23 @@ def _prepare_task(dag, request, run, ti_row, store_url, previous: dict):
     return task, ti, context
 
 
+def _prepare_and_render(dag, request, claimed):
+    """Build the task and its context, and render its templates (pulling the XComs they
+    name). Nothing of the task's own code has run yet, so while the store is away this is
+    retried with backoff instead of failing the try."""
+    from updraft.runtime_context import set_current_context
+    from updraft.store.outage import retry_while_unavailable
+
+    def attempt():
+        task, ti, context = _prepare_task(dag, request, claimed.run, claimed.ti,
+                                          request.store_url, claimed.previous)
+        with set_current_context(context):
+            rendered = _render(task, context)
+        return task, ti, context, rendered
+
+    return retry_while_unavailable(attempt, what=f"preparing {request.label}")
+
+
 def _render(task, context) -> dict[str, Any]:
     from updraft.xcom_arg import resolve_xcom_args
 
@@ -302,12 +319,10 @@ def execute_try(request, claimed, dag=None, *,
     rendered: dict[str, Any] = {}
     try:
         dag = dag or load_dag(request.fileloc, request.dag_id)
-        task, ti, context = _prepare_task(dag, request, claimed.run, claimed.ti,
-                                          request.store_url, claimed.previous)
+        task, ti, context, rendered = _prepare_and_render(dag, request, claimed)
         if on_task is not None:
             on_task(task)
         with set_current_context(context):
-            rendered = _render(task, context)
             # -- listeners: on_task_instance_running (updraft.listeners) --
             from updraft.listeners import notify_task_instance_running
 
