@@ -292,14 +292,15 @@ _configured_lock = threading.Lock()
 
 
 def configured_backends() -> list[Any]:
-    """The backends of ``[secrets] backends``, built once per configuration; one that cannot
-    be built is logged and listed by ``updraft plugins``, and left out."""
+    """The backends of ``[secrets] backends``, built once per configuration and process; one
+    that cannot be built is logged and listed by ``updraft plugins``, and left out."""
     from updraft.config import conf
 
     raw = conf.get("secrets", "backends", None)
     if raw is None or raw == "" or raw == []:
         return []
-    key = json.dumps(raw, sort_keys=True, default=str)
+    # Per process: a backend's client (a socket, a session) must not be shared with a fork.
+    key = f"{os.getpid()}:{json.dumps(raw, sort_keys=True, default=str)}"
     with _configured_lock:
         cached = _configured.get(key)
         if cached is not None:

@@ -345,15 +345,15 @@ def record_error(error: LoadError, exc: BaseException | None = None) -> None:
 
 
 def preload_for_tries() -> None:
-    """Load what every try consults (listeners, plugin macros, configured secrets backends)
-    now, so processes forked from this one start with them loaded instead of each paying
-    for reading entry points and importing plugins. Never raises: problems are recorded."""
+    """Import what every try consults (listeners, plugin macros, secrets backend classes)
+    now, so processes forked from this one start with them imported instead of each paying
+    for reading entry points and importing plugins. Backends are not built here: each
+    process builds its own (a client must not be shared with a fork). Never raises:
+    problems are recorded."""
     try:
         load_all("listeners")
         load_all("macros")
-        from updraft.secrets_backends import configured_backends
-
-        configured_backends()
+        load_all("secrets_backends")
     except Exception as exc:  # noqa: BLE001  (a warm-up must not fail the process)
         log.warning("Preloading extensions failed: %s", describe_exception(exc))
 
