@@ -259,7 +259,13 @@ class Worker:
 
     def run(self) -> int:
         """Serve until ``stop()`` (or SIGTERM via the CLI); returns tries abandoned at exit."""
-        asyncio.run(self.serve())
+        from updraft.listeners import notify_before_stopping, notify_starting
+
+        notify_starting(self)
+        try:
+            asyncio.run(self.serve())
+        finally:
+            notify_before_stopping(self)
         return self.abandoned
 
     def stop(self) -> None:

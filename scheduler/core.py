@@ -204,8 +204,10 @@ class Scheduler:
 
         A store that cannot be reached yet (a database still starting) is waited for, with
         backoff, for up to ``[database] connect_wait`` seconds."""
+        from updraft.listeners import notify_starting
         from updraft.store.migrate import ensure_migrated
 
+        notify_starting(self)
         deadline = time.monotonic() + conf.getfloat("database", "connect_wait")
         retry_while_unavailable(lambda: ensure_migrated(self.store_url),
                                 what="scheduler start", reporter=self._outage,
@@ -234,6 +236,9 @@ class Scheduler:
         """Stop the DAG processor and the executor (tries still running are interrupted:
         recorded ``up_for_retry`` without using a retry, see ``executors.base``), then say
         so in the node table. Never raises: a store that is away only loses that row."""
+        from updraft.listeners import notify_before_stopping
+
+        notify_before_stopping(self)
         if self.processor is not None:
             self.processor.stop()
         self.executor.stop(wait=False)
@@ -336,7 +341,13 @@ class Scheduler:
     # -- publishing ------------------------------------------------------------------------
 
     def _publish_run(self, dag_id: str, run_id: str, old: str | None, new: str,
-                     when: datetime) -> None:
+                     when: datetime, session=None, reason: str = "") -> None:
+        """Tell the bus and the registered listeners (``on_dag_run_*``) that a run changed
+        state; ``session`` is the one that changed it (listeners read the run through it)."""
+        from updraft.listeners import notify_dag_run_changed
+
+        notify_dag_run_changed(dag_id, run_id, old, new, msg=reason, session=session,
+                               store_url=self.store_url)
         if self.bus is not None:
             try:
                 self.bus.publish_run_state(dag_id, run_id, old, new, when)
@@ -364,7 +375,7 @@ class Scheduler:
                 self.snapshots.drop((dag_id, run_id))
                 self._dirty.add((dag_id, run_id))
                 self._publish_run(dag_id, run_id, str(DagRunState.QUEUED),
-                                  str(DagRunState.RUNNING), now)
+                                  str(DagRunState.RUNNING), now, session=session)
 
     def _next_wait(self) -> float:
         elapsed = time.monotonic() - self._last_reconcile
@@ -383,7 +394,8 @@ class Scheduler:
         with session_scope(self.store_url) as session:
             for dag_id, run_id in runs.time_out_runs(session, now, self.dags.read):
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
-                                  str(DagRunState.FAILED), now)
+                                  str(DagRunState.FAILED), now, session=session,
+                                  reason="dagrun_timeout exceeded")
             if time.monotonic() >= self._zombies_paused_until:
                 zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
                                      self.node_id)
@@ -497,7 +509,8 @@ class Scheduler:
                 self.snapshots.drop((dag_id, run_id))
                 set_run_state(session, run, decision.run_state, now)
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
-                                  str(decision.run_state), now)
+                                  str(decision.run_state), now, session=session,
+                                  reason=decision.run_reason or "")
                 log.info("Run %s of %s finished: %s (%s)", run_id, dag_id,
                          decision.run_state, decision.run_reason)
                 self._after_run(session, dag, run, decision.run_state, decision.run_reason, now)

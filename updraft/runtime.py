@@ -402,6 +402,9 @@ def preload() -> None:
                  "updraft.dagbag", "updraft.compat", "updraft.task_execution",
                  "updraft.heartbeats", "updraft.retries"):
         importlib.import_module(name)
+    from updraft.plugins.registry import preload_for_tries
+
+    preload_for_tries()
 
 
 def warm_statements(store_url: str | None = None) -> None:

@@ -179,7 +179,7 @@ def test_sample_package_through_a_real_scheduler(sample, store, tmp_path, monkey
     heard = [json.loads(line) for line in listener_log.read_text().splitlines()]
     def story(task_id: str) -> list:
         return [(e["hook"], e["previous_state"], e["state"]) for e in heard
-                if e.get("dag_id") == "sample_triggered" and e["task_id"] == task_id]
+                if e.get("dag_id") == "sample_triggered" and e.get("task_id") == task_id]
 
     assert story("use_secrets") == [("on_task_instance_running", "queued", "running"),
                                     ("on_task_instance_success", "running", "success")]
@@ -189,15 +189,13 @@ def test_sample_package_through_a_real_scheduler(sample, store, tmp_path, monkey
     assert failed["error"] == "boom on purpose" and failed["run_id"] == run_id
     assert "sample_broken listener fails on purpose (success)" in log
 
-    # Run-level hooks (called by the scheduler where runs change state), on real runs.
-    notify_dag_run_changed("sample_triggered", run_id, "running", "failed", "task failed",
-                           store_url=store)
-    notify_dag_run_changed("sample_scheduled", runs[0].run_id, "running", "success", "ok",
-                           store_url=store)
-    heard = [json.loads(line) for line in listener_log.read_text().splitlines()]
-    assert [(e["hook"], e["run_id"]) for e in heard if e["hook"].startswith("on_dag_run")] == [
-        ("on_dag_run_failed", run_id), ("on_dag_run_success", runs[0].run_id)]
-    assert heard[-1]["msg"] == "ok"
+    # Run-level hooks, called by the scheduler where the real runs changed state.
+    runs_heard = [(e["hook"], e["run_id"]) for e in heard if e["hook"].startswith("on_dag_run")]
+    assert runs_heard.index(("on_dag_run_running", run_id)) < \
+        runs_heard.index(("on_dag_run_failed", run_id)), runs_heard
+    assert ("on_dag_run_success", runs[0].run_id) in runs_heard, runs_heard
+    succeeded = next(e for e in heard if e["hook"] == "on_dag_run_success")
+    assert "succeeded" in succeeded["msg"], succeeded
 
 
 def _login(client, username: str):

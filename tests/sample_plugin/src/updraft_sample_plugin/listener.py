@@ -43,6 +43,11 @@ def on_task_instance_failed(previous_state, task_instance, error):
 
 
 @hookimpl
+def on_dag_run_running(dag_run, msg):
+    _record("on_dag_run_running", dag_id=dag_run.dag_id, run_id=dag_run.run_id, msg=msg)
+
+
+@hookimpl
 def on_dag_run_success(dag_run, msg):
     _record("on_dag_run_success", dag_id=dag_run.dag_id, run_id=dag_run.run_id, msg=msg)
 
