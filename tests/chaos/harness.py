@@ -137,7 +137,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT, *, what: str = "condition",
              describe: Callable[[], Any] | None = None, interval: float = 0.25,
-             alive: Iterable[Node] = ()) -> Any:
+             alive: Iterable[ProcessTree] = ()) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with context on timeout
     (``WaitTimeout``), or at once (``NodeExited``) if a node of ``alive`` exits."""
     deadline = time.monotonic() + timeout
@@ -148,9 +148,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = WAIT, *, what: str =
             return value
         for node in alive:
             if not node.alive:
+                status = node.popen.returncode if isinstance(node, Node) else "?"
+                output = node.tail(4000) if isinstance(node, Node) else ""
                 raise NodeExited(f"{node.name} (pid {node.pid}) exited with status "
-                                 f"{node.popen.returncode} while waiting for {what}:\n"
-                                 f"{node.tail(4000)}")
+                                 f"{status} while waiting for {what}:\n{output}")
         if time.monotonic() > deadline:
             extra = ""
             if describe is not None:
@@ -216,16 +217,16 @@ def signal_proc(proc: psutil.Process, sig: int) -> bool:
         return False
 
 
-class Node:
-    """A process we started (an Updraft node, a Dask process...) and every descendant of it
-    we have seen. ``snapshot()`` records the tree now; the harness also snapshots every node
-    twice a second, so children that come and go are known when a fault lands."""
+class ProcessTree:
+    """A process and every descendant of it we have seen. ``snapshot()`` records the tree
+    now; the harness snapshots the trees it tracks twice a second, so children that come and
+    go are known when a fault lands. Signals go to the root's PID only (psutil checks it was
+    not reused)."""
 
-    def __init__(self, name: str, popen: subprocess.Popen, log_path: Path) -> None:
+    def __init__(self, name: str, root: psutil.Process) -> None:
         self.name = name
-        self.popen = popen
-        self.pid = popen.pid
-        self.log_path = log_path
+        self.root = root
+        self.pid = root.pid
         self.started = time.monotonic()
         self.killed_at: float | None = None  # when a fault signal was sent (monotonic)
         self._seen: dict[tuple[int, float], psutil.Process] = {}
@@ -234,15 +235,15 @@ class Node:
         self.snapshot()
 
     def __repr__(self) -> str:
-        return f"<Node {self.name} pid {self.pid}>"
+        return f"<{type(self).__name__} {self.name} pid {self.pid}>"
 
     # -- the tree --------------------------------------------------------------------------
 
     def snapshot(self) -> list[psutil.Process]:
         """The process and its descendants now (all of them are remembered)."""
         try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
+            procs = [self.root, *self.root.children(recursive=True)] \
+                if self.root.is_running() else []
         except psutil.NoSuchProcess:
             procs = []
         with self._lock:
@@ -257,7 +258,7 @@ class Node:
         return [p for p in procs if alive(p)]
 
     def descendants(self) -> list[psutil.Process]:
-        """Live descendants (not the node itself)."""
+        """Live descendants (not the root itself)."""
         return [p for p in self.snapshot() if p.pid != self.pid]
 
     def seen(self) -> list[psutil.Process]:
@@ -281,7 +282,60 @@ class Node:
         """Live processes of the tree whose command line contains every needle."""
         return [p for p in self.snapshot() if all(n in cmdline(p) for n in needles)]
 
-    # -- signals (to this PID only) --------------------------------------------------------
+    # -- signals (to the root's PID only) --------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return alive(self.root)
+
+    def signal(self, sig: int) -> None:
+        self.snapshot()
+        signal_proc(self.root, sig)
+
+    def kill(self) -> float:
+        """SIGKILL the root process (not its children); returns when it was sent."""
+        self.signal(signal.SIGKILL)
+        sent = self.killed_at = time.monotonic()
+        with contextlib.suppress(psutil.TimeoutExpired, psutil.NoSuchProcess):
+            self.root.wait(30)
+        return sent
+
+    def terminate(self) -> float:
+        """SIGTERM the root process; returns when it was sent (does not wait)."""
+        self.signal(signal.SIGTERM)
+        sent = self.killed_at = time.monotonic()
+        return sent
+
+    def wait_gone(self, timeout: float = 15.0) -> list[psutil.Process]:
+        """Wait up to ``timeout`` s for every process of the tree to exit; the survivors."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.survivors()
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
+    def reap(self) -> list[str]:
+        """SIGKILL every process of the tree still running, one PID at a time; what was
+        killed (cleanup, after the assertions)."""
+        self.snapshot()
+        killed = []
+        if self.alive and signal_proc(self.root, signal.SIGKILL):
+            killed.append(f"{self.pid} {self.name}")
+        for proc in self.survivors():
+            if proc.pid != self.pid and signal_proc(proc, signal.SIGKILL):
+                killed.append(describe_procs([proc])[0])
+        return killed
+
+
+class Node(ProcessTree):
+    """A process this harness started (an Updraft node, a Dask process...), its output in a
+    log file, and its tree."""
+
+    def __init__(self, name: str, popen: subprocess.Popen, log_path: Path) -> None:
+        self.popen = popen
+        self.log_path = log_path
+        super().__init__(name, psutil.Process(popen.pid))
 
     @property
     def alive(self) -> bool:
@@ -299,12 +353,6 @@ class Node:
         self.popen.wait(timeout=30)
         return sent
 
-    def terminate(self) -> float:
-        """SIGTERM the node's own process; returns when it was sent (does not wait)."""
-        self.signal(signal.SIGTERM)
-        sent = self.killed_at = time.monotonic()
-        return sent
-
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` s for the process to exit; its status or None."""
         try:
@@ -312,26 +360,8 @@ class Node:
         except subprocess.TimeoutExpired:
             return None
 
-    def wait_gone(self, timeout: float = 15.0) -> list[psutil.Process]:
-        """Wait up to ``timeout`` s for every process of the tree to exit; the survivors."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = self.survivors()
-            if not left or time.monotonic() > deadline:
-                return left
-            time.sleep(0.2)
-
     def reap(self) -> list[str]:
-        """SIGKILL every process of the tree still running, one PID at a time; what was
-        killed (cleanup, after the assertions)."""
-        self.snapshot()
-        killed = []
-        if self.popen.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            killed.append(f"{self.pid} {self.name}")
-        for proc in self.survivors():
-            if proc.pid != self.pid and signal_proc(proc, signal.SIGKILL):
-                killed.append(describe_procs([proc])[0])
+        killed = super().reap()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
         return killed
@@ -353,34 +383,46 @@ class Node:
                  what=f"{needle!r} in the log of {self.name}", describe=lambda: self.tail(3000))
 
 
-def dask_worker_processes(node: Node) -> list[psutil.Process]:
-    """The Dask worker processes (the ones running tries) in a node's tree: the children of
-    its nannies."""
-    workers = []
-    for nanny in node.find("distributed.Nanny") + node.find("dask", "worker"):
-        try:
-            workers += [c for c in nanny.children() if "spawn_main" in cmdline(c) or
-                        "multiprocessing" in cmdline(c)]
-        except psutil.NoSuchProcess:
-            pass
-    unique = {p.pid: p for p in workers if alive(p) and "resource_tracker" not in cmdline(p)}
-    return list(unique.values())
+def _dask_role(proc: psutil.Process) -> str | None:
+    """What a Dask process is: "scheduler", "nanny", "worker" (runs tasks), or None."""
+    try:
+        argv = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    text = " ".join(argv)
+    for cls, role in (("distributed.Scheduler", "scheduler"), ("distributed.Nanny", "nanny"),
+                      ("distributed.Worker", "worker")):
+        if f'"cls": "{cls}"' in text:
+            return role
+    for i, arg in enumerate(argv[:3]):  # python -m dask CMD / .../bin/dask CMD
+        if (arg == "dask" or arg.endswith("/dask")) and i + 1 < len(argv):
+            command = argv[i + 1]
+            if command == "scheduler":
+                return "scheduler"
+            if command == "worker":
+                return "worker" if "--no-nanny" in argv else "nanny"
+    return None
 
 
-def dask_scheduler_processes(node: Node) -> list[psutil.Process]:
-    """The Dask scheduler process(es) in a node's tree (a LocalCluster's subprocess, or
-    ``dask scheduler``)."""
-    found = []
+def dask_worker_processes(node: ProcessTree) -> list[psutil.Process]:
+    """The Dask worker processes (the ones running tries) in a tree: `dask worker
+    --no-nanny` processes, and the worker processes their nannies started."""
+    workers: dict[int, psutil.Process] = {}
     for proc in node.snapshot():
-        try:
-            argv = proc.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        text = " ".join(argv)
-        if '"cls": "distributed.Scheduler"' in text or \
-                (len(argv) > 2 and argv[1].endswith("/dask") and argv[2] == "scheduler"):
-            found.append(proc)
-    return found
+        role = _dask_role(proc)
+        if role == "worker":
+            workers[proc.pid] = proc
+        elif role == "nanny":
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in proc.children():
+                    if "spawn_main" in cmdline(child):
+                        workers[child.pid] = child
+    return [p for p in workers.values() if alive(p)]
+
+
+def dask_scheduler_processes(node: ProcessTree) -> list[psutil.Process]:
+    """The Dask scheduler process(es) in a tree (a local cluster's, or `dask scheduler`)."""
+    return [p for p in node.snapshot() if _dask_role(p) == "scheduler"]
 
 
 def thread_count(pid: int) -> int:
@@ -952,6 +994,7 @@ class ChaosEnv:
         self.settings = dict(FAST_SETTINGS)
         self.settings.update(settings or {})
         self.nodes: list[Node] = []
+        self.trees: list[ProcessTree] = []
         self._taps: list[TaskTap] = []
         self.store = Store(self.store_url)
         self._watching = threading.Event()
@@ -1074,10 +1117,17 @@ class ChaosEnv:
         # The workers run tries: they need the same UPDRAFT_HOME, store and settings.
         return self.env(DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="false")
 
+    def track(self, proc: psutil.Process, name: str) -> ProcessTree:
+        """Follow the tree of a process this test did not start itself (a Dask worker of a
+        node, say), so a fault on it can be checked for leftovers and cleaned up."""
+        tree = ProcessTree(name, proc)
+        self.trees.append(tree)
+        return tree
+
     def _watch(self) -> None:
         """Snapshot every node's tree twice a second (children come and go)."""
         while not self._watching.wait(0.5):
-            for node in list(self.nodes):
+            for node in [*self.nodes, *self.trees]:
                 with contextlib.suppress(Exception):  # the next round tries again
                     node.snapshot()
 
@@ -1146,8 +1196,8 @@ class ChaosEnv:
         for tap in self._taps:
             tap.stop()
         killed = []
-        for node in reversed(self.nodes):
-            killed += node.reap()
+        for tree in reversed([*self.nodes, *self.trees]):
+            killed += tree.reap()
         for node in self.nodes:  # a killed cluster cannot remove its own files
             for path in node.temp_files():
                 with contextlib.suppress(OSError):
@@ -1171,7 +1221,7 @@ class Convergence:
         return [t for t in self.tries if t.state != "success"]
 
 
-def leftovers(nodes: Iterable[Node], grace: float = 10.0) -> dict[str, list[str]]:
+def leftovers(nodes: Iterable[ProcessTree], grace: float = 10.0) -> dict[str, list[str]]:
     """Processes of these nodes' trees still running ``grace`` s after the node was killed
     (or now, if that is later)."""
     left: dict[str, list[str]] = {}
@@ -1184,7 +1234,7 @@ def leftovers(nodes: Iterable[Node], grace: float = 10.0) -> dict[str, list[str]
 
 
 def assert_converged(env: ChaosEnv, dag_id: str, run_id: str, *,
-                     killed: Iterable[Node] = (),
+                     killed: Iterable[ProcessTree] = (),
                      expected: set[tuple[str, int]] | None = None,
                      only_started_tries: str | None = None,
                      grace: float = 10.0) -> Convergence:

@@ -64,6 +64,11 @@ def running_on(env: h.ChaosEnv, dag_id: str, run_id: str, pids: set[int]) -> dic
             if r.state == "running" and r.pid in pids}
 
 
+def pids_of(tree: h.ProcessTree):
+    """The PIDs of a process and its descendants now (a try may run in a child process)."""
+    return {p.pid for p in tree.snapshot()}
+
+
 def retried(env: h.ChaosEnv, dag_id: str, run_id: str, lost: dict) -> list:
     """The lost tries whose next try has started (or already ended)."""
     return [(r.task_id, r.map_index, r.try_number) for r in env.store.tis(dag_id, run_id)
@@ -73,12 +78,15 @@ def retried(env: h.ChaosEnv, dag_id: str, run_id: str, lost: dict) -> list:
 
 
 def dask_victim(env: h.ChaosEnv, node: h.Node, dag_id: str, run_id: str):
-    """A Dask worker process of ``node`` running tries now, and {key: try} of them."""
+    """A Dask worker process of ``node`` running tries now (tracked with its own children,
+    e.g. the processes of the tries), and {key: try} of the tries it runs."""
     def pick():
         for proc in h.dask_worker_processes(node):
-            lost = running_on(env, dag_id, run_id, {proc.pid})
+            tree = h.ProcessTree("dask-worker", proc)
+            pids = {p.pid for p in tree.snapshot()}
+            lost = running_on(env, dag_id, run_id, pids)
             if lost:
-                return proc, lost
+                return env.track(proc, "dask-worker"), lost
         return None
 
     return h.wait_for(pick, 60, what="a Dask worker running tries", interval=0.1,
@@ -103,10 +111,6 @@ def wait_retried(env, dag_id, run_id, lost, killed_at, *, alive, bound: float | 
 
 # -- regressions: what survives today -----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=h.LeftoverProcesses, reason=(
-    "issue 10 item 7: a SIGKILLed `updraft scheduler` leaves its Dask cluster running (the "
-    "Dask scheduler, the nanny, the worker and its resource tracker) and its scheduler file "
-    "in /tmp"))
 def test_scheduler_sigkill_on_sqlite(chaos, nats_server):
     """SIGKILL `updraft scheduler` (SQLite, Dask) mid-run and start another: the run
     converges, and nothing of the killed node's tree outlives it (item 7)."""
@@ -129,8 +133,6 @@ def test_scheduler_sigkill_on_sqlite(chaos, nats_server):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=h.LeftoverProcesses, reason=(
-    "issue 10 item 7: each SIGKILLed `updraft scheduler` leaves its Dask cluster running"))
 def test_scheduler_sigkill_on_postgres_two_then_one(chaos, nats_server, pg_url):
     """Two schedulers on PostgreSQL; SIGKILL one mid-run: the other carries on. Then SIGKILL
     the survivor too and start a new one: it finishes the run."""
@@ -166,13 +168,12 @@ def test_dask_worker_sigkill(chaos, nats_server):
     node = env.start_scheduler()
     run_id = started_run(env, dag_id, min_success=2, min_active=3)
     victim, lost = dask_victim(env, node, dag_id, run_id)
-    h.signal_proc(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at = victim.kill()
     retry = wait_retried(env, dag_id, run_id, lost, killed_at, alive=[node], bound=None)
     env.wait_run(dag_id, run_id, alive=[node])
     took = since(killed_at)
-    h.assert_converged(env, dag_id, run_id, expected=h.expected_task_instances(12))
-    assert not h.alive(victim), "the killed Dask worker process still runs"
+    h.assert_converged(env, dag_id, run_id, expected=h.expected_task_instances(12),
+                       killed=[victim])
     h.record_recovery("SIGKILL a Dask worker: lost try retried (zombie threshold 6 s)", retry)
     h.record_recovery("SIGKILL a Dask worker: run success", took)
 
@@ -229,11 +230,6 @@ def test_store_stalled_20s(chaos, nats_server, pg_server, pg_url):
 
 # -- item 1: the Dask scheduler lost ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=h.NotConverged, reason=(
-    "issue 10 item 1: after SIGKILL of its Dask scheduler the client gives up after 30 s "
-    "('Failed to reconnect to scheduler after 30.00 seconds, closing client'); the tries in "
-    "flight are failed as 'Dask reports the task cancelled', the next ones with "
-    "ClosedClientError without running, retries used up: the run ends failed"))
 def test_dask_scheduler_sigkill(chaos, nats_server):
     """SIGKILL the Dask scheduler of `updraft scheduler`'s own cluster mid-run: the
     executor restarts its cluster and sends the lost tries again; the run converges, no try
@@ -294,10 +290,6 @@ def test_external_dask_scheduler_restarted(chaos, nats_server):
 
 @pytest.mark.nats
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=h.NotConverged, reason=(
-    "issue 10 item 2: with executor nats_queue a 20 s NATS outage fails the tries whose "
-    "publish failed ('the executor lost the try: could not publish the try to NATS: "
-    "TimeoutError: nats: timeout'); retries=0: the run ends failed"))
 def test_nats_outage_with_nats_queue(chaos, nats_server):
     """Stop NATS for 20 s mid-run (nats_queue executor, two `updraft worker`s, retries=0):
     tries whose publish failed are queued again and counted nowhere; the run ends success."""
@@ -329,9 +321,10 @@ def noise(text: str) -> int:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=h.NodeExited, reason=(
-    "issue 10 item 3: PostgreSQL killed and restarted: `updraft scheduler` exits on the first "
-    "database error (psycopg.OperationalError: server closed the connection unexpectedly)"))
+@pytest.mark.xfail(strict=True, raises=h.NotConverged, reason=(
+    "issue 10 item 3: PostgreSQL killed and restarted 10 s later: tries caught by the outage "
+    "before their body ran are recorded failed with the store's error ('OperationalError: "
+    "connection failed: ... Connection refused'); retries=0: the run ends failed"))
 def test_store_killed_and_restarted(chaos, nats_server, pg_server, pg_url):
     """SIGKILL the private PostgreSQL mid-run, restart it 10 s later (retries=0): every
     node retries with backoff, finished tries keep their outcome; the run ends success."""
@@ -420,9 +413,6 @@ def _found(tap, task_id, try_number):
 
 # -- item 9: dead workers noticed in seconds ----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=h.TooSlow, reason=(
-    "issue 10 item 9: a SIGKILLed Dask worker's running tries wait for the zombie threshold "
-    "(60 s): the re-run Dask sends is refused by the claim and nothing else looks"))
 def test_dask_worker_sigkill_retried_within_seconds(chaos, nats_server):
     """SIGKILL a Dask worker process running tries, zombie threshold left at 60 s: Dask tells
     the client the worker is gone, and the lost tries are retried within seconds."""
@@ -432,18 +422,15 @@ def test_dask_worker_sigkill_retried_within_seconds(chaos, nats_server):
     node = env.start_scheduler()
     run_id = started_run(env, dag_id, min_success=1, min_active=3)
     victim, lost = dask_victim(env, node, dag_id, run_id)
-    h.signal_proc(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at = victim.kill()
     retry = wait_retried(env, dag_id, run_id, lost, killed_at, alive=[node], bound=RETRY_BOUND)
     env.wait_run(dag_id, run_id, alive=[node])
-    h.assert_converged(env, dag_id, run_id, expected=h.expected_task_instances(12))
+    h.assert_converged(env, dag_id, run_id, expected=h.expected_task_instances(12),
+                       killed=[victim])
     h.record_recovery("SIGKILL a Dask worker: lost try retried (threshold 60 s)", retry)
 
 
 @pytest.mark.nats
-@pytest.mark.xfail(strict=True, raises=h.TooSlow, reason=(
-    "issue 10 item 9: a SIGKILLed `updraft worker`'s running tries are failed only once "
-    "their heartbeat is older than the zombie threshold (60 s)"))
 def test_nats_worker_sigkill_retried_within_seconds(chaos, nats_server):
     """SIGKILL an `updraft worker` running tries (another worker serves the queue), zombie
     threshold left at 60 s: its missing heartbeats get its tries retried within seconds."""
@@ -455,7 +442,7 @@ def test_nats_worker_sigkill_retried_within_seconds(chaos, nats_server):
     other = env.start_worker("worker-b", concurrency=2)
     env.wait_parsed(dag_id)
     run_id = env.trigger(dag_id)
-    lost = h.wait_for(lambda: running_on(env, dag_id, run_id, {victim.pid}), 90,
+    lost = h.wait_for(lambda: running_on(env, dag_id, run_id, pids_of(victim)), 90,
                       what="worker-a to run tries", alive=[node, victim, other],
                       interval=0.1, describe=lambda: env.describe(dag_id, run_id))
     victim.kill()
@@ -469,9 +456,6 @@ def test_nats_worker_sigkill_retried_within_seconds(chaos, nats_server):
 
 # -- item 10: no timer threads ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=h.Untidy, reason=(
-    "issue 10 item 10: Scheduler.schedule_run starts a threading.Timer on every pass for a "
-    "run waiting on a retry delay: the scheduler's thread count keeps growing"))
 def test_run_waiting_on_a_retry_starts_no_threads(chaos, nats_server):
     """A run waits 30 s on a retry delay: the scheduler's thread count stays flat, and the
     retry still starts when it is due."""
@@ -497,9 +481,8 @@ def test_run_waiting_on_a_retry_starts_no_threads(chaos, nats_server):
     env.wait_run(dag_id, run_id, timeout=90, alive=[node])
     h.assert_converged(env, dag_id, run_id, expected=h.expected_task_instances(4))
     late = since(failed_at) - 30
-    h.record_recovery("a run waiting 30 s on a retry delay", None,
-                      f"threads flat at {counts[0]}; run ended {late:.1f} s after the retry "
-                      f"was due")
+    h.record_recovery("a run waiting 30 s on a retry delay", late,
+                      f"from the retry being due to run success; threads flat at {counts[0]}")
 
 
 # -- item 11: graceful stop ---------------------------------------------------------------------
@@ -530,10 +513,12 @@ def long_tries(env: h.ChaosEnv) -> str:
     return fanout(env, width=6, sleep=0.2, first_try_sleep=30, slow_first_try=["work"])
 
 
-def wait_running(env, dag_id, run_id, at_least: int, alive, pids: set[int] | None = None):
+def wait_running(env, dag_id, run_id, at_least: int, alive, pids=None):
+    """Wait until ``at_least`` tries run (in the processes ``pids()`` names, if given)."""
     def running():
+        where = pids() if pids is not None else None
         rows = [r for r in env.store.tis(dag_id, run_id) if r.state == "running"
-                and (pids is None or r.pid in pids)]
+                and (where is None or r.pid in where)]
         return len(rows) >= at_least and rows
 
     return h.wait_for(running, 90, interval=0.1, alive=alive,
@@ -570,7 +555,7 @@ def test_sigterm_worker(chaos, nats_server):
     worker = env.start_worker(concurrency=4)
     env.wait_parsed(dag_id)
     run_id = env.trigger(dag_id)
-    wait_running(env, dag_id, run_id, 3, alive=[node, worker], pids={worker.pid})
+    wait_running(env, dag_id, run_id, 3, alive=[node, worker], pids=lambda: pids_of(worker))
     took = stop_within_bound(worker)
     again = env.start_worker(name="worker-2", concurrency=4)
     env.wait_run(dag_id, run_id, alive=[node, again])
