@@ -39,6 +39,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "task_isolation": "process",
         # Seconds a stopped try gets between SIGTERM (its on_kill() runs) and SIGKILL.
         "kill_grace_period": 5.0,
+        # How many tries one try process may run, one after the other, when each leaves
+        # nothing behind (1: a fresh process for every try; see README "Task isolation").
+        "tries_per_process": 100,
         # Default memory limit of a try's process ("2GiB", "512MB"; empty: none); a task's
         # executor_config={"memory_limit": ...} overrides it.
         "task_memory_limit": "",

@@ -23,9 +23,14 @@ process (a Dask worker thread, an ``updraft worker`` slot, a local executor thre
 ``run`` returns once the outcome is recorded and, for a try that was stopped or died, once
 its process is gone, so a retry never runs beside the try it replaces.
 
-Bundles (several tries in one executor task) run through a ``session()``: its tries share
-one process, one after the other, as long as each leaves nothing behind (no thread, no
-child process) and was not stopped; otherwise the next try gets a fresh process.
+A try's process serves the next try of this supervisor (never two at once) when the try
+succeeded (or skipped, or was rescheduled), left nothing behind (no thread, no child
+process), and the process stays small; after ``[core] tries_per_process`` tries, after a DAG changed, or after five idle
+minutes it exits and a fresh one is forked. On virtual machines a freshly forked process
+pays for copying every page it touches (about 30 ms for a no-op try here), a reused one
+does not (about 2 ms more than running the try in the worker's thread);
+``tries_per_process = 1`` gives every try a fresh process. The tries of a bundle
+(``session()``) go one after the other through one process in the same way.
 """
 
 from __future__ import annotations
@@ -115,14 +120,24 @@ class _Watched:
                 pass
 
 
-class _Held:
-    """A try process and its log pipe, possibly kept for the next try of a session."""
+IDLE_LIFETIME = 300.0
+"""Seconds an idle try process is kept for the next try."""
 
-    def __init__(self, child: ChildProcess, log_r: int) -> None:
+REUSE_MAX_RSS = 512 * 2 ** 20
+"""A try process larger than this after a try is not reused."""
+
+
+class _Held:
+    """A try process and its log pipe, possibly kept for the next try."""
+
+    def __init__(self, child: ChildProcess, log_r: int, generation: int) -> None:
         self.child = child
         self.log_r = log_r
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.reusable = False
+        self.generation = generation
+        self.tries = 0
+        self.idle_since = 0.0
 
 
 class Session:
@@ -139,7 +154,7 @@ class Session:
     def close(self) -> None:
         held, self.held = self.held, None
         if held is not None:
-            self.supervisor._release(held, wait=False)
+            self.supervisor._keep_or_release(held)
 
 
 class Supervisor:
@@ -157,6 +172,8 @@ class Supervisor:
         self.zygote = zygote or ZygoteClient()
         self.kill_grace = conf.getfloat("core", "kill_grace_period") if kill_grace is None \
             else kill_grace
+        self.tries_per_process = max(1, conf.getint("core", "tries_per_process"))
+        self._idle: list[_Held] = []
         self._lock = threading.Lock()
         self._running: dict[TryKey, _Watched] = {}
         self._closing = False
@@ -198,7 +215,11 @@ class Supervisor:
             return list(self._running)
 
     def close(self) -> None:
-        """Stop the zygote (its children with it)."""
+        """Let the idle try processes go and stop the zygote (its children with it)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for held in idle:
+            self._release(held, wait=False)
         self.zygote.close()
 
     @contextmanager
@@ -247,14 +268,19 @@ class Supervisor:
             watched.close()
 
     def _acquire(self, request: TryRequest, session: Session | None) -> _Held:
+        held = None
         if session is not None and session.held is not None:
             held, session.held = session.held, None
-            if held.reusable and not held.child.exited.is_set():
+        else:
+            held = self._take_idle()
+        if held is not None:
+            if self._usable(held):
                 self.stats["reused"] += 1
                 return held
             self._release(held, wait=False)
         from updraft.config import conf
 
+        generation = self.zygote.generation
         child = self.zygote.fork((request.fileloc, request.dag_id))
         log_r, log_w = os.pipe()
         options = {"log_level": conf.get("logging", "level")}
@@ -269,7 +295,39 @@ class Supervisor:
         finally:
             os.close(log_w)
         os.set_blocking(log_r, False)
-        return _Held(child, log_r)
+        return _Held(child, log_r, generation)
+
+    def _take_idle(self) -> _Held | None:
+        now = time.monotonic()
+        expired = []
+        taken = None
+        with self._lock:
+            while self._idle:
+                held = self._idle.pop()
+                if now - held.idle_since > IDLE_LIFETIME:
+                    expired.append(held)
+                    continue
+                taken = held
+                break
+        for held in expired:
+            self._release(held, wait=False)
+        return taken
+
+    def _usable(self, held: _Held) -> bool:
+        return (held.reusable and not held.child.exited.is_set()
+                and held.tries < self.tries_per_process
+                and held.generation == self.zygote.generation)
+
+    def _keep_or_release(self, held: _Held) -> None:
+        """Keep a try process for the next try if it may serve one, else let it go."""
+        rss = rss_bytes(held.child.pid)
+        if self._usable(held) and not self._closing and rss is not None and \
+                rss < REUSE_MAX_RSS:
+            held.idle_since = time.monotonic()
+            with self._lock:
+                self._idle.append(held)
+            return
+        self._release(held, wait=False)
 
     def _release(self, held: _Held, *, wait: bool, kill: bool = False) -> None:
         """Let a try process go: tell it to exit (or kill it with what it started)."""
@@ -396,7 +454,10 @@ class Supervisor:
                     if kind == "task":
                         limits = message[1]
                         if limits.get("execution_timeout"):
-                            deadline = started + limits["execution_timeout"] + TIMEOUT_MARGIN
+                            # From now: the task's code is about to start (waiting for a
+                            # process to be forked does not count).
+                            deadline = time.monotonic() + limits["execution_timeout"] + \
+                                TIMEOUT_MARGIN
                     elif kind == "result" and outcome is None:
                         result = message[1]
                         stop = watched.stop
@@ -416,8 +477,11 @@ class Supervisor:
 
                         seceded = secede_here()
                     elif kind == "done":
+                        # Only a try that ended well hands its process on: one that failed
+                        # (a timeout, an error) may have been cut off halfway.
                         held.reusable = bool(message[1].get("reusable")) and \
-                            watched.stop is None
+                            watched.stop is None and outcome is not None and \
+                            outcome.state in (TI.SUCCESS, TI.SKIPPED, TI.UP_FOR_RESCHEDULE)
                         done = True
                 if not alive:
                     child.channel.closed = True
@@ -449,10 +513,13 @@ class Supervisor:
 
             rejoin_here()
         stopped = watched.stop is not None
-        if stopped or child.exited.is_set() or session is None or not held.reusable:
+        held.tries += 1
+        if stopped or child.exited.is_set() or not held.reusable:
             self._release(held, wait=stopped, kill=stopped and not child.exited.is_set())
-        else:
+        elif session is not None:
             session.held = held
+        else:
+            self._keep_or_release(held)
         sink.close()
         if outcome.refused:
             log.info("%s: outcome not recorded: %s", request.label, outcome.error)

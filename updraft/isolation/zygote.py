@@ -304,6 +304,8 @@ class ZygoteClient:
         self._poisoned: set[tuple[str, float]] = set()
         self._closed = False
         self.starts = 0
+        #: Grows each time the zygote parsed something new (a DAG or a new version of one).
+        self.generation = 0
         #: Files the zygote parsed ahead, with the error if the parse failed (None: it
         #: worked).
         self.warmed: dict[str, str | None] = {}
@@ -451,6 +453,9 @@ class ZygoteClient:
         elif kind == "warmed":
             self._warming = None
             self.warmed[message[1]] = message[2]
+            if message[2] is None:
+                # Processes forked before this parse lack it: they are not reused.
+                self.generation += 1
             if message[2]:
                 log.info("the zygote could not parse %s ahead: %s", message[1], message[2])
         elif kind == "tainted":
