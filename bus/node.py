@@ -53,10 +53,11 @@ def error_code(exc: BaseException) -> str:
     from updraft.exceptions import (
         DagRunAlreadyExists,
         UpdraftBadRequest,
+        UpdraftConflict,
         UpdraftNotFoundException,
     )
 
-    if isinstance(exc, DagRunAlreadyExists):
+    if isinstance(exc, (DagRunAlreadyExists, UpdraftConflict)):
         return "conflict"
     if isinstance(exc, UpdraftNotFoundException):
         return "not_found"

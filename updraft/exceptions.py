@@ -103,6 +103,10 @@ class TaskNotFound(UpdraftNotFoundException):
     """No task with that id."""
 
 
+class UpdraftConflict(UpdraftException):
+    """A change refused because the state it was based on changed meanwhile (HTTP 409)."""
+
+
 class DagRunAlreadyExists(UpdraftBadRequest):
     """A run with that run id (or logical date) exists already."""
 

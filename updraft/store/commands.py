@@ -30,6 +30,7 @@ from updraft.exceptions import (
     ParamValidationError,
     TaskNotFound,
     UpdraftBadRequest,
+    UpdraftConflict,
 )
 from updraft.state import DagRunState, DagRunType
 from updraft.state import TaskInstanceState as TI
@@ -52,12 +53,11 @@ RUN_ID_RE = re.compile(r"[A-Za-z0-9_:+~-][A-Za-z0-9_.:+~ -]{0,249}")
 MAX_CONF_DEPTH = 64
 
 
-class ConcurrentStateChange(DagRunAlreadyExists):
+class ConcurrentStateChange(UpdraftConflict):
     """Another writer changed a task instance or run between this command's read and its
     write; nothing was changed, the command may be sent again.
 
-    A conflict: it derives from DagRunAlreadyExists because that is the store error the bus
-    answers with the ``conflict`` code (an HTTP 409).
+    A conflict: the bus answers it with the ``conflict`` code (an HTTP 409).
     """
 
 
