@@ -55,14 +55,31 @@ def pg_server():
     server.destroy()
 
 
+@pytest.fixture(scope="session")
+def _pg_template(pg_server, tmp_path_factory):
+    """A migrated database that each test's database copies."""
+    url = pg_server.create_database("chaos_template")
+    harness.migrated_store(url, tmp_path_factory.mktemp("pg_template_home"))
+    return "chaos_template"
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory):
+    """A migrated SQLite store that each test copies."""
+    home = tmp_path_factory.mktemp("chaos_sqlite_template")
+    path = home / "template.db"
+    harness.migrated_store(f"sqlite:///{path}", home)
+    return path
+
+
 @pytest.fixture
-def pg_url(pg_server):
-    """A new database on the private PostgreSQL (brought back first if a test left it
-    stalled or down)."""
+def pg_url(pg_server, _pg_template):
+    """A new, migrated database on the private PostgreSQL (brought back first if a test
+    left it stalled or down)."""
     pg_server.resume()
     if not pg_server.running:
         pg_server.start()
-    url = pg_server.create_database(f"chaos_{uuid.uuid4().hex[:10]}")
+    url = pg_server.create_database(f"chaos_{uuid.uuid4().hex[:10]}", template=_pg_template)
     yield url
     pg_server.resume()
     if not pg_server.running:
@@ -70,11 +87,17 @@ def pg_url(pg_server):
 
 
 @pytest.fixture
-def chaos(tmp_path, request):
-    """``chaos(name="env", **ChaosEnv options)`` -> a ChaosEnv under this test's tmp_path."""
+def chaos(tmp_path, request, _sqlite_template):
+    """``chaos(name="env", **ChaosEnv options)`` -> a ChaosEnv under this test's tmp_path,
+    its store migrated (a copy of a template: SQLite by default, or ``pg_url``'s)."""
     made: list[harness.ChaosEnv] = []
 
     def make(name: str = "env", **options) -> harness.ChaosEnv:
+        if options.get("store_url") is None:
+            home = tmp_path / name / "home"
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_sqlite_template, home / "updraft.db")
+        options.setdefault("migrated", True)
         env = harness.ChaosEnv(tmp_path / name, **options)
         made.append(env)
         return env

@@ -120,6 +120,19 @@ class Untidy(ChaosFailure):
 
 # -- small tools --------------------------------------------------------------------------------
 
+def migrated_store(url: str, home: Path) -> str:
+    """Create the schema of the store at ``url`` with ``updraft db migrate`` (a template
+    that tests copy); returns ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPDRAFT")}
+    env.update(UPDRAFT_HOME=str(home), UPDRAFT__DATABASE__SQL_ALCHEMY_CONN=url)
+    home.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([UPDRAFT, "db", "migrate"], env=env, capture_output=True,
+                            text=True, timeout=180, check=False, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f"updraft db migrate failed on {url}: {result.stderr[-2000:]}")
+    return url
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -620,14 +633,15 @@ class PostgresServer:
             signal_proc(proc, signal.SIGKILL)
         psutil.wait_procs(procs, timeout=10)
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, template: str = "template0") -> str:
+        """A new database (a copy of ``template``); returns its URL."""
         from sqlalchemy import create_engine, text
 
         engine = create_engine(self.admin_url.replace("postgresql://", "postgresql+psycopg://"),
                                isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
         finally:
             engine.dispose()
         return self.url(name)
@@ -972,6 +986,33 @@ class TaskTap:
         self._thread.join(5)
 
 
+class Supervisor:
+    """A thread that keeps ``count`` nodes running, starting a new one when one exits."""
+
+    def __init__(self, start: Callable[[], Node], count: int, interval: float = 0.5,
+                 max_restarts: int = 10) -> None:
+        self._start = start
+        self.nodes = [start() for _ in range(count)]
+        self.restarts = 0
+        self._max = max_restarts
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="chaos-supervisor",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for i, node in enumerate(self.nodes):
+                if not node.alive and self.restarts < self._max:
+                    self.restarts += 1
+                    self.nodes[i] = self._start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 # -- the environment of one test ------------------------------------------------------------------
 
 class ChaosEnv:
@@ -980,7 +1021,7 @@ class ChaosEnv:
 
     def __init__(self, root: Path, *, store_url: str | None = None,
                  nats: NatsServer | None = None, prefix: str | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, migrated: bool = False) -> None:
         self.root = Path(root)
         self.home = self.root / "home"
         self.dags = self.root / "dags"
@@ -990,12 +1031,14 @@ class ChaosEnv:
         self.ledger = self.root / "ledger.log"
         self.store_url = store_url or f"sqlite:///{self.home / 'updraft.db'}"
         self.nats = nats
+        self.migrated = migrated
         self.prefix = prefix or f"chaos{os.getpid()}x{int(time.time() * 1000) % 10**8}"
         self.settings = dict(FAST_SETTINGS)
         self.settings.update(settings or {})
         self.nodes: list[Node] = []
         self.trees: list[ProcessTree] = []
         self._taps: list[TaskTap] = []
+        self._supervisors: list[Supervisor] = []
         self.store = Store(self.store_url)
         self._watching = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="chaos-watch", daemon=True)
@@ -1041,8 +1084,11 @@ class ChaosEnv:
         return result
 
     def migrate(self) -> None:
-        """Create the store's schema once, before the nodes start (they would race)."""
-        self.cli("db", "migrate")
+        """Create the store's schema once, before the nodes start (they would race); nothing
+        to do if the store was made from a migrated template (see ``conftest.py``)."""
+        if not self.migrated:
+            self.cli("db", "migrate")
+            self.migrated = True
 
     # -- starting processes ----------------------------------------------------------------
 
@@ -1113,6 +1159,13 @@ class ChaosEnv:
         return scheduler, [self.start_dask_worker(scheduler.address, threads)
                            for _ in range(workers)]
 
+    def supervise(self, start: Callable[[], Node], count: int) -> Supervisor:
+        """Keep ``count`` nodes made by ``start`` running, replacing any that exits (what a
+        deployment's restart policy does), until the test ends."""
+        supervisor = Supervisor(start, count)
+        self._supervisors.append(supervisor)
+        return supervisor
+
     def _dask_env(self) -> dict[str, str]:
         # The workers run tries: they need the same UPDRAFT_HOME, store and settings.
         return self.env(DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="false")
@@ -1147,8 +1200,17 @@ class ChaosEnv:
     def trigger(self, dag_id: str, run_id: str | None = None) -> str:
         """``updraft dags unpause`` then ``updraft dags trigger`` (through the store)."""
         run_id = run_id or f"chaos_{dag_id}_{int(time.time() * 1000)}"
-        self.cli("dags", "unpause", dag_id)
-        self.cli("dags", "trigger", dag_id, "--run-id", run_id)
+        # Both at once (each command costs an interpreter start): a run of a paused DAG
+        # waits queued until the unpause lands.
+        commands = [("dags", "unpause", dag_id), ("dags", "trigger", dag_id, "--run-id", run_id)]
+        procs = [subprocess.Popen([UPDRAFT, *args], env=self.env(), cwd=self.root,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for args in commands]
+        for args, proc in zip(commands, procs):
+            output, _ = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                raise RuntimeError(f"updraft {' '.join(args)} exited {proc.returncode}:\n"
+                                   f"{output[-3000:]}")
         return run_id
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = WAIT,
@@ -1193,6 +1255,8 @@ class ChaosEnv:
         """Kill every process started for this test (per PID) and whatever they left;
         returns what had to be killed."""
         self._watching.set()
+        for supervisor in self._supervisors:
+            supervisor.stop()
         for tap in self._taps:
             tap.stop()
         killed = []
