@@ -6,16 +6,15 @@ user (its random password printed once and kept in ``$UPDRAFT_HOME/standalone_ad
 mode 0600), the scheduler with the Dask executor (a LocalCluster whose dashboard listens on
 127.0.0.1) and its bus node, and the web server (waitress) on 127.0.0.1:8080. The example
 DAGs are loaded (``[core] load_examples``) next to ``$UPDRAFT_HOME/dags``. Ctrl-C or SIGTERM
-stops everything in the reverse order.
+stops everything in the reverse order, printing how long each step took.
 
-This module is a composition root: it is the one place in ``web`` that starts the scheduler
-and the executors, so it reaches them through ``importlib`` by name; the web app itself still
-never imports them (import-linter checks the static imports).
+It wires every node package together, so it lives in the composition root: the web node
+itself never imports the scheduler or the executors. ``--executor`` takes any executor
+registered in the entry-point group ``updraft.executors``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import click
+
+from executors import EXECUTORS, get_executor
 
 PASSWORD_FILE = "standalone_admin_password.txt"
 DASK_NODE_ID = "dask-localcluster-standalone"
@@ -86,8 +87,9 @@ def _record_dask_node(link: str | None, state: str = "running") -> None:
 @click.option("--threads", type=int, default=32, show_default=True,
               help="Web server threads (each open live page holds one).")
 @click.option("--executor", "executor_name", default="dask", show_default=True,
-              type=click.Choice(["dask", "local", "sequential"]),
-              help="Where tasks run.")
+              type=click.Choice(sorted(EXECUTORS)),
+              help="Where tasks run: a registered executor (nats_queue also needs "
+                   "`updraft worker` processes on this NATS).")
 @click.option("--no-examples", is_flag=True, help="Do not load the example DAGs.")
 def standalone(host: str | None, port: int | None, threads: int, executor_name: str,
                no_examples: bool) -> None:
@@ -135,12 +137,12 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
         # 4. the scheduler and its executor (a Dask LocalCluster by default)
         _step(4, total, f"Scheduler: starting with the {executor_name} executor; DAGs from "
               f"{conf.dags_folder()}" + ("" if no_examples else " and the examples"))
-        executors = importlib.import_module("executors")
-        scheduler_core = importlib.import_module("scheduler.core")
-        bus_node = importlib.import_module("bus.node")
-        executor = executors.get_executor(executor_name)
-        scheduler = scheduler_core.Scheduler(executor)
-        node = bus_node.start_scheduler_bus(scheduler, wait=5.0)
+        from bus.node import start_scheduler_bus
+        from scheduler.core import Scheduler
+
+        executor = get_executor(executor_name)
+        scheduler = Scheduler(executor)
+        node = start_scheduler_bus(scheduler, wait=5.0)
         failure: list[BaseException] = []
 
         def run_scheduler() -> None:

@@ -972,7 +972,11 @@ def test_cli_trigger_pause_unpause_list_runs(env):
         result = cli("dags", "trigger", "configured", "-c", '{"size": 5}', "-r", "by_cli",
                      "-l", "2024-06-01T00:00:00+00:00")
         assert result.exit_code == 0, result.output
-        assert result.output.strip() == "Created run by_cli of configured"
+        assert result.stdout.strip() == "Created run by_cli of configured"
+        # A newcomer is told why the run will not start (issue 15).
+        assert result.stderr.strip() == ("configured is paused: the run stays queued until "
+                                         "the DAG is unpaused (`updraft dags unpause "
+                                         "configured`).")
         time.sleep(1.5)  # Airflow: a paused DAG's manual runs wait, queued
         assert h.run_state("configured", "by_cli") == "queued"
         refused = cli("dags", "trigger", "configured", "-r", "by_cli")

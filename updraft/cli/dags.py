@@ -1,4 +1,12 @@
-"""``updraft dags``: list, show, test, trigger, pause and backfill DAGs."""
+"""``updraft dags``: list, show, test, trigger, pause and backfill DAGs.
+
+The commands here need only the ``updraft`` package. Those that also reach a node package
+(``list`` and ``list-import-errors``, whose ``--local`` parses with the DAG processor's pool;
+``trigger``, ``pause``, ``unpause`` and ``delete-run``, whose ``--via-bus`` talks to the
+scheduler over NATS; ``backfill``, which may run a scheduler) live in the composition root,
+``composition.cli``, and join this group through the entry points ``dags.<name>``. The store
+side of each is here, as functions they call.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,10 @@ import click
 from updraft.cli.common import find_run, get_dag_or_fail, iso, load_dagbag, parse_date
 from updraft.cli.db import store_command
 from updraft.cli.options import dags_folder_option, output_option, parse_json_option, print_rows
+from updraft.cli.registered import RegisteredGroup
 
 
-@click.group()
+@click.group(cls=RegisteredGroup)
 def dags() -> None:
     """List, show, test, trigger, pause and backfill DAGs."""
 
@@ -24,6 +33,8 @@ EXIT_CANNOT_READ = 3
 """``dags list`` / ``list-import-errors``: the DAGs could not be read (the store is
 unreachable or not migrated; with ``--local``, the parsing processes could not start)."""
 
+LIST_COLUMNS = ["dag_id", "fileloc", "owners", "is_paused", "schedule", "tags"]
+
 
 class CannotReadDags(click.ClickException):
     """The store (or, with ``--local``, the DAGs folder) could not be read."""
@@ -31,149 +42,42 @@ class CannotReadDags(click.ClickException):
     exit_code = EXIT_CANNOT_READ
 
 
-NOTHING_STORED = ("Nothing stored yet: the scheduler stores the DAGs it parses (and their "
-                  "import errors). `--local` parses the DAGs folder here.")
-
-local_option = click.option(
-    "--local", "-l", is_flag=True,
-    help="Parse the DAGs folder here, each file in a child process as the scheduler does, "
-         "instead of reading what the scheduler stored.")
-
-
-def _read_store(read):
-    """``read(session)`` on the store, which is migrated first if brand new; exit with
-    EXIT_CANNOT_READ and the reason if it cannot be read."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from updraft.store.engine import session_scope
-    from updraft.store.migrate import StoreNotReadyError, display_url, ensure_migrated
-
-    try:
-        ensure_migrated()
-        with session_scope() as session:
-            return read(session)
-    except StoreNotReadyError as exc:  # says which store, and why
-        raise CannotReadDags(str(exc)) from None
-    except (SQLAlchemyError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CannotReadDags(f"cannot read the store at {display_url()}: {reason}") from None
-
-
-def _parse_here() -> list:
-    """Parse every file of the DAGs folder (and the examples, if loaded) in child processes
-    of this one, as the DAG processor does; the outcomes, by path."""
-    import importlib
-
+def nothing_stored(command: str, store: str) -> str:
+    """What ``dags <command>`` says when no scheduler has stored anything in ``store`` yet."""
     from updraft.config import conf
-    from updraft.dagbag import example_dags_folder, list_py_files
 
-    try:  # a node package: reached by name, as `updraft` imports no node package
-        parsing = importlib.import_module("scheduler.parsing_pool")
-    except ImportError:
-        raise CannotReadDags("--local needs the scheduler package, which is not "
-                             "installed") from None
-    folders = [conf.dags_folder()]
-    if conf.getboolean("core", "load_examples"):
-        folders.append(example_dags_folder())
-    safe_mode = conf.getboolean("core", "dag_discovery_safe_mode")
-    paths = [str(path) for folder in folders if folder.exists()
-             for path in list_py_files(folder, safe_mode)]
+    return (f"Nothing stored yet in {store}.\n"
+            "A scheduler using this store (`updraft scheduler`, or `updraft standalone`, which "
+            f"also loads the example DAGs) stores the DAGs it parses from {conf.dags_folder()}."
+            f"\n`updraft dags {command} --local` parses that folder here instead.")
+
+
+def read_stored(*, dags: bool = False, import_errors: bool = False):
+    """What the DAG processor stored (``updraft.store.listing.Listing``); exit with
+    EXIT_CANNOT_READ and the reason if the store cannot be read. Reading creates nothing."""
+    from updraft.store.listing import StoreUnreadable, read_listing
+
     try:
-        return parsing.parse_here(
-            paths, processes=conf.getint("scheduler", "parsing_processes"),
-            import_timeout=conf.getfloat("core", "dagbag_import_timeout"),
-            memory_limit_mb=conf.getint("scheduler", "parsing_memory_limit_mb"),
-            folders=[str(f) for f in folders])
-    except (RuntimeError, OSError) as exc:
-        raise CannotReadDags(f"cannot parse the DAGs folder here: {exc}") from None
+        return read_listing(dags=dags, import_errors=import_errors)
+    except StoreUnreadable as exc:
+        raise CannotReadDags(str(exc)) from None
 
 
-def _paused_if_stored() -> dict[str, bool]:
+def paused_if_stored() -> dict[str, bool]:
     """``dag_id -> is_paused`` from the store, or nothing if it cannot be read."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from updraft.store.engine import session_scope
-    from updraft.store.models import DagModel
+    from updraft.store.listing import StoreUnreadable, read_listing
 
     try:
-        with session_scope() as session:
-            return dict(session.execute(select(DagModel.dag_id, DagModel.is_paused)).all())
-    except (SQLAlchemyError, OSError):
+        return {d.dag_id: d.is_paused for d in read_listing(dags=True).dags}
+    except StoreUnreadable:
         return {}
 
 
-@dags.command("list")
-@local_option
-@dags_folder_option
-@output_option
-def list_dags(output: str, local: bool) -> None:
-    """List the DAGs the scheduler stored (``--local``: parse the DAGs folder here).
-
-    Imports no DAG file in this process. Exit codes: 0 listed (import errors are only
-    counted on stderr), 2 wrong usage, 3 the DAGs could not be read.
-    """
-    columns = ["dag_id", "fileloc", "owners", "is_paused", "schedule", "tags"]
-    if local:
-        outcomes = _parse_here()
-        paused = _paused_if_stored()
-        rows = sorted(({"dag_id": d["dag_id"], "fileloc": d["fileloc"], "owners": d["owners"],
-                        "is_paused": paused.get(d["dag_id"]), "schedule": d["schedule"],
-                        "tags": ",".join(d["tags"])}
-                       for outcome in outcomes for d in outcome.dags),
-                      key=lambda row: row["dag_id"])
-        failed = sum(1 for outcome in outcomes if outcome.error)
-    else:
-        from updraft.store.dags import list_dags as stored_dags
-        from updraft.store.dags import list_import_errors
-
-        def read(session):
-            return stored_dags(session), len(list_import_errors(session))
-
-        stored, failed = _read_store(read)
-        rows = [{"dag_id": d.dag_id, "fileloc": d.fileloc, "owners": d.owners,
-                 "is_paused": d.is_paused, "schedule": d.schedule, "tags": ",".join(d.tags)}
-                for d in stored]
-    print_rows(rows, output, columns)
-    if failed and output == "table":
-        click.echo(f"\n{failed} file(s) failed to import; see `updraft dags list-import-errors"
-                   f"{' --local' if local else ''}`.", err=True)
-    elif not rows and not failed and not local:
-        click.echo(NOTHING_STORED, err=True)
-
-
-@dags.command("list-import-errors")
-@local_option
-@dags_folder_option
-@output_option
-def list_import_errors(output: str, local: bool) -> None:
-    """List the DAG files that failed to import, with their errors, as the scheduler stored
-    them (``--local``: parse the DAGs folder here).
-
-    Imports no DAG file in this process. Exit codes: 0 no import error, 1 at least one,
-    2 wrong usage, 3 the DAGs could not be read.
-    """
-    if local:
-        rows = [{"filepath": o.path, "error": o.error} for o in _parse_here() if o.error]
-    else:
-        from sqlalchemy import func, select
-
-        from updraft.store.dags import list_import_errors as stored_errors
-        from updraft.store.models import DagModel
-
-        def read(session):
-            return stored_errors(session), session.scalar(select(func.count(DagModel.dag_id)))
-
-        errors, dag_count = _read_store(read)
-        rows = [{"filepath": e.filename, "error": e.stacktrace} for e in errors]
-        if not rows and not dag_count:
-            click.echo(NOTHING_STORED, err=True)
-    if output == "table" and rows:
-        for row in rows:
-            click.echo(f"{row['filepath']}\n{row['error'].rstrip()}\n")
-    else:
-        print_rows(rows, output, ["filepath", "error"])
-    sys.exit(EXIT_IMPORT_ERRORS if rows else 0)
+def stored_dag_rows(listing) -> list[dict]:
+    """The rows of ``dags list`` for a listing read from the store."""
+    return [{"dag_id": d.dag_id, "fileloc": d.fileloc, "owners": d.owners,
+             "is_paused": d.is_paused, "schedule": d.schedule, "tags": ",".join(d.tags)}
+            for d in listing.dags]
 
 
 @dags.command("show")
@@ -348,11 +252,13 @@ def run_state(dag_id: str, run_id_or_date: str) -> None:
         click.echo(run.state)
 
 
+
+
 def _store_error(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _ensure_dag_in_store(dag_id: str) -> None:
+def ensure_dag_in_store(dag_id: str) -> None:
     """Parse the DAG from the DAGs folder into the store if the scheduler has not yet."""
     from updraft.store.dags import write_dag
     from updraft.store.engine import session_scope
@@ -370,60 +276,8 @@ def _ensure_dag_in_store(dag_id: str) -> None:
         write_dag(session, dag, file_hash=bag.file_hashes.get(dag.fileloc), now=utcnow())
 
 
-def _send_via_bus(verb: str, payload: dict) -> dict:
-    """Send a command to the scheduler over NATS and return its reply (``--via-bus``)."""
-    import importlib
-
-    try:
-        client = importlib.import_module("bus.client")
-    except ImportError:
-        raise click.ClickException("--via-bus needs the bus package, which is not "
-                                   "installed") from None
-    try:
-        return client.request_command(verb, payload)
-    except Exception as exc:  # noqa: BLE001  (every bus problem becomes one clear message)
-        raise click.ClickException(f"the scheduler did not answer over NATS: {exc}") from None
-
-
-via_bus_option = click.option("--via-bus", is_flag=True,
-                              help="Send the command to the scheduler over NATS.")
-
-
-@dags.command("trigger")
-@click.argument("dag_id")
-@click.option("--conf", "-c", "conf_json", help="JSON object passed as the run's conf.")
-@click.option("--run-id", "-r", help="Run id (default manual__<logical date>).")
-@click.option("--logical-date", "-l", "--exec-date", "-e", "logical_date",
-              help="Logical date of the run (default: now).")
-@via_bus_option
-@dags_folder_option
-@store_command
-def trigger(dag_id: str, conf_json: str | None, run_id: str | None,
-            logical_date: str | None, via_bus: bool) -> None:
-    """Trigger a run of a DAG; the scheduler starts it."""
-    from updraft.exceptions import UpdraftException
-    from updraft.store.commands import trigger_dag_run
-    from updraft.store.engine import session_scope
-
-    conf_value = parse_json_option(conf_json)
-    when = parse_date(logical_date, what="--logical-date")
-    if via_bus:
-        reply = _send_via_bus("trigger", {"dag_id": dag_id, "conf": conf_value or {},
-                                          "run_id": run_id, "logical_date": iso(when)})
-        click.echo(f"Created run {reply['run_id']} of {dag_id} (via the bus)")
-        return
-    _ensure_dag_in_store(dag_id)
-    try:
-        with session_scope() as session:
-            run = trigger_dag_run(session, dag_id, conf=conf_value, run_id=run_id,
-                                  logical_date=when, triggered_by="cli", owner=_user())
-            created = run.run_id
-    except UpdraftException as exc:
-        raise _store_error(exc) from None
-    click.echo(f"Created run {created} of {dag_id}")
-
-
-def _user() -> str:
+def cli_user() -> str:
+    """Who the audit log records for a command run here."""
     import getpass
 
     try:
@@ -432,90 +286,65 @@ def _user() -> str:
         return "cli"
 
 
-def _pause(dag_id: str, paused: bool, via_bus: bool) -> None:
+def trigger_in_store(dag_id: str, *, conf: dict | None, run_id: str | None, logical_date) -> str:
+    """Create a queued run in the store (the DAG is stored first if the scheduler has not
+    yet); its run id. A refused run exits with the store's reason."""
+    from updraft.exceptions import UpdraftException
+    from updraft.store.commands import trigger_dag_run
+    from updraft.store.engine import session_scope
+
+    ensure_dag_in_store(dag_id)
+    try:
+        with session_scope() as session:
+            run = trigger_dag_run(session, dag_id, conf=conf, run_id=run_id,
+                                  logical_date=logical_date, triggered_by="cli",
+                                  owner=cli_user())
+            return run.run_id
+    except UpdraftException as exc:
+        raise _store_error(exc) from None
+
+
+def pause_in_store(dag_id: str, paused: bool) -> None:
+    """Pause or unpause ``dag_id`` in the store (stored first if the scheduler has not yet)."""
     from updraft.exceptions import UpdraftException
     from updraft.store.commands import set_paused
     from updraft.store.engine import session_scope
 
-    if via_bus:
-        _send_via_bus("pause" if paused else "unpause", {"dag_id": dag_id})
-    else:
-        _ensure_dag_in_store(dag_id)
-        try:
-            with session_scope() as session:
-                set_paused(session, dag_id, paused, owner=_user())
-        except UpdraftException as exc:
-            raise _store_error(exc) from None
-    click.echo(f"Dag: {dag_id}, paused: {paused}")
+    ensure_dag_in_store(dag_id)
+    try:
+        with session_scope() as session:
+            set_paused(session, dag_id, paused, owner=cli_user())
+    except UpdraftException as exc:
+        raise _store_error(exc) from None
 
 
-@dags.command("pause")
-@click.argument("dag_id")
-@via_bus_option
-@dags_folder_option
-@store_command
-def pause(dag_id: str, via_bus: bool) -> None:
-    """Pause a DAG: no new scheduled runs start."""
-    _pause(dag_id, True, via_bus)
-
-
-@dags.command("unpause")
-@click.argument("dag_id")
-@via_bus_option
-@dags_folder_option
-@store_command
-def unpause(dag_id: str, via_bus: bool) -> None:
-    """Unpause a DAG."""
-    _pause(dag_id, False, via_bus)
-
-
-@dags.command("delete-run")
-@click.argument("dag_id")
-@click.argument("run_id")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@via_bus_option
-@store_command
-def delete_run(dag_id: str, run_id: str, yes: bool, via_bus: bool) -> None:
+def delete_run_in_store(dag_id: str, run_id: str) -> None:
     """Delete a run with its task instances, XComs and history."""
     from updraft.exceptions import UpdraftException
     from updraft.store.commands import delete_dag_run
     from updraft.store.engine import session_scope
 
-    if not yes and not click.confirm(f"Delete run {run_id} of {dag_id}?", default=False):
-        raise click.ClickException("Cancelled")
-    if via_bus:
-        _send_via_bus("delete_run", {"dag_id": dag_id, "run_id": run_id})
-    else:
-        try:
-            with session_scope() as session:
-                delete_dag_run(session, dag_id, run_id, owner=_user())
-        except UpdraftException as exc:
-            raise _store_error(exc) from None
-    click.echo(f"Deleted run {run_id} of {dag_id}")
+    try:
+        with session_scope() as session:
+            delete_dag_run(session, dag_id, run_id, owner=cli_user())
+    except UpdraftException as exc:
+        raise _store_error(exc) from None
 
 
-@dags.command("backfill")
-@click.argument("dag_id")
-@click.option("--start-date", "-s", required=True, help="First logical date (inclusive).")
-@click.option("--end-date", "-e", required=True, help="Last logical date (inclusive).")
-@click.option("--reset-dagruns", is_flag=True, help="Replace runs that already exist.")
-@click.option("--dry-run", is_flag=True, help="Only list the runs that would be created.")
-@click.option("--executor", help="Executor for the scheduler started here if none is running.")
-@dags_folder_option
-@store_command
-def backfill(dag_id: str, start_date: str, end_date: str, reset_dagruns: bool, dry_run: bool,
-             executor: str | None) -> None:
-    """Create and run the scheduled runs between two dates, with a progress bar."""
-    import importlib
+def is_paused(dag_id: str) -> bool:
+    """Whether the store has ``dag_id`` paused (False if it does not know it)."""
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagModel
 
-    dag = get_dag_or_fail(dag_id)
-    start = parse_date(start_date, dag.timezone, "--start-date")
-    end = parse_date(end_date, dag.timezone, "--end-date")
-    if end < start:
-        raise click.BadParameter("the end date is before the start date", param_hint="-e")
-    runner = importlib.import_module("scheduler.backfill")
-    sys.exit(runner.run_backfill(dag, start, end, reset=reset_dagruns, dry_run=dry_run,
-                                 executor_name=executor))
+    with session_scope() as session:
+        row = session.get(DagModel, dag_id)
+        return bool(row is not None and row.is_paused)
+
+
+def paused_run_hint(dag_id: str) -> str:
+    """What to tell someone who just triggered a run of a paused DAG."""
+    return (f"{dag_id} is paused: the run stays queued until the DAG is unpaused "
+            f"(`updraft dags unpause {dag_id}`).")
 
 
 @dags.command("check-compat")

@@ -1,4 +1,9 @@
-"""``updraft tasks``: test one task, list tasks, and read task instance states."""
+"""``updraft tasks``: test one task, list tasks, and read task instance states.
+
+``clear`` (whose ``--via-bus`` talks to the scheduler over NATS) and ``logs`` (which follows
+a try live on the bus) reach the bus node package: they live in the composition root,
+``composition.cli``, and join this group through the entry points ``tasks.<name>``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import click
 from updraft.cli.common import find_run, get_dag_or_fail, iso, parse_date
 from updraft.cli.db import store_command
 from updraft.cli.options import dags_folder_option, output_option, print_rows
+from updraft.cli.registered import RegisteredGroup
 
 
-@click.group()
+@click.group(cls=RegisteredGroup)
 def tasks() -> None:
     """Test, list and inspect tasks and task instances."""
 
@@ -177,38 +183,12 @@ def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
                        f"{event.new_state}: {event.cause}")
 
 
-@tasks.command("clear")
-@click.argument("dag_id")
-@click.option("--task-regex", "-t", help="Only tasks whose id matches this regex.")
-@click.option("--start-date", "-s", help="Only runs with a logical date on or after this.")
-@click.option("--end-date", "-e", help="Only runs with a logical date on or before this.")
-@click.option("--run-id", help="Only this run.")
-@click.option("--only-failed", "-f", is_flag=True, help="Only failed task instances.")
-@click.option("--only-running", "-r", is_flag=True, help="Only running task instances.")
-@click.option("--upstream", "-u", is_flag=True, help="Include upstream tasks.")
-@click.option("--downstream", "-d", is_flag=True, help="Include downstream tasks.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--via-bus", is_flag=True, help="Send the command to the scheduler over NATS.")
-@store_command
-def clear(dag_id: str, task_regex: str | None, start_date: str | None, end_date: str | None,
-          run_id: str | None, only_failed: bool, only_running: bool, upstream: bool,
-          downstream: bool, yes: bool, via_bus: bool) -> None:
-    """Clear task instances so they run again."""
+def clear_in_store(dag_id: str, options: dict, yes: bool) -> None:
+    """``tasks clear`` on the store: list what would be cleared, confirm, clear it."""
     from updraft.exceptions import UpdraftException
     from updraft.store.commands import clear_task_instances
     from updraft.store.engine import session_scope
 
-    options = dict(task_regex=task_regex, run_id=run_id,
-                   start_date=parse_date(start_date, what="-s"),
-                   end_date=parse_date(end_date, what="-e"), upstream=upstream,
-                   downstream=downstream, only_failed=only_failed, only_running=only_running)
-    if via_bus:
-        from updraft.cli.dags import _send_via_bus
-
-        payload = {k: (iso(v) if hasattr(v, "isoformat") else v) for k, v in options.items()}
-        reply = _send_via_bus("clear", {"dag_id": dag_id, **payload})
-        click.echo(f"Cleared {reply.get('count', 0)} task instance(s) (via the bus)")
-        return
     try:
         with session_scope() as session:
             preview = clear_task_instances(session, dag_id, dry_run=True, **options)
@@ -225,24 +205,3 @@ def clear(dag_id: str, task_regex: str | None, start_date: str | None, end_date:
     with session_scope() as session:
         cleared = clear_task_instances(session, dag_id, owner="cli", **options)
     click.echo(f"Cleared {len(cleared)} task instance(s)")
-
-
-@tasks.command("logs")
-@click.argument("dag_id")
-@click.argument("run_id")
-@click.argument("task_id")
-@click.option("--try", "try_number", type=int, default=None,
-              help="Try number (default: the latest try).")
-@click.option("--map-index", type=int, default=-1, show_default=True,
-              help="Map index of a mapped task.")
-@click.option("--follow", "-f", is_flag=True,
-              help="Keep printing live lines (from the bus) until the try ends.")
-@store_command
-def logs(dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int,
-         follow: bool) -> None:
-    """Print the log of a task try; with --follow, follow a running try live."""
-    import importlib
-
-    # The bus node package renders it: updraft imports no node package statically.
-    importlib.import_module("bus.logs_cli").show_logs(
-        dag_id, run_id, task_id, try_number=try_number, map_index=map_index, follow=follow)
