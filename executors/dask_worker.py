@@ -145,12 +145,14 @@ def noop() -> None:
     """The task that warms Dask's path from the client to a worker thread."""
 
 
-def warm_dags(dags: list[tuple[str, str]], isolation: str = "process") -> None:
+def warm_dags(dags: list[tuple[str, str]], isolation: str = "process",
+              dask_worker: Any = None) -> None:
     """Parse these ``(fileloc, dag_id)`` pairs ahead of their first tries: in the zygote
     (process isolation) or in a background thread of this worker (thread isolation). Runs
-    via ``Client.run`` on the worker's event loop, which it must not block."""
+    via ``Client.run`` (which passes ``dask_worker``) on the worker's event loop, which it
+    must not block."""
     if isolation != "thread":
-        worker_supervisor().warm(list(dags))
+        worker_supervisor(dask_worker).warm(list(dags))
         return
 
     def parse():

@@ -143,6 +143,21 @@ def _tree_cpu(pid: int) -> float:
         return 0.0
 
 
+def _print_breakdown(pid: int) -> None:
+    """CPU seconds of each process of the tree so far (BENCH_BREAKDOWN=1)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            print(f"    {process.pid:7} {' '.join(process.cmdline())[:90]:90} "
+                  f"{times.user + times.system:6.2f} s (+children "
+                  f"{times.children_user + times.children_system:.2f} s)")
+        except psutil.Error:
+            pass
+
+
 TRIES = {"chain": 100, "fanout": 1002, "layered": 10000}
 
 
@@ -201,6 +216,8 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0,
                 time.sleep(0.05)
             seconds = (run.end_date - triggered).total_seconds()
             cpu = _tree_cpu(proc.pid) - cpu_before
+            if os.environ.get("BENCH_BREAKDOWN"):
+                _print_breakdown(proc.pid)
             peak = _peak_rss_mb(proc.pid)
             with session_scope() as session:
                 from sqlalchemy import func
