@@ -30,9 +30,9 @@ from updraft.cli.dags import (
     delete_run_in_store,
     is_paused,
     nothing_stored,
+    pause_in_store,
     paused_if_stored,
     paused_run_hint,
-    pause_in_store,
     read_stored,
     stored_dag_rows,
     trigger_in_store,
@@ -238,10 +238,11 @@ def clear(dag_id: str, task_regex: str | None, start_date: str | None, end_date:
           run_id: str | None, only_failed: bool, only_running: bool, upstream: bool,
           downstream: bool, yes: bool, via_bus: bool) -> None:
     """Clear task instances so they run again."""
-    options = dict(task_regex=task_regex, run_id=run_id,
-                   start_date=parse_date(start_date, what="-s"),
-                   end_date=parse_date(end_date, what="-e"), upstream=upstream,
-                   downstream=downstream, only_failed=only_failed, only_running=only_running)
+    options = {"task_regex": task_regex, "run_id": run_id,
+               "start_date": parse_date(start_date, what="-s"),
+               "end_date": parse_date(end_date, what="-e"), "upstream": upstream,
+               "downstream": downstream, "only_failed": only_failed,
+               "only_running": only_running}
     if via_bus:
         payload = {k: (iso(v) if hasattr(v, "isoformat") else v) for k, v in options.items()}
         reply = send_via_bus("clear", {"dag_id": dag_id, **payload})

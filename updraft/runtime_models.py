@@ -200,6 +200,18 @@ class TaskInstance:
     def record_branch(self, task_ids: Iterable[str]) -> None:
         self.followed_branches = list(task_ids)
 
+    # -- what operators and sensors may ask about other runs -------------------------------
+
+    @property
+    def task_services(self):
+        """The task services of this try (``updraft.task_services``), on its store."""
+        services = self.__dict__.get("_task_services")
+        if services is None:
+            from updraft.store.task_services import StoreTaskServices
+
+            services = self.__dict__["_task_services"] = StoreTaskServices(self.store_url)
+        return services
+
     # -- misc Airflow API ------------------------------------------------------------------
 
     def get_template_context(self) -> dict:

@@ -511,6 +511,8 @@ def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | 
         "task_instance_key_str": f"{dag_id}__{task_id}__{ds_nodash}",
         "triggering_asset_events": events,
         "triggering_dataset_events": events,
+        # What operators and sensors may ask about other runs (updraft.task_services).
+        "task_services": getattr(ti, "task_services", None),
     }
     if extra:
         context.update(extra)
@@ -526,6 +528,6 @@ KNOWN_CONTEXT_KEYS: frozenset[str] = frozenset({
     "prev_start_date_success", "prev_end_date_success", "params", "conf", "var", "conn",
     "macros", "map_index_template", "inlets", "outlets", "test_mode", "expanded_ti_count",
     "templates_dict", "task_instance_key_str", "triggering_asset_events",
-    "triggering_dataset_events",
+    "triggering_dataset_events", "task_services",
 })
 

@@ -53,7 +53,8 @@ def test_task(dag_id: str, task_id: str, logical_date: str | None, map_index: in
     from updraft.cli.options import parse_json_option
     from updraft.runtime import TryRequest, run_task_try
     from updraft.schedules import utcnow
-    from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+    from updraft.state import DagRunState, DagRunType
+    from updraft.state import TaskInstanceState as TI
     from updraft.store.engine import session_scope
     from updraft.store.models import DagRunModel, TaskInstanceModel
     from updraft.store.runs import create_dag_run, queue_task_instances, row_defaults_for

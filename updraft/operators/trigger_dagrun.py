@@ -1,64 +1,31 @@
 """TriggerDagRunOperator: creates a run of another DAG, optionally waiting for its end.
 
-The run is created in the store with ``updraft.store.commands.trigger_dag_run``, so the
-scheduler starts it like any triggered run. A target DAG the store does not know yet is
-loaded from ``[core] dags_folder`` and written to the store first. With
+It asks the try's task services (``context["task_services"]``, ``updraft.task_services``) to
+create the run, so the scheduler starts it like any triggered run; a target DAG the store
+does not know yet is loaded from ``[core] dags_folder`` and stored first. With
 ``wait_for_completion`` the task polls the run's state; when no scheduler is alive (as in
-``dag.test()``) nobody else would run it, so the task runs it itself, in a thread of its
-own, with ``run_dag_locally``.
+``dag.test()``) nobody else would run it, so the task has it run here, in this process.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from updraft.exceptions import (
-    DagNotFound,
     DagRunAlreadyExists,
     UpdraftException,
     UpdraftSkipException,
 )
 from updraft.operators.base import BaseOperator
 from updraft.state import DagRunState
+from updraft.task_services import TaskServices, task_services
 
 XCOM_RUN_ID = "trigger_run_id"
 XCOM_LOGICAL_DATE_ISO = "trigger_logical_date_iso"
-#: A scheduler whose heartbeat is older than this is taken as gone.
-SCHEDULER_ALIVE_WITHIN = 30.0
-
-
-def _scheduler_alive(session, now: datetime.datetime) -> bool:
-    from sqlalchemy import func, select
-
-    from updraft.store.models import NodeModel
-
-    return (session.scalar(select(func.count()).select_from(NodeModel).where(
-        NodeModel.kind == "scheduler", NodeModel.state == "running",
-        NodeModel.heartbeat_at >= now - datetime.timedelta(seconds=SCHEDULER_ALIVE_WITHIN)))
-        or 0) > 0
-
-
-def _load_dag(dag_id: str, fileloc: str | None):
-    """The DAG object ``dag_id`` from its file (if known) or from the DAGs folder."""
-    from updraft.dagbag import DagBag
-
-    if fileloc:
-        bag = DagBag(dag_folder=fileloc, include_examples=False)
-        if bag.get_dag(dag_id) is not None:
-            return bag.get_dag(dag_id)
-    bag = DagBag()
-    dag = bag.get_dag(dag_id)
-    if dag is None:
-        errors = "; ".join(f"{path}: {err.strip().splitlines()[-1]}"
-                           for path, err in bag.import_errors.items() if err.strip())
-        raise DagNotFound(f"Dag id {dag_id} not found in the DAGs folder {bag.dag_folder}"
-                          + (f" (import errors: {errors})" if errors else ""))
-    return dag
 
 
 class TriggerDagRunOperator(BaseOperator):
@@ -123,27 +90,21 @@ class TriggerDagRunOperator(BaseOperator):
         logical_date = self._parsed_logical_date()
         run_id = str(self.trigger_run_id) if self.trigger_run_id else \
             DagRunType.MANUAL.generate_run_id(logical_date)
-        store_url = getattr(context.get("ti"), "store_url", None)
-        run_id = self._trigger(run_id, logical_date, store_url)
+        services = task_services(context)
+        run_id = self._trigger(services, run_id, logical_date)
         context["ti"].xcom_push(key=XCOM_RUN_ID, value=run_id)
         if self.wait_for_completion:
-            self._wait(run_id, store_url)
+            self._wait(services, run_id)
 
     # -- creating the run ---------------------------------------------------------------
 
-    def _trigger(self, run_id: str, logical_date: datetime.datetime,
-                 store_url: str | None) -> str:
-        from updraft.store.commands import trigger_dag_run
-        from updraft.store.engine import session_scope
-
-        self._ensure_stored(store_url)
+    def _trigger(self, services: TaskServices, run_id: str,
+                 logical_date: datetime.datetime) -> str:
         try:
-            with session_scope(store_url) as session:
-                run = trigger_dag_run(session, self.trigger_dag_id, conf=self.conf,
-                                      run_id=run_id, logical_date=logical_date,
-                                      triggered_by="operator", owner=self.owner,
-                                      replace_existing=self.reset_dag_run)
-                created = run.run_id
+            created = services.trigger_dag_run(self.trigger_dag_id, run_id=run_id,
+                                               logical_date=logical_date, conf=self.conf,
+                                               owner=self.owner,
+                                               replace_existing=self.reset_dag_run)
         except DagRunAlreadyExists:
             if self.skip_when_already_exists:
                 raise UpdraftSkipException("Skipping due to skip_when_already_exists is set to "
@@ -156,41 +117,16 @@ class TriggerDagRunOperator(BaseOperator):
             self.log.info("Triggered %s run %s", self.trigger_dag_id, created)
         return created
 
-    def _ensure_stored(self, store_url: str | None) -> None:
-        """Write the target DAG to the store if the DAG processor has not yet."""
-        from updraft.schedules import utcnow
-        from updraft.store.dags import write_dag
-        from updraft.store.engine import session_scope
-        from updraft.store.models import DagModel
-
-        with session_scope(store_url) as session:
-            row = session.get(DagModel, self.trigger_dag_id)
-            if row is not None and row.is_active:
-                return
-        dag = _load_dag(self.trigger_dag_id, None)
-        with session_scope(store_url) as session:
-            write_dag(session, dag, file_hash=None, now=utcnow())
-
     # -- waiting ------------------------------------------------------------------------
 
-    def _wait(self, run_id: str, store_url: str | None) -> None:
-        from updraft.schedules import utcnow
-        from updraft.store.engine import session_scope
-        from updraft.store.models import DagModel
-        from updraft.store.runs import get_run
-
+    def _wait(self, services: TaskServices, run_id: str) -> None:
         ran_here = False
         while True:
-            with session_scope(store_url) as session:
-                run = get_run(session, self.trigger_dag_id, run_id)
-                if run is None:
-                    raise UpdraftException(f"run {run_id} of {self.trigger_dag_id} is gone from "
-                                           "the store (deleted while waiting?)")
-                state = DagRunState(run.state)
-                logical_date, conf = run.logical_date, run.conf
-                alive = _scheduler_alive(session, utcnow())
-                dag_row = session.get(DagModel, self.trigger_dag_id)
-                fileloc = dag_row.fileloc if dag_row is not None else None
+            run = services.get_dag_run(self.trigger_dag_id, run_id)
+            if run is None:
+                raise UpdraftException(f"run {run_id} of {self.trigger_dag_id} is gone from "
+                                       "the store (deleted while waiting?)")
+            state = DagRunState(run.state)
             if state in self.failed_states:
                 raise UpdraftException(f"{self.trigger_dag_id} failed with failed states "
                                        f"{state}")
@@ -202,38 +138,16 @@ class TriggerDagRunOperator(BaseOperator):
                     f"{self.trigger_dag_id} finished with state {state}, which is in neither "
                     f"allowed_states {[str(s) for s in self.allowed_states]} nor failed_states "
                     f"{[str(s) for s in self.failed_states]}")
-            if not ran_here and not alive and state == DagRunState.QUEUED:
+            if not ran_here and state == DagRunState.QUEUED and not services.scheduler_alive():
                 self.log.info("No scheduler is alive: running %s run %s in this task",
                               self.trigger_dag_id, run_id)
-                self._run_here(fileloc, run_id, logical_date, conf, store_url)
+                services.run_dag_run_here(self.trigger_dag_id, run_id)
                 ran_here = True
                 continue
             self.log.info("Waiting for %s on %s to become allowed state %s ...",
-                          self.trigger_dag_id, logical_date,
+                          self.trigger_dag_id, run.logical_date,
                           [str(s) for s in self.allowed_states])
             time.sleep(self.poke_interval)
-
-    def _run_here(self, fileloc: str | None, run_id: str, logical_date, conf,
-                  store_url: str | None) -> None:
-        """Run the triggered run in-process, in its own thread (own task logs and context)."""
-        from updraft.local_run import run_dag_locally
-
-        dag = _load_dag(self.trigger_dag_id, fileloc)
-        failure: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                run_dag_locally(dag, logical_date=logical_date, conf=conf or {}, run_id=run_id,
-                                store_url=store_url)
-            except BaseException as exc:  # noqa: BLE001  (re-raised in the task's thread)
-                failure.append(exc)
-
-        thread = threading.Thread(target=target, name=f"trigger-{self.trigger_dag_id}")
-        thread.start()
-        thread.join()
-        if failure:
-            raise UpdraftException(f"running {self.trigger_dag_id} run {run_id} here failed: "
-                                   f"{failure[0]}") from failure[0]
 
 
 __all__ = ["XCOM_LOGICAL_DATE_ISO", "XCOM_RUN_ID", "TriggerDagRunOperator"]

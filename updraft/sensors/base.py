@@ -4,7 +4,8 @@ In ``poke`` mode the sensor holds its worker slot and sleeps between pokes; in
 ``reschedule`` mode a false poke ends the try with ``UpdraftRescheduleException`` and the
 runner records a ``task_reschedule`` row and wakes the task at the next poke time, keeping
 the same try number. The timeout counts from when sensing began: in reschedule mode that is
-the start of the first ``task_reschedule`` row of the first try, read from the store.
+the start of the first ``task_reschedule`` row of the first try, which the try's task
+services give (``context["task_services"]``, ``updraft.task_services``).
 
 Time is read in one place (``_now``) and waiting happens in one place (``_sleep``), so tests
 replace both with a fake clock instead of sleeping.
@@ -30,6 +31,7 @@ from updraft.exceptions import (
     UpdraftTaskTimeout,
 )
 from updraft.operators.base import BaseOperator
+from updraft.task_services import task_services
 
 log = logging.getLogger(__name__)
 
@@ -165,23 +167,14 @@ class BaseSensorOperator(BaseOperator):
 
     def _sensing_started_at(self, context: dict) -> datetime:
         """When a reschedule-mode sensor began: its first task_reschedule row, else now."""
-        from sqlalchemy import select
-
-        from updraft.store.engine import session_scope
-        from updraft.store.models import TaskReschedule
-
         ti = context["ti"]
         # The first try since the task was created or cleared, as Airflow counts it, so that
         # retries do not reset the timeout.
         first_try = (ti.max_tries or 0) - (self.retries or 0) + 1
         if first_try < 1 or first_try > ti.try_number:
             first_try = ti.try_number
-        with session_scope(ti.store_url) as session:
-            start = session.scalar(select(TaskReschedule.start_date).where(
-                TaskReschedule.dag_id == ti.dag_id, TaskReschedule.run_id == ti.run_id,
-                TaskReschedule.task_id == ti.task_id, TaskReschedule.map_index == ti.map_index,
-                TaskReschedule.try_number == first_try,
-            ).order_by(TaskReschedule.id).limit(1))
+        start = task_services(context).first_reschedule_at(ti.dag_id, ti.run_id, ti.task_id,
+                                                           ti.map_index, first_try)
         return start or self._now()
 
     def _get_next_poke_interval(self, started_at: datetime, run_duration: float,

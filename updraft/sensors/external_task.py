@@ -1,8 +1,9 @@
 """ExternalTaskSensor: waits for a task, a task group or a whole run of another DAG.
 
-The sensor reads the store: the other DAG's runs at the logical date(s) it waits for
+The sensor asks the try's task services (``context["task_services"]``,
+``updraft.task_services``) about the other DAG's runs at the logical date(s) it waits for
 (this run's logical date, shifted by ``execution_delta`` or computed by
-``execution_date_fn``), and their task instances. ``ExternalTaskMarker`` marks the other side
+``execution_date_fn``) and their task instances. ``ExternalTaskMarker`` marks the other side
 of such a dependency, so clearing can follow it.
 """
 
@@ -17,6 +18,7 @@ from updraft.exceptions import UpdraftException, UpdraftSkipException
 from updraft.operators.empty import EmptyOperator
 from updraft.sensors.base import BaseSensorOperator
 from updraft.state import DagRunState, TaskInstanceState
+from updraft.task_services import TaskServices, task_services
 
 TASK_STATES: tuple = (None, *(str(s) for s in TaskInstanceState))
 DAG_STATES: tuple = tuple(str(s) for s in DagRunState)
@@ -123,8 +125,6 @@ class ExternalTaskSensor(BaseSensorOperator):
     # -- poking -----------------------------------------------------------------------------
 
     def poke(self, context: dict) -> bool:
-        from updraft.store.engine import session_scope
-
         if self.external_task_ids and len(self.external_task_ids) > len(
                 set(self.external_task_ids)):
             raise ValueError("Duplicate task_ids passed in external_task_ids parameter")
@@ -139,16 +139,16 @@ class ExternalTaskSensor(BaseSensorOperator):
                           self.external_task_group_id, self.external_dag_id, shown)
         else:
             self.log.info("Poking for DAG '%s' on %s ... ", self.external_dag_id, shown)
-        with session_scope(context["ti"].store_url) as session:
-            if self.check_existence and not self._has_checked_existence:
-                self._check_for_existence(session)
-            if self.failed_states and self.get_count(dttm_filter, session,
-                                                     self.failed_states) > 0:
-                self._fail()
-            if self.skipped_states and self.get_count(dttm_filter, session,
-                                                      self.skipped_states) > 0:
-                self._skip()
-            count_allowed = self.get_count(dttm_filter, session, self.allowed_states)
+        services = task_services(context)
+        if self.check_existence and not self._has_checked_existence:
+            self._check_for_existence(services)
+        if self.failed_states and self.get_count(dttm_filter, services,
+                                                 self.failed_states) > 0:
+            self._fail()
+        if self.skipped_states and self.get_count(dttm_filter, services,
+                                                  self.skipped_states) > 0:
+            self._skip()
+        count_allowed = self.get_count(dttm_filter, services, self.allowed_states)
         return count_allowed == len(dttm_filter)
 
     def _fail(self) -> None:
@@ -176,79 +176,48 @@ class ExternalTaskSensor(BaseSensorOperator):
                     "states-to-skip-on list.")
         raise UpdraftSkipException(f"{what} Skipping.")
 
-    def get_count(self, dttm_filter: list[datetime.datetime], session, states) -> float:
-        """How many of the awaited things are in ``states``, per task (or group) waited on."""
-        from sqlalchemy import func, select
+    def get_count(self, dttm_filter: list[datetime.datetime], services: TaskServices,
+                  states) -> float:
+        """How many of the awaited things are in ``states``, per task (or group) waited on.
 
-        from updraft.store.models import DagRunModel, TaskInstanceModel
-
+        Airflow passes a session as the second argument; Updraft passes the task services.
+        """
         if not dttm_filter:
             return 0
         states = [str(s) for s in states]
-        if self.external_task_ids or self.external_task_group_id:
-            query = select(func.count()).select_from(TaskInstanceModel).join(
-                DagRunModel, (DagRunModel.dag_id == TaskInstanceModel.dag_id)
-                & (DagRunModel.run_id == TaskInstanceModel.run_id)).where(
-                TaskInstanceModel.dag_id == self.external_dag_id,
-                TaskInstanceModel.state.in_(states),
-                DagRunModel.logical_date.in_(dttm_filter))
-            if self.external_task_ids:
-                count = session.scalar(query.where(
-                    TaskInstanceModel.task_id.in_(self.external_task_ids))) or 0
-                return count / len(self.external_task_ids)
-            group_tis = self._group_task_instances(session, dttm_filter)
+        if self.external_task_ids:
+            count = services.count_task_instances(self.external_dag_id, dttm_filter, states,
+                                                  task_ids=self.external_task_ids)
+            return count / len(self.external_task_ids)
+        if self.external_task_group_id:
+            prefix = f"{self.external_task_group_id}."
+            group_tis = services.task_instance_keys(self.external_dag_id, dttm_filter[0],
+                                                    prefix)
             if not group_tis:
                 return 0
-            prefix = f"{self.external_task_group_id}."
-            count = session.scalar(query.where(
-                TaskInstanceModel.task_id.startswith(prefix, autoescape=True))) or 0
+            count = services.count_task_instances(self.external_dag_id, dttm_filter, states,
+                                                  task_id_prefix=prefix)
             return count / len(group_tis) * len(dttm_filter)
-        return session.scalar(select(func.count()).select_from(DagRunModel).where(
-            DagRunModel.dag_id == self.external_dag_id, DagRunModel.state.in_(states),
-            DagRunModel.logical_date.in_(dttm_filter))) or 0
+        return services.count_dag_runs(self.external_dag_id, dttm_filter, states)
 
-    def _group_task_instances(self, session, dttm_filter) -> list[tuple[str, int]]:
-        """(task id, map index) of the group's task instances in the first awaited run."""
-        from sqlalchemy import select
-
-        from updraft.store.models import DagRunModel, TaskInstanceModel
-
-        rows = session.execute(select(TaskInstanceModel.task_id, TaskInstanceModel.map_index)
-                               .join(DagRunModel,
-                                     (DagRunModel.dag_id == TaskInstanceModel.dag_id)
-                                     & (DagRunModel.run_id == TaskInstanceModel.run_id))
-                               .where(TaskInstanceModel.dag_id == self.external_dag_id,
-                                      DagRunModel.logical_date == dttm_filter[0],
-                                      TaskInstanceModel.task_id.startswith(
-                                          f"{self.external_task_group_id}.",
-                                          autoescape=True))).all()
-        return [(r.task_id, r.map_index) for r in rows]
-
-    def _check_for_existence(self, session) -> None:
+    def _check_for_existence(self, services: TaskServices) -> None:
         """Fail at once if the other DAG (or the tasks or group waited on) does not exist."""
-        from sqlalchemy import select
-
-        from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
-
-        dag_row = session.get(DagModel, self.external_dag_id)
-        known_run = session.scalar(select(DagRunModel.id).where(
-            DagRunModel.dag_id == self.external_dag_id).limit(1))
-        if dag_row is None and known_run is None:
+        info = services.dag_info(self.external_dag_id)
+        if not info.stored and not info.has_runs:
             raise UpdraftException(f"The external DAG {self.external_dag_id} does not exist.")
         task_ids: set[str] | None = None
-        if dag_row is not None and dag_row.fileloc:
-            if not os.path.exists(dag_row.fileloc):
+        if info.fileloc:
+            if not os.path.exists(info.fileloc):
                 raise UpdraftException(f"The external DAG {self.external_dag_id} was deleted.")
             if self.external_task_ids or self.external_task_group_id:
                 from updraft.dagbag import DagBag
 
-                dag = DagBag(dag_folder=dag_row.fileloc, include_examples=False).dags.get(
+                dag = DagBag(dag_folder=info.fileloc, include_examples=False).dags.get(
                     self.external_dag_id)
                 if dag is not None:
                     task_ids = set(dag.task_dict)
         if task_ids is None:
-            task_ids = set(session.scalars(select(TaskInstanceModel.task_id).where(
-                TaskInstanceModel.dag_id == self.external_dag_id).distinct()))
+            task_ids = services.stored_task_ids(self.external_dag_id)
         for task_id in self.external_task_ids or []:
             if task_id not in task_ids:
                 raise UpdraftException(f"The external task {task_id} in DAG "
