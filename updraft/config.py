@@ -3,15 +3,25 @@
 
 ``conf.get("core", "executor")`` returns the merged value, converted to the type of its default.
 ``reload()`` re-reads everything; tests call it after changing the environment.
+
+Every setting Updraft reads is in ``DEFAULTS``. A key or section that is not there (a typo,
+a setting of another tool) still works for code that asks for it by name, as Airflow's
+custom sections do, but it is logged once per process as a warning naming the file or the
+environment variable it came from and the closest known setting: a misspelt setting must
+not be silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("updraft.config")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "core": {
@@ -151,8 +161,85 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Settings people write for what Updraft calls otherwise (Airflow's names, likely guesses).
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("nats", "url"): ("nats", "servers"),
+    ("nats", "urls"): ("nats", "servers"),
+    ("nats", "server"): ("nats", "servers"),
+    ("nats", "prefix"): ("nats", "subject_prefix"),
+    ("core", "sql_alchemy_conn"): ("database", "sql_alchemy_conn"),
+    ("database", "url"): ("database", "sql_alchemy_conn"),
+    ("database", "sql_alchemy_pool_size"): ("database", "pool_size"),
+    ("webserver", "web_server_host"): ("web", "host"),
+    ("webserver", "web_server_port"): ("web", "port"),
+    ("webserver", "secret_key"): ("web", "secret_key"),
+    ("logging", "logging_level"): ("logging", "level"),
+    ("core", "base_log_folder"): ("logging", "base_log_folder"),
+    ("celery", "worker_concurrency"): ("worker", "concurrency"),
+    ("smtp", "smtp_host"): ("smtp", "host"),
+    ("smtp", "smtp_port"): ("smtp", "port"),
+    ("smtp", "smtp_user"): ("smtp", "user"),
+    ("smtp", "smtp_password"): ("smtp", "password"),
+    ("smtp", "smtp_mail_from"): ("smtp", "mail_from"),
+    ("smtp", "smtp_starttls"): ("smtp", "starttls"),
+    ("smtp", "smtp_ssl"): ("smtp", "ssl"),
+}
+
+_warned: set[tuple[str, str, str]] = set()
+
+
 class ConfigError(ValueError):
     """A configuration value that is missing, unknown or of the wrong type."""
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that sets ``[section] key``."""
+    return f"UPDRAFT__{section.upper()}__{key.upper()}"
+
+
+def closest_setting(section: str, key: str) -> tuple[str, str] | None:
+    """The known setting someone who wrote ``[section] key`` most likely meant, if any."""
+    if (section, key) in RENAMED:
+        return RENAMED[(section, key)]
+    elsewhere = [s for s, keys in DEFAULTS.items() if key in keys]
+    if elsewhere:
+        return elsewhere[0], key
+    if section in DEFAULTS:
+        near = difflib.get_close_matches(key, list(DEFAULTS[section]), n=1, cutoff=0.6)
+        if near:
+            return section, near[0]
+    known = {f"{s}.{k}": (s, k) for s, keys in DEFAULTS.items() for k in keys}
+    near = difflib.get_close_matches(f"{section}.{key}", list(known), n=1, cutoff=0.75)
+    if near:
+        return known[near[0]]
+    if section not in DEFAULTS:
+        sections = difflib.get_close_matches(section, list(DEFAULTS), n=1, cutoff=0.6)
+        if sections and key in DEFAULTS[sections[0]]:
+            return sections[0], key
+    return None
+
+
+def _warn_unknown(section: str, key: str, origin: str, from_env: bool) -> None:
+    """Log once per process that ``[section] key`` (from ``origin``) is no Updraft setting."""
+    marker = (origin, section, key)
+    if marker in _warned:
+        return
+    _warned.add(marker)
+    guess = closest_setting(section, key)
+    hint = ""
+    if guess is not None:
+        hint = f"; did you mean [{guess[0]}] {guess[1]}"
+        hint += f" ({env_name(*guess)})?" if from_env else "?"
+    what = (f"Unknown section [{section}] ({key})" if section not in DEFAULTS
+            else f"Unknown setting [{section}] {key}")
+    log.warning("%s in %s: no part of Updraft reads it%s", what, origin, hint)
+
+
+def _unknown_keys(section: str, keys: dict[str, Any]) -> list[str]:
+    known = DEFAULTS.get(section)
+    if known is None:
+        return list(keys)
+    return [key for key in keys if key not in known]
 
 
 def updraft_home() -> Path:
@@ -207,6 +294,8 @@ class UpdraftConfig:
             for section, keys in data.items():
                 if not isinstance(keys, dict):
                     raise ConfigError(f"{path}: [{section}] must be a table")
+                for key in _unknown_keys(section, keys):
+                    _warn_unknown(section, key, str(path), from_env=False)
                 target = values.setdefault(section, {})
                 for key, value in keys.items():
                     default = DEFAULTS.get(section, {}).get(key)
@@ -217,8 +306,14 @@ class UpdraftConfig:
                 continue
             parts = name[len("UPDRAFT__"):].lower().split("__", 1)
             if len(parts) != 2 or not all(parts):
+                if (name, "", "") not in _warned:
+                    _warned.add((name, "", ""))
+                    log.warning("%s is not of the form UPDRAFT__SECTION__KEY: no part of "
+                                "Updraft reads it", name)
                 continue
             section, key = parts
+            if key not in DEFAULTS.get(section, {}):
+                _warn_unknown(section, key, name, from_env=True)
             default = DEFAULTS.get(section, {}).get(key)
             target = values.setdefault(section, {})
             target[key] = value if default is None else _convert(value, default, name)
