@@ -3,6 +3,7 @@ and kept 0600, the web answering, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,11 +64,14 @@ def test_standalone_starts_serves_and_stops(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as answer:
             assert answer.status == 200
             assert "Log in" in answer.read().decode()
+        _newcomer_commands(home)
     finally:
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=60)[0]
     assert process.returncode == 0, rest
     assert "Stopped." in rest
+    for step in ("web server", "scheduler and executor", "NATS"):
+        assert f"stopped {step} (" in rest  # how long each step took
 
     # A restart keeps the user and says where the first password is; it prints none.
     process = _start(home, port)
@@ -79,3 +83,31 @@ def test_standalone_starts_serves_and_stops(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
     assert process.returncode == 0
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPDRAFT__")}
+    env["UPDRAFT_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "updraft.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _newcomer_commands(home: Path) -> None:
+    """The README's two commands, as a newcomer types them beside a running standalone: the
+    CLI on the same UPDRAFT_HOME lists the ten example DAGs it serves, and triggering a
+    paused one says the run waits (issue 15)."""
+    deadline = time.monotonic() + 90
+    while True:
+        listed = _cli(home, "dags", "list", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        dag_ids = sorted(row["dag_id"] for row in json.loads(listed.stdout))
+        if len(dag_ids) >= 10 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(dag_ids) == 10 and all(d.startswith("example_") for d in dag_ids), dag_ids
+    assert "Nothing stored yet" not in listed.stderr
+    triggered = _cli(home, "dags", "trigger", "example_bash", "-r", "newcomer")
+    assert triggered.returncode == 0, triggered.stderr
+    assert triggered.stdout.strip() == "Created run newcomer of example_bash"
+    assert ("example_bash is paused: the run stays queued until the DAG is unpaused "
+            "(`updraft dags unpause example_bash`).") in triggered.stderr
