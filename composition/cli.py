@@ -143,10 +143,16 @@ def list_import_errors(output: str, local: bool) -> None:
 
 def send_via_bus(verb: str, payload: dict) -> dict:
     """Send a command to the scheduler over NATS and return its reply (``--via-bus``)."""
-    from bus.client import request_command
+    from bus.client import CommandError, request_command
 
     try:
         return request_command(verb, payload)
+    except CommandError as exc:
+        if exc.code in ("unavailable", "timeout"):
+            raise click.ClickException(f"the scheduler did not answer over NATS: "
+                                       f"{exc.message}") from None
+        raise click.ClickException(f"the scheduler refused {verb!r} ({exc.code}): "
+                                   f"{exc.message}") from None
     except Exception as exc:  # noqa: BLE001  (every bus problem becomes one clear message)
         raise click.ClickException(f"the scheduler did not answer over NATS: {exc}") from None
 
