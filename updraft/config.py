@@ -13,15 +13,11 @@ not be silently ignored.
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger("updraft.config")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "core": {
@@ -199,6 +195,8 @@ def env_name(section: str, key: str) -> str:
 
 def closest_setting(section: str, key: str) -> tuple[str, str] | None:
     """The known setting someone who wrote ``[section] key`` most likely meant, if any."""
+    import difflib
+
     if (section, key) in RENAMED:
         return RENAMED[(section, key)]
     elsewhere = [s for s, keys in DEFAULTS.items() if key in keys]
@@ -219,6 +217,13 @@ def closest_setting(section: str, key: str) -> tuple[str, str] | None:
     return None
 
 
+def _warn(message: str, *args: Any) -> None:
+    # logging is imported here: `updraft --help` and every task import this module.
+    import logging
+
+    logging.getLogger("updraft.config").warning(message, *args)
+
+
 def _warn_unknown(section: str, key: str, origin: str, from_env: bool) -> None:
     """Log once per process that ``[section] key`` (from ``origin``) is no Updraft setting."""
     marker = (origin, section, key)
@@ -232,7 +237,7 @@ def _warn_unknown(section: str, key: str, origin: str, from_env: bool) -> None:
         hint += f" ({env_name(*guess)})?" if from_env else "?"
     what = (f"Unknown section [{section}] ({key})" if section not in DEFAULTS
             else f"Unknown setting [{section}] {key}")
-    log.warning("%s in %s: no part of Updraft reads it%s", what, origin, hint)
+    _warn("%s in %s: no part of Updraft reads it%s", what, origin, hint)
 
 
 def _unknown_keys(section: str, keys: dict[str, Any]) -> list[str]:
@@ -308,8 +313,8 @@ class UpdraftConfig:
             if len(parts) != 2 or not all(parts):
                 if (name, "", "") not in _warned:
                     _warned.add((name, "", ""))
-                    log.warning("%s is not of the form UPDRAFT__SECTION__KEY: no part of "
-                                "Updraft reads it", name)
+                    _warn("%s is not of the form UPDRAFT__SECTION__KEY: no part of Updraft "
+                          "reads it", name)
                 continue
             section, key = parts
             if key not in DEFAULTS.get(section, {}):
