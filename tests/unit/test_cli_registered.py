@@ -134,3 +134,36 @@ def test_dags_list_with_nothing_stored_says_where_it_looked_and_creates_nothing(
     assert json.loads(as_json.stdout) == [] and "Nothing stored yet" in as_json.stderr
     errors = run("dags", "list-import-errors", home=tmp_path)
     assert errors.returncode == 0 and "list-import-errors --local" in errors.stderr
+
+
+def test_every_command_and_subcommand_has_help(tmp_path, monkeypatch):
+    """Walk the whole command tree, registered commands included, and ask each for --help."""
+    import click
+    from click.testing import CliRunner
+
+    from updraft.cli import main
+
+    monkeypatch.setenv("UPDRAFT_HOME", str(tmp_path))
+    runner = CliRunner()
+    seen = []
+
+    def walk(group: click.Group, path: list[str]) -> None:
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, path + [name]
+            result = runner.invoke(main, [*path, name, "--help"], catch_exceptions=False)
+            assert result.exit_code == 0, (path + [name], result.output)
+            assert "Usage:" in result.output
+            seen.append(" ".join(path + [name]))
+            if isinstance(command, click.Group):
+                walk(command, path + [name])
+
+    walk(main, [])
+    for expected in ("standalone", "scheduler", "web", "worker", "events tail", "users create",
+                     "dags list", "dags backfill", "dags trigger", "tasks logs", "tasks clear",
+                     "config get-value", "db migrate", "plugins"):
+        assert expected in seen
+    standalone = runner.invoke(main, ["standalone", "--help"])
+    choices = standalone.output.split("--executor [", 1)[1].split("]", 1)[0].split("|")
+    assert {"dask", "local", "nats_queue", "sequential"} <= set(choices)  # registered ones
