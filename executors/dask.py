@@ -49,10 +49,12 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from executors.base import BaseExecutor, TryKey
+from executors.dask_native import DaskNative
 from executors.dask_recovery import DaskRecovery
 from updraft.runtime import TryRequest
 
@@ -75,7 +77,63 @@ def queue_resource(queue_name: str | None) -> str | None:
     return f"queue-{queue_name}"
 
 
-class DaskExecutor(DaskRecovery, BaseExecutor):
+def pool_resource(pool: str | None) -> str | None:
+    """The Dask worker resource a pool maps to when workers declare it (``pool-<name>``)."""
+    return f"pool-{pool}" if pool else None
+
+
+def try_resources(request: TryRequest, declared: set[str] | None = None) -> dict[str, float]:
+    """The Dask resources one try needs: its queue's, its ``executor_config`` resources, and
+    its pool's slots when some worker declares the pool (``declared``: every resource name
+    the cluster's workers have)."""
+    needs: dict[str, float] = {}
+    resource = queue_resource(request.queue)
+    if resource:
+        needs[resource] = 1
+    for name, amount in (request.resources or {}).items():
+        needs[str(name)] = float(amount)
+    pooled = pool_resource(request.pool)
+    if pooled and declared and pooled in declared:
+        needs[pooled] = float(request.pool_slots or 1)
+    return needs
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``"GPU=1,MEMORY=8e9"`` (Dask's ``--resources`` form) as a dict."""
+    found: dict[str, float] = {}
+    for part in str(text or "").replace(" ", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, amount = part.partition("=")
+        try:
+            found[name.strip()] = float(amount)
+        except ValueError:
+            raise ValueError(f"[dask] worker_resources: {part!r} is not NAME=AMOUNT") from None
+        if not sep or not name.strip():
+            raise ValueError(f"[dask] worker_resources: {part!r} is not NAME=AMOUNT")
+    return found
+
+
+def can_run(needs: dict[str, float], workers: Iterable[dict[str, float]]) -> bool:
+    """Whether some worker has every resource of ``needs`` in the amount asked for."""
+    return any(all(float(have.get(name, 0)) >= amount for name, amount in needs.items())
+               for have in workers)
+
+
+def describe_needs(needs: dict[str, float], workers: dict[str, dict[str, float]]) -> str:
+    """The message of a try no worker can run."""
+    wanted = ", ".join(f"{name}={amount:g}" for name, amount in sorted(needs.items()))
+    have = "; ".join(f"{address}: " + (", ".join(f"{k}={v:g}" for k, v in sorted(r.items()))
+                                        or "no resources")
+                     for address, r in sorted(workers.items())) or "no workers"
+    return (f"no worker of the Dask cluster has the resources this try needs ({wanted}); "
+            f"the cluster's workers have: {have}. Start a worker with them (dask worker "
+            f"--resources \"{','.join(f'{k}={v:g}' for k, v in sorted(needs.items()))}\", "
+            "or [dask] worker_resources for the cluster Updraft starts), or change the "
+            "task's executor_config / queue")
+
+
+class DaskExecutor(DaskNative, DaskRecovery, BaseExecutor):
     """Runs tries as Dask tasks; options default to the ``[dask]`` configuration."""
 
     name = "dask"
@@ -123,6 +181,21 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
         self._processes: Any = None  # executors.dask_cluster.LocalDaskProcesses (owned)
         self._watchdog: threading.Thread | None = None
         self._known_workers: dict[str, str] = {}
+        #: Address -> resources of each worker of the cluster (refreshed by the watchdog).
+        self._worker_resources: dict[str, dict[str, float]] = {}
+        #: Token -> (resources needed, when submitted), for tries that need resources.
+        self._needs: dict[int, tuple[dict[str, float], float]] = {}
+        self.resource_wait = conf.getfloat("dask", "resource_wait")
+        self._last_identity: dict[str, Any] = {}
+        #: Resources the workers of the owned cluster declare ("GPU=1,MEMORY=8e9").
+        self.worker_resources = str(conf.get("dask", "worker_resources") or "").strip() \
+            or None
+        self.adapt_min = max(0, conf.getint("dask", "adapt_min"))
+        self.adapt_max = max(0, conf.getint("dask", "adapt_max"))
+        self.adapt_idle = conf.getfloat("dask", "adapt_idle")
+        if self.adapt_max and self.adapt_min > self.adapt_max:
+            raise ValueError(f"[dask] adapt_min ({self.adapt_min}) is more than adapt_max "
+                             f"({self.adapt_max})")
         #: What went wrong while the cluster is being recovered (None: all is well).
         self._incident: dict[str, Any] | None = None
         #: How many times the executor got a working cluster back.
@@ -191,8 +264,9 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
             from executors.dask_cluster import LocalDaskProcesses
 
             self._processes = LocalDaskProcesses(
-                n_workers=self.n_workers, threads_per_worker=self.threads_per_worker,
-                dashboard_address=self.dashboard_address)
+                n_workers=self.initial_workers(), threads_per_worker=self.threads_per_worker,
+                dashboard_address=self.dashboard_address,
+                worker_resources=self.worker_resources)
             try:
                 address = self._processes.start()
                 self._client = self._connect(address)
@@ -217,13 +291,23 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
                 # default on port 8787 of every interface: keep it on loopback.
                 options["scheduler_kwargs"] = {"dashboard": False,
                                                "dashboard_address": "127.0.0.1:0"}
+            if self.worker_resources:
+                options["resources"] = parse_resources(self.worker_resources)
             options.update(self.cluster_options)
             self._cluster = LocalCluster(**options)
             self._client = Client(self._cluster, set_as_default=False)
         try:  # our own workers are on their way: have them ready to warm up
-            self._client.wait_for_workers(self.n_workers, timeout=60)
+            if self.initial_workers():
+                self._client.wait_for_workers(self.initial_workers(), timeout=60)
         except Exception:  # noqa: BLE001  (tries wait in Dask until they come)
             log.warning("the Dask workers were not all up after 60 s", exc_info=True)
+
+    def initial_workers(self) -> int:
+        """Workers the owned cluster starts with: ``n_workers``, or ``adapt_min`` (at least
+        one) when adapting."""
+        if self.adapt_max > 0:
+            return max(1, self.adapt_min)
+        return self.n_workers
 
     def submit(self, requests: Iterable[TryRequest]) -> None:
         """Send the tries to Dask, one ``client.map`` per queue. Never waits for results.
@@ -234,13 +318,23 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
         from executors.dask_worker import run_bundle_on_dask, run_on_dask
 
         self._check_accepting()
+        import dask
+
         groups: dict[tuple, list[tuple[int, TryRequest]]] = {}
+        declared = set().union(*self._worker_resources.values()) \
+            if self._worker_resources else set()
         for request in requests:
             token = self._accept(request)
-            group = (queue_resource(request.queue), self._store_url(request))
+            needs = try_resources(request, declared)
+            if needs:
+                with self._lock:
+                    self._needs[token] = (needs, time.monotonic())
+            group = (tuple(sorted(needs.items())), self._store_url(request), request.pool)
             groups.setdefault(group, []).append((token, request))
-        for (resource, store_url), items in groups.items():
-            size = self._bundle_size()
+        for (needs, store_url, pool), items in groups.items():
+            # Tries that need resources go one per Dask task: each may have to be failed
+            # alone when no worker can run it.
+            size = 1 if needs else self._bundle_size()
             bundles = [items[i:i + size] for i in range(0, len(items), size)]
             if size > 1:
                 function, prefix = run_bundle_on_dask, "bundle-"
@@ -249,11 +343,15 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
                 function, prefix = run_on_dask, ""
                 payloads = [bundle[0][1].to_json() for bundle in bundles]
             try:
-                futures = self._client.map(
-                    function, payloads, [store_url] * len(bundles),
-                    [self.isolation] * len(bundles),
-                    key=[prefix + dask_key(bundle[0][1], bundle[0][0]) for bundle in bundles],
-                    pure=False, resources={resource: 1} if resource else None, retries=0)
+                # The pool is an annotation every Dask task of the try carries (the
+                # dashboard shows it; scheduler plugins may act on it).
+                with dask.annotate(updraft_pool=pool or "default_pool"):
+                    futures = self._client.map(
+                        function, payloads, [store_url] * len(bundles),
+                        [self.isolation] * len(bundles),
+                        key=[prefix + dask_key(bundle[0][1], bundle[0][0])
+                             for bundle in bundles],
+                        pure=False, resources=dict(needs) or None, retries=0)
             except Exception as exc:  # reported per try, the scheduler retries
                 log.exception("could not submit %d tries to Dask", len(items))
                 for token, _ in items:
@@ -424,6 +522,13 @@ class DaskExecutor(DaskRecovery, BaseExecutor):
                 for address, w in identity.get("workers", {}).items()]
             info["total_threads"] = identity.get("total_threads")
             self._threads = int(identity.get("total_threads") or 0)
+            # Workers, memory and tasks in flight, for the health page (dask_native).
+            info["cluster"] = self.cluster_summary(identity)
+            info["cluster"].update(
+                scheduler_address=identity.get("address"), adapt=(
+                    {"min": self.adapt_min, "max": self.adapt_max,
+                     "wanted": self.wanted_workers()} if self._processes is not None
+                    and self.adapt_max else None))
         except Exception as exc:  # noqa: BLE001  (the health page shows the problem)
             info["error"] = f"{type(exc).__name__}: {exc}"
         return info

@@ -58,6 +58,7 @@ class LocalDaskProcesses:
         (self.folder / "owner.pid").write_text(str(os.getpid()))
         self.scheduler: subprocess.Popen | None = None
         self.workers: dict[int, subprocess.Popen] = {}
+        self._retiring: dict[int, subprocess.Popen] = {}
         self.address: str | None = None
         self.restarts = {"scheduler": 0, "workers": 0}
 
@@ -164,6 +165,49 @@ class LocalDaskProcesses:
                 restarted.append(index)
         return restarted
 
+    # -- adapting (executors.dask_native) -------------------------------------------------
+
+    def worker_count(self) -> int:
+        """Workers started and not retired (alive or about to be restarted)."""
+        return len(self.workers)
+
+    def add_workers(self, count: int) -> list[int]:
+        """Start ``count`` more workers (lowest free indexes); return their indexes."""
+        started = []
+        index = 0
+        while len(started) < count:
+            if index not in self.workers and index not in self._retiring:
+                self._start_worker(index)
+                started.append(index)
+            index += 1
+        return started
+
+    def index_of(self, name: str | None) -> int | None:
+        """The index of the worker named ``name`` (workers are named by index)."""
+        try:
+            index = int(str(name))
+        except ValueError:
+            return None
+        return index if index in self.workers else None
+
+    def forget_worker(self, index: int) -> None:
+        """The worker is being retired: its end is not a death to restart."""
+        process = self.workers.pop(index, None)
+        if process is not None:
+            self._retiring[index] = process
+
+    def stop_worker(self, index: int, timeout: float = 10.0) -> None:
+        """Wait for a retired worker to end (SIGTERM, then SIGKILL, past ``timeout``)."""
+        process = self._retiring.pop(index, None)
+        if process is None:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            self._reap([process], 2.0)
+        shutil.rmtree(self.folder / f"worker-{index}", ignore_errors=True)
+
     def pids(self) -> list[int]:
         found = [p.pid for p in self.workers.values() if p.poll() is None]
         if self.scheduler_alive():
@@ -175,7 +219,8 @@ class LocalDaskProcesses:
     def close(self, timeout: float = 1.0) -> None:
         """Stop the workers, then the scheduler (SIGTERM, SIGKILL after ``timeout``), and
         remove the cluster's folder."""
-        processes = [p for p in self.workers.values() if p.poll() is None]
+        processes = [p for p in [*self.workers.values(), *self._retiring.values()]
+                     if p.poll() is None]
         for process in processes:
             process.send_signal(signal.SIGTERM)
         self._reap(processes, timeout)

@@ -36,9 +36,14 @@ class DaskRecovery:
         return super().slots_available()
 
     def _current_workers(self) -> dict[str, str]:
-        """Address -> name of the cluster's workers (one round trip)."""
+        """Address -> name of the cluster's workers (one round trip); also refreshes their
+        resources (for placement) and the last ``scheduler_info`` (for adapting)."""
         info = self._client.scheduler_info(n_workers=-1)
-        return {address: str(w.get("name")) for address, w in info.get("workers", {}).items()}
+        workers = info.get("workers", {})
+        self._worker_resources = {address: dict(w.get("resources") or {})
+                                  for address, w in workers.items()}
+        self._last_identity = info
+        return {address: str(w.get("name")) for address, w in workers.items()}
 
     def _watch(self) -> None:
         """The watchdog: lost workers, a lost scheduler, dead owned processes."""
@@ -73,6 +78,11 @@ class DaskRecovery:
             if address not in workers:
                 self._worker_lost(name, f"Dask removed worker {address} from the cluster")
         self._known_workers = workers
+        # Dask-native tasks (executors.dask_native): placement, reaping, adapting.
+        now = time.monotonic()
+        self._check_placement(now)
+        self._reap(now)
+        self._adapt(now, self._last_identity)
 
     def _recover(self, reason: str) -> None:
         """Report what was in flight as lost, get a working client again, go on."""

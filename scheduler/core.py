@@ -417,6 +417,8 @@ class Scheduler:
             health = self.executor.health()
             info["dashboard_link"] = health.get("dashboard_link")
             info["workers"] = len(health.get("workers") or [])
+            if health.get("cluster"):  # the Dask cluster, for the health page
+                info["cluster"] = health["cluster"]
         except Exception:  # noqa: BLE001  (the health page shows what it has)
             pass
         if self.loop_durations:

@@ -72,6 +72,7 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     query = _CANDIDATES_LOCKED if locks else _CANDIDATES
     chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
     queues: dict[tuple[str, str, str, int], str] = {}
+    placement: dict[tuple[str, str, str, int], dict] = {}  # resources and pool, for Dask
     for row in session.execute(query, {"limit": max(free_slots * 4, 64)}):
         if free_slots <= 0:
             break
@@ -102,6 +103,10 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
             continue
         chosen.setdefault((row.dag_id, row.run_id), []).append((row.task_id, row.map_index))
         queues[key] = row.queue or "default"
+        config = getattr(task, "executor_config", None)
+        resources = config.get("resources") if isinstance(config, dict) else None
+        placement[key] = {"resources": dict(resources) if resources else None,
+                          "pool": row.pool, "pool_slots": int(row.pool_slots or 1)}
         pool_used[row.pool] += row.pool_slots
         dag_used[row.dag_id] += 1
         task_used[(row.dag_id, row.task_id)] += 1
@@ -116,5 +121,6 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
             requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
                                        dag.fileloc, store_url,
                                        queue=queues[(dag_id, run_id, task_id, map_index)],
-                                       try_id=try_id))
+                                       try_id=try_id,
+                                       **placement[(dag_id, run_id, task_id, map_index)]))
     return requests

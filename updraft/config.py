@@ -101,6 +101,36 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # tries in one Dask task (they run one after the other): saves Dask's per-task
         # cost on short tries. 1: one Dask task per try, always.
         "max_bundle": 8,
+        # Resources every worker of the cluster the executor starts declares, as Dask's
+        # --resources takes them ("GPU=1,MEMORY=8e9"; a queue is "queue-<name>=1000").
+        "worker_resources": "",
+        # Seconds a try whose resources (executor_config={"resources": ...}, its queue) no
+        # worker of the cluster has may wait for one to join before it fails with the
+        # reason, under its retry policy.
+        "resource_wait": 30.0,
+        # Workers of the cluster the executor starts, adapted to the tries queued: at least
+        # adapt_min, at most adapt_max (0: no adapting, n_workers always).
+        "adapt_min": 0,
+        "adapt_max": 0,
+        # Seconds a worker must be idle before adapting retires it.
+        "adapt_idle": 10.0,
+        # Save Dask's performance report of each try that used the cluster beside its log.
+        "performance_report": True,
+    },
+    "xcom": {
+        # Where large values (Dask collections, pandas, numpy) go: "auto" (the Dask cluster
+        # the try runs on, else object storage if a path is set), "cluster" or
+        # "object_storage"; a task's executor_config={"xcom_backend": ...} overrides it.
+        "large_value_backend": "auto",
+        # fsspec URL of the object-storage backend's folder (file:///..., s3://bucket/x).
+        "object_storage_path": "",
+        # Seconds cluster data stays after its run ended (0: released when the run ends).
+        "cluster_retention": 3600.0,
+        # Seconds object-storage data stays after its run ended (0: while the store
+        # refers to it).
+        "object_storage_retention": 0.0,
+        # Seconds between two passes of the reaper that releases data no longer used.
+        "reap_interval": 10.0,
     },
     "worker": {  # `updraft worker`: the NATS queue executor's workers
         "queues": "default",

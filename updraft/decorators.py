@@ -31,7 +31,7 @@ KNOWN_CONTEXT_KEYS = frozenset({
     "run_id", "task", "task_instance", "task_instance_key_str", "test_mode", "templates_dict",
     "ti", "ts", "ts_nodash", "ts_nodash_with_tz", "var", "conn", "triggering_asset_events",
     "next_ds", "prev_ds", "next_execution_date", "prev_execution_date", "yesterday_ds",
-    "tomorrow_ds",
+    "tomorrow_ds", "dask_client",
 })
 
 
@@ -267,6 +267,11 @@ class TaskDecoratorCollection:
             from updraft.sensors.decorator import sensor_task
 
             return sensor_task
+        if name == "dask":
+            # A TaskFlow task connected to the try's Dask cluster (updraft.dask_support).
+            from updraft.dask_support import DaskDecoratedOperator
+
+            return _make_decorator(DaskDecoratedOperator)
         raise NotSupportedByUpdraft(f"not supported by Updraft: @task.{name}")
 
 

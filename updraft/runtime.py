@@ -50,6 +50,11 @@ class TryRequest:
     #: The identity of this queueing of the try (``task_instance.try_id``): the claim and the
     #: outcome compare-and-set on it, so a stale request for an earlier queueing is refused.
     try_id: str | None = None
+    #: Dask worker resources the try needs (``executor_config={"resources": ...}``) and its
+    #: pool (with its slots): the Dask executor maps them to resources and annotations.
+    resources: dict | None = None
+    pool: str | None = None
+    pool_slots: int = 1
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

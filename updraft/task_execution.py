@@ -308,6 +308,18 @@ def execute_try(request, claimed, dag=None, *,
     (the supervisor learns the task's timeout and limits that way). Every error of the
     task's code becomes the result's state; only KeyboardInterrupt escapes.
     """
+    # -- dask-native tasks (updraft.xcom_backends): in the try's scope, XCom references
+    # pulled resolve to their values and large values pushed leave as references --
+    from updraft.xcom_backends import try_scope
+
+    with try_scope(request) as scope:
+        execution = _execute_try(request, claimed, dag, on_task=on_task, scope=scope)
+    scope.drop_unsent(execution.result)  # a failed try's large values stay behind
+    return execution
+    # -- end dask-native tasks --
+
+
+def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> TryExecution:
     from updraft.runtime_context import set_current_context
     from updraft.secrets import redact
 
@@ -338,6 +350,8 @@ def execute_try(request, claimed, dag=None, *,
                                        request.label)
             task.post_execute(context, result)
             _collect_xcoms(task, ti, result)
+            if scope is not None:  # dask-native tasks: large values to their backend
+                scope.offload(ti, task)
         state = TI.SUCCESS
         log.info("Marking task as SUCCESS. dag_id=%s, task_id=%s, run_id=%s, map_index=%s",
                  request.dag_id, request.task_id, request.run_id, request.map_index)

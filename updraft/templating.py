@@ -433,6 +433,12 @@ def _aware_utc(value: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _lazy_dask_client() -> Any:
+    from updraft.dask_support import LazyDaskClient
+
+    return LazyDaskClient()
+
+
 def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | None,
                   conf_value: Any = None,
                   prev_data_interval_start_success: datetime | None = None,
@@ -513,6 +519,8 @@ def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | 
         "triggering_dataset_events": events,
         # What operators and sensors may ask about other runs (updraft.task_services).
         "task_services": getattr(ti, "task_services", None),
+        # The Dask cluster the try runs on; connects on first use (updraft.dask_support).
+        "dask_client": _lazy_dask_client(),
     }
     if extra:
         context.update(extra)
@@ -528,6 +536,6 @@ KNOWN_CONTEXT_KEYS: frozenset[str] = frozenset({
     "prev_start_date_success", "prev_end_date_success", "params", "conf", "var", "conn",
     "macros", "map_index_template", "inlets", "outlets", "test_mode", "expanded_ti_count",
     "templates_dict", "task_instance_key_str", "triggering_asset_events",
-    "triggering_dataset_events", "task_services",
+    "triggering_dataset_events", "task_services", "dask_client",
 })
 

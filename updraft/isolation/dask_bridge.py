@@ -54,6 +54,12 @@ def worker_facts() -> dict[str, Any] | None:
 
 _client: list[Any] = []
 _client_lock = threading.Lock()
+_installed: list[bool] = []
+
+
+def bridge_installed() -> bool:
+    """True in a try's process supervised by a Dask worker (``install_in_child`` ran)."""
+    return bool(_installed)
 
 
 def install_in_child(facts: dict[str, Any], on_first_use) -> None:
@@ -91,11 +97,17 @@ def install_in_child(facts: dict[str, Any], on_first_use) -> None:
                                                   timeout=timeout or 30,
                                                   set_as_default=True,
                                                   name=f"updraft-try-{stand_in.name}"))
-            return _client[0]
+            client = _client[0]
+        # The try's performance report starts at its first use of the cluster.
+        from updraft.dask_support import note_cluster_use
+
+        note_cluster_use(client)
+        return client
 
     for module in (distributed, distributed.worker, worker_client_module):
         module.get_worker = get_worker
         module.get_client = get_client
+    _installed.append(True)
 
 
 def secede_here() -> bool:

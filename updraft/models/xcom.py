@@ -96,6 +96,21 @@ def _encode(value: Any, path: str, task_id: str | None, key: str | None) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise _not_serializable(value, path, task_id, key,
                                 "decode bytes to str (or base64-encode them) first; ")
+    # -- large values (updraft.xcom_backends): a reference is stored as such; in a running
+    # try a Dask collection or a pandas / numpy value is accepted, and replaced by its
+    # reference before the try's result leaves its process --
+    from updraft.xcom_backends import REF_TAG, XComReference, current_scope, value_kind
+
+    if isinstance(value, XComReference):
+        return {TYPE_TAG: REF_TAG, VALUE_TAG: value.to_json()}
+    kind = value_kind(value)
+    if kind is not None:
+        if current_scope() is not None:
+            return {TYPE_TAG: REF_TAG, VALUE_TAG: {"pending": kind}}
+        raise _not_serializable(value, path, task_id, key,
+                                "a task's large values are kept on the Dask cluster or in "
+                                "object storage only when the task returns or pushes them; ")
+    # -- end large values --
     raise _not_serializable(value, path, task_id, key)
 
 
@@ -123,6 +138,10 @@ def _decode(value: Any) -> Any:
             return frozenset(_decode(item) for item in payload)
         if kind == "dict":
             return {k: _decode(v) for k, v in payload}
+        if kind == "xcom_ref":  # a large value kept outside the store (xcom_backends)
+            from updraft.xcom_backends import XComReference
+
+            return XComReference.from_json(payload)
         raise ValueError(f"unknown XCom type tag {kind!r}: written by a newer Updraft?")
     return {k: _decode(v) for k, v in value.items()}
 
@@ -146,10 +165,22 @@ def serialize_value(value: Any, *, task_id: str | None = None, key: str | None =
 
 
 def deserialize_value(text: str | None) -> Any:
-    """The value that ``serialize_value`` stored as ``text`` (None stays None)."""
+    """The value that ``serialize_value`` stored as ``text`` (None stays None).
+
+    A large value kept outside the store comes back as its ``XComReference``, except in a
+    running try, where it is fetched (from the Dask cluster or object storage)."""
     if text is None:
         return None
-    return _decode(json.loads(text))
+    value = _decode(json.loads(text))
+    if REF_MARK in text:
+        from updraft.xcom_backends import current_scope, resolve_references
+
+        if current_scope() is not None:
+            return resolve_references(value)
+    return value
+
+
+REF_MARK = '"__type__":"xcom_ref"'
 
 
 @dataclass(frozen=True)
