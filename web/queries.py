@@ -437,6 +437,45 @@ def log_file(ti: TaskInstanceModel, try_number: int) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def dask_report_file(ti: TaskInstanceModel, try_number: int) -> Path | None:
+    """The Dask performance report a try saved beside its log (``log_path_for``), or None."""
+    path = log_path_for(ti, try_number)
+    if path is None:
+        return None
+    report = path.with_name(f"attempt={try_number}.dask-report.html")
+    return report if report.is_file() else None
+
+
+def xcom_refs(text: str | None) -> list[dict[str, Any]] | None:
+    """What the UI shows for an XCom kept on the Dask cluster or in object storage: one
+    entry per reference in it (type, shape, partitions, size, where, and the key path);
+    None for a plain JSON value."""
+    from updraft.models.xcom import REF_MARK, deserialize_value
+
+    if not text or REF_MARK not in text:
+        return None
+    try:
+        value = deserialize_value(text)
+    except (ValueError, TypeError):
+        return None
+    found: list[dict[str, Any]] = []
+
+    def walk(item: Any, path: str) -> None:
+        from updraft.xcom_backends import XComReference
+
+        if isinstance(item, XComReference):
+            found.append({"path": path, **item.describe()})
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                walk(inner, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, (list, tuple)):
+            for index, inner in enumerate(item):
+                walk(inner, f"{path}[{index}]")
+
+    walk(value, "")
+    return found or None
+
+
 def read_try_log(ti: TaskInstanceModel, try_number: int, offset: int = 0) -> str | None:
     """The text of one try's log from byte ``offset`` on, or None if there is no file."""
     path = log_file(ti, try_number)

@@ -101,4 +101,20 @@ def install(app) -> None:
 
     app.jinja_env.filters.update(dt=fmt_dt, duration=fmt_duration, markdown=render_markdown,
                                  shown=shown)
-    app.jinja_env.globals.update(TI_STATES=TI_STATES, RUN_STATES=RUN_STATES)
+    from web.queries import xcom_refs
+
+    app.jinja_env.globals.update(TI_STATES=TI_STATES, RUN_STATES=RUN_STATES,
+                                 xcom_refs=xcom_refs)
+    app.jinja_env.filters.update(size=fmt_size)
+
+
+def fmt_size(value) -> str:
+    """``1.5 GiB`` for a byte count (empty for None)."""
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)

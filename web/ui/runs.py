@@ -83,7 +83,15 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         return render_template(
             "ti.html", dag_id=dag_id, run=run, ti=ti, task=task, tries=all_tries, xcoms=xcoms,
             story=story, chosen_try=chosen, log_text=log_text, live=live,
-            map_indexes=map_indexes, rendered=_rendered(ti, task), xcom_value=_xcom_value)
+            map_indexes=map_indexes, rendered=_rendered(ti, task), xcom_value=_xcom_value,
+            reports=_dask_reports(ti, [t["try_number"] for t in all_tries]))
+
+
+def _dask_reports(ti, try_numbers: list[int]) -> set[int]:
+    """The tries of ``ti`` that saved a Dask performance report beside their log."""
+    from web.queries import dask_report_file
+
+    return {n for n in try_numbers if dask_report_file(ti, n) is not None}
 
 
 def _rendered(ti, task) -> list[tuple[str, str]]:
@@ -101,7 +109,8 @@ def _text(value) -> str:
 
 def _xcom_value(row) -> str:
     """The XCom's value, pretty-printed, with known secrets masked (the store keeps the real
-    value: downstream tasks need it)."""
+    value: downstream tasks need it). Values kept on the Dask cluster or in object storage
+    are shown by ``xcom_refs`` (their type, shape, partitions, size and place) instead."""
     try:
         text = json.dumps(json.loads(row.value), indent=2) if row.value is not None else "null"
     except ValueError:
@@ -130,6 +139,31 @@ def task_log(dag_id: str, run_id: str, task_id: str):
     name = f"{dag_id}__{run_id}__{task_id}__{map_index}__{try_number}.log"
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
     return send_file(path, mimetype="text/plain", as_attachment=True, download_name=safe)
+
+
+@bp.route("/dags/<dag_id>/runs/<path:run_id>/tasks/<task_id>/dask-report")
+@require(READ)
+def dask_report(dag_id: str, run_id: str, task_id: str):
+    """The Dask performance report of one try (HTML the Dask scheduler made), found from the
+    task instance in the store like its log; shown sandboxed (its scripts run in an origin
+    of their own, away from the UI's session)."""
+    from web.queries import dask_report_file
+
+    map_index = int_param("map_index", -1, minimum=-1)
+    try_number = int_param("try", 1, minimum=1)
+    with store() as session:
+        _run_or_404(session, dag_id, run_id)
+        ti = session.get(TaskInstanceModel, (dag_id, run_id, task_id, map_index))
+        if ti is None:
+            abort(404, f"task {task_id!r} has no task instance with map index {map_index} in "
+                       f"run {run_id!r} of {dag_id!r}")
+        path = dask_report_file(ti, try_number)
+    if path is None:
+        abort(404, f"no Dask performance report of try {try_number} of {task_id} on this "
+                   "web node (the try did not use the cluster, or ran elsewhere)")
+    response = send_file(path, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = "sandbox allow-scripts"
+    return response
 
 
 @bp.route("/dags/<dag_id>/runs/<path:run_id>")
