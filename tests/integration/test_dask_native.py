@@ -17,6 +17,7 @@ isolation on (each try in a process of its own):
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import scheduler_helpers as h
@@ -269,3 +270,84 @@ def test_dask_native_tasks_on_the_cluster_with_process_isolation(cluster_env):
         health = executor.health()["cluster"]
         assert len(health["workers"]) == 2
         assert health["totals"]["memory"] > 0 and health["totals"]["threads"] == 8
+
+
+@pytest.mark.slow
+def test_the_owned_cluster_adapts_its_workers_to_the_tries_queued(tmp_path, monkeypatch,
+                                                                  updraft_home,
+                                                                  _sqlite_template):
+    from test_executors import DAG_FILE, queue_tries, wait_events
+
+    from executors import get_executor
+    from updraft.config import conf
+    from updraft.dagbag import DagBag
+
+    path = updraft_home / "updraft.db"
+    shutil.copyfile(_sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", url)
+    monkeypatch.setenv("UPDRAFT__DASK__ADAPT_MIN", "1")
+    monkeypatch.setenv("UPDRAFT__DASK__ADAPT_MAX", "3")
+    monkeypatch.setenv("UPDRAFT__DASK__ADAPT_IDLE", "1")
+    conf.reload()
+    dag_file = tmp_path / "dags" / "executor_suite.py"
+    h.write_dag(dag_file.parent, "executor_suite", DAG_FILE)
+    dag = DagBag(dag_folder=dag_file, include_examples=False, safe_mode=False) \
+        .dags["executor_suite"]
+    executor = get_executor("dask", parallelism=8, threads_per_worker=1, processes=True,
+                            dashboard_address=None, scheduler_address="", max_bundle=1)
+    with executor:
+        assert executor._processes.worker_count() == 1
+        executor.submit(queue_tries(url, dag, ["nap_1", "nap_2", "nap_3"]))
+        # Three tries, one thread per worker: three workers, started by the watchdog.
+        h.wait_for(lambda: executor._processes.worker_count() == 3, timeout=30,
+                   what="the cluster to grow to three workers")
+        events = wait_events(executor, 3, timeout=60)
+        assert all(e.error is None for e in events), events
+        # Idle again: back to adapt_min, by retiring idle workers (not killing busy ones).
+        h.wait_for(lambda: executor._processes.worker_count() == 1 and
+                   len(executor.client.scheduler_info(n_workers=-1)["workers"]) == 1,
+                   timeout=60, what="the cluster to shrink back to one worker")
+        assert executor._processes.restarts["workers"] == 0  # retired, not restarted
+        assert executor.adapt_events >= 4
+        [hello] = queue_tries(url, dag, ["hello"])
+        executor.submit([hello])
+        [event] = wait_events(executor, 1, timeout=60)
+        assert event.error is None
+
+
+@pytest.mark.slow
+def test_the_dask_example_dags_run_on_the_cluster(tmp_path, monkeypatch, updraft_home,
+                                                  _sqlite_template):
+    pytest.importorskip("sklearn")
+    from updraft.config import conf
+
+    examples = Path(__file__).resolve().parents[2] / "dags"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for name in ("example_dask_dataframe_etl", "example_dask_ml"):
+        shutil.copy(examples / f"{name}.py", dags)
+    for name, value in h.FAST_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    path = updraft_home / "updraft.db"
+    shutil.copyfile(_sqlite_template, path)
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{path}")
+    monkeypatch.setenv("UPDRAFT__CORE__DAGS_FOLDER", str(dags))
+    conf.reload()
+    with h.running_scheduler(dags, _executor()):
+        runs = {}
+        for dag_id in ("example_dask_dataframe_etl", "example_dask_ml"):
+            h.wait_parsed(dag_id, timeout=60)
+            runs[dag_id] = h.trigger(dag_id)
+        for dag_id, run_id in runs.items():
+            assert h.wait_run(dag_id, run_id, timeout=180) == "success", \
+                h.states(dag_id, run_id)
+            assert {state for state, _try in h.states(dag_id, run_id).values()} == \
+                {"success"}
+        assert _value("example_dask_dataframe_etl", runs["example_dask_dataframe_etl"],
+                      "report") > 0.5 * 1_000_000
+        assert _value("example_dask_ml", runs["example_dask_ml"],
+                      "evaluate")["accuracy"] > 0.7
+        ref = _value("example_dask_dataframe_etl", runs["example_dask_dataframe_etl"],
+                     "transform")
+        assert ref.backend == "cluster" and ref.meta["npartitions"] == 8

@@ -28,7 +28,7 @@ def states(run) -> dict[str, str]:
 def test_examples_load_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert sorted(dagbag.dag_ids) == EXAMPLE_IDS
-    assert len(EXAMPLE_IDS) == 10
+    assert len(EXAMPLE_IDS) == 12
 
 
 @pytest.mark.parametrize("dag_id", EXAMPLE_IDS)
