@@ -30,9 +30,15 @@ others ran; tries that never started are queued again by the scheduler, counting
 Queues: a task whose ``queue`` is not ``default`` is submitted with the Dask resource
 ``queue-<name>: 1``, so it only runs on workers started with that resource, e.g.
 ``dask worker SCHEDULER --resources "queue-gpu=1000"`` (1000 = no practical limit; the
-worker's threads bound concurrency). A queue no worker serves leaves its tries waiting in
-Dask (they count in ``running()`` until a worker appears or the scheduler cancels them).
-``cluster_options={"resources": {...}}`` gives the LocalCluster's workers queues to serve.
+worker's threads bound concurrency). ``cluster_options={"resources": {...}}`` gives the
+LocalCluster's workers queues to serve, ``[dask] worker_resources`` the cluster's workers
+the executor starts.
+
+Resources (``executors.dask_native``): a task's ``executor_config={"resources": {...}}``
+joins its queue's resource; its pool is a Dask annotation (and a resource when workers
+declare ``pool-<name>``). A try whose resources no worker of the cluster has waits in Dask
+for ``[dask] resource_wait`` seconds (a worker may be restarting), then fails through the
+store with the reason, under its retry policy.
 
 Faults (a lost worker, a lost Dask scheduler): ``executors.dask_recovery``. Dask's own
 retries are never used: retries are Updraft's.

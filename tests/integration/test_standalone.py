@@ -94,17 +94,17 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _newcomer_commands(home: Path) -> None:
     """The README's two commands, as a newcomer types them beside a running standalone: the
-    CLI on the same UPDRAFT_HOME lists the ten example DAGs it serves, and triggering a
+    CLI on the same UPDRAFT_HOME lists the twelve example DAGs it serves, and triggering a
     paused one says the run waits (issue 15)."""
     deadline = time.monotonic() + 90
     while True:
         listed = _cli(home, "dags", "list", "-o", "json")
         assert listed.returncode == 0, listed.stderr
         dag_ids = sorted(row["dag_id"] for row in json.loads(listed.stdout))
-        if len(dag_ids) >= 10 or time.monotonic() > deadline:
+        if len(dag_ids) >= 12 or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert len(dag_ids) == 10 and all(d.startswith("example_") for d in dag_ids), dag_ids
+    assert len(dag_ids) == 12 and all(d.startswith("example_") for d in dag_ids), dag_ids
     assert "Nothing stored yet" not in listed.stderr
     triggered = _cli(home, "dags", "trigger", "example_bash", "-r", "newcomer")
     assert triggered.returncode == 0, triggered.stderr
