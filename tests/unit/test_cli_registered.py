@@ -44,6 +44,7 @@ def test_help_lists_node_commands_without_importing_them(tmp_path):
     listing, _, loaded = done.stdout.rpartition("LOADED")
     assert not set(loaded.split()) & set(HEAVY)
     assert "importlib.metadata" not in loaded  # the entry points are read without it
+    assert "updraft.plugins" not in loaded
     lines = {line.split()[0]: line for line in listing.splitlines() if line.startswith("  ")}
     assert NODE_COMMANDS <= set(lines)
     assert "Run the scheduler: parse DAG files" in lines["scheduler"]  # from its docstring
@@ -64,9 +65,11 @@ def test_dags_and_tasks_list_their_registered_subcommands(tmp_path):
 
 
 def test_the_fast_listing_agrees_with_the_registry():
+    from updraft.cli import registered
     from updraft.cli.registered import registered_commands
-    from updraft.plugins.registry import extensions
+    from updraft.plugins.registry import OWN_DISTRIBUTION, extensions
 
+    assert registered.OWN_DISTRIBUTION == OWN_DISTRIBUTION
     assert {n: r.target for n, r in registered_commands().items()} == {
         n: e.target for n, e in extensions("cli").items()}
 

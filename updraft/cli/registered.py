@@ -10,8 +10,8 @@ already has is ignored, and reported as a load error (``updraft plugins``).
 
 from __future__ import annotations
 
-import ast
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,11 @@ def add_dags_folder_everywhere(command: click.Command) -> click.Command:
         ["--dags-folder"], expose_value=False, is_eager=True, callback=_set_dags_folder,
         type=click.Path(), help="Folder of DAG files; default: [core] dags_folder."))
     return command
+
+
+#: The distribution whose entry points win a name clash (``updraft.plugins.registry``'s
+#: OWN_DISTRIBUTION; not imported from there, which costs ``updraft --help`` 5 ms).
+OWN_DISTRIBUTION = "updraft"
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,7 @@ def registered_commands() -> dict[str, Registration]:
     registry (``updraft.plugins.registry.load``), which reports broken ones.
     """
     import os
-    import re
     import sys
-
-    from updraft.plugins.registry import OWN_DISTRIBUTION
 
     candidates: list[tuple[int, str, str, str]] = []
     seen: set[str] = set()
@@ -204,41 +206,60 @@ def describe(target: str) -> str:
     """The help text of the command at ``target`` (``module:attr``), read from its source
     file without importing it; the target itself when that cannot be done."""
     module, _, attr = target.partition(":")
-    text = _docstrings(module).get(attr) if attr else None
+    text = _function_help(module, attr) if attr and "." not in attr else None
     return text or f"(registered as {target})"
 
 
 @functools.cache
-def _docstrings(module: str) -> dict[str, str]:
-    """``name -> help`` of the top-level functions of ``module``: a ``help=`` given to their
-    click decorator, else their docstring. Empty if the source cannot be found or read."""
+def _source_text(module: str) -> str:
     path = _source_file(module)
     if path is None:
-        return {}
+        return ""
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return {}
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        text = None
-        for decorator in node.decorator_list:
-            if isinstance(decorator, ast.Call) and _names_a_command(decorator.func):
-                for keyword in decorator.keywords:
-                    if keyword.arg in ("help", "short_help") and isinstance(
-                            keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
-                        text = keyword.value.value
-        text = text or ast.get_docstring(node)
-        if text:
-            found[node.name] = text
-    return found
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
-def _names_a_command(func: ast.expr) -> bool:
+@functools.cache
+def _function_help(module: str, name: str) -> str | None:
+    """The help of the top-level function ``name`` of ``module``: a ``help=`` given to its
+    click decorator, else its docstring; None if the source cannot be found or read.
+
+    Only that function's lines are parsed (from its decorators to the next top-level
+    statement): parsing whole modules cost ``updraft --help`` about 10 ms here."""
+    import ast
+
+    text = _source_text(module)
+    found = re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}\b", text, re.MULTILINE)
+    if found is None:
+        return None
+    lines = text[:found.start()].splitlines(keepends=True)
+    start = len(lines)
+    while start > 0 and (lines[start - 1].startswith(("@", " ", "\t", ")"))
+                         and lines[start - 1].strip()):
+        start -= 1  # the decorators above it (and their continuation lines)
+    body = text.find("\n", found.end()) + 1 or len(text)
+    following = re.compile(r"^[^\s)]", re.MULTILINE).search(text, body)
+    end = following.start() if following else len(text)
+    try:
+        node = ast.parse("".join(lines[start:]) + text[found.start():end]).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    for decorator in node.decorator_list:
+        if isinstance(decorator, ast.Call) and _names_a_command(decorator.func):
+            for keyword in decorator.keywords:
+                if keyword.arg in ("help", "short_help") and isinstance(
+                        keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
+                    return keyword.value.value
+    return ast.get_docstring(node)
+
+
+def _names_a_command(func) -> bool:
     """Whether a decorator is ``click.command(...)``/``group(...)`` (or ``x.command(...)``)."""
-    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    name = getattr(func, "attr", None) or getattr(func, "id", "")
     return name in ("command", "group")
 
 
