@@ -72,57 +72,23 @@ MAX_FETCH = 64
 def fail_undelivered_try(request: Any, *, reason: str, from_states: tuple[str, ...],
                          stale_before: datetime | None = None, node: str | None = None,
                          now: datetime | None = None) -> str | None:
-    """Fail try ``request.try_number`` under its retry policy, compare-and-set on its state
-    (and on ``heartbeat_at < stale_before`` if given); returns the new state or None."""
-    from sqlalchemy import insert, select, update
-    from sqlalchemy.exc import IntegrityError
-
-    from updraft.retries import RetryPolicy, decide_failure
+    """End a lost try (``updraft.store.lost_tries``), compare-and-set on its state (and on
+    ``heartbeat_at < stale_before`` if given); returns the new state or None."""
     from updraft.store.dags import read_dag
     from updraft.store.engine import session_scope
-    from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry, utcnow
-    from updraft.store.runs import add_event
+    from updraft.store.lost_tries import fail_lost_try
+    from updraft.store.models import utcnow
 
     now = now or utcnow()
-    key = (TaskInstanceModel.dag_id == request.dag_id,
-           TaskInstanceModel.run_id == request.run_id,
-           TaskInstanceModel.task_id == request.task_id,
-           TaskInstanceModel.map_index == request.map_index,
-           TaskInstanceModel.try_number == request.try_number)
     with session_scope(request.store_url) as session:
-        row = session.execute(select(TaskInstanceModel.max_tries, TaskInstanceModel.start_date,
-                                     TaskInstanceModel.state).where(*key)).first()
-        if row is None or row.state not in from_states:
-            return None
         dag = read_dag(session, request.dag_id)
         task = dag.task_dict.get(request.task_id) if dag is not None else None
-        logical = session.scalar(select(DagRunModel.logical_date).where(
-            DagRunModel.dag_id == request.dag_id, DagRunModel.run_id == request.run_id))
-        state, next_retry_at = decide_failure(
-            RetryPolicy.of(task) if task is not None else None, dag_id=request.dag_id,
-            task_id=request.task_id, logical_date=logical, try_number=request.try_number,
-            max_tries=row.max_tries, failed_at=now)
-        conditions = [*key, TaskInstanceModel.state == row.state]
-        if stale_before is not None:
-            conditions.append(TaskInstanceModel.heartbeat_at < stale_before)
-        result = session.execute(update(TaskInstanceModel).where(*conditions).values(
-            state=str(state), end_date=now, next_retry_at=next_retry_at, updated_at=now))
-        if not result.rowcount:
-            return None
-        try:
-            with session.begin_nested():
-                session.execute(insert(TaskInstanceTry).values(
-                    dag_id=request.dag_id, run_id=request.run_id, task_id=request.task_id,
-                    map_index=request.map_index, try_number=request.try_number,
-                    state=str(state), start_date=row.start_date, end_date=now,
-                    executor="nats_queue", error=reason[:4000]))
-        except IntegrityError:
-            pass
-        add_event(session, dag_id=request.dag_id, run_id=request.run_id,
-                  task_id=request.task_id, map_index=request.map_index,
-                  try_number=request.try_number, old=row.state, new=str(state), cause=reason,
-                  node=node, when=now)
-    return str(state)
+        state = fail_lost_try(session, dag_id=request.dag_id, run_id=request.run_id,
+                              task_id=request.task_id, map_index=request.map_index,
+                              try_number=request.try_number, reason=reason, task=task,
+                              now=now, node=node, from_states=from_states,
+                              stale_before=stale_before, executor="nats_queue")
+    return str(state) if state is not None else None
 
 
 def _try_row(request: Any):

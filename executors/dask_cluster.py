@@ -122,12 +122,22 @@ class LocalDaskProcesses:
 
     def _start_worker(self, index: int) -> None:
         args = ["worker", self.address, "--nthreads", str(self.threads_per_worker),
-                "--name", str(index), "--no-nanny", "--local-directory",
+                "--name", self.worker_name(index), "--no-nanny", "--local-directory",
                 str(self.folder / f"worker-{index}"), "--dashboard-address", "127.0.0.1:0",
                 "--preload", "executors.dask_preload", "--death-timeout", "60"]
         if self.worker_resources:
             args += ["--resources", self.worker_resources]
         self.workers[index] = self._spawn(args, f"worker-{index}.log")
+
+    @staticmethod
+    def worker_name(index: int) -> str:
+        """``host:pid:dask-<index>``, the pid being the Updraft scheduler's that owns the
+        cluster: its workers die with it, so a scheduler started later on this host can
+        tell that a try still marked running on one of them is an orphan
+        (``scheduler.zombies.fail_orphans``)."""
+        import socket
+
+        return f"{socket.gethostname()}:{os.getpid()}:dask-{index}"
 
     def log_tail(self, name: str, size: int = 2000) -> str:
         try:

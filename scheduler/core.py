@@ -396,6 +396,11 @@ class Scheduler:
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
                                   str(DagRunState.FAILED), now, session=session,
                                   reason="dagrun_timeout exceeded")
+            orphans = zombies.fail_orphans(session, read_dag=self.dags.read, now=now,
+                                           node=self.node_id)
+            if orphans:
+                log.warning("Failed %d running tr%s whose worker process is gone from this "
+                            "host", len(orphans), "y" if len(orphans) == 1 else "ies")
             if time.monotonic() >= self._zombies_paused_until:
                 zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
                                      self.node_id)

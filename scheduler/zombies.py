@@ -1,9 +1,9 @@
 """Tries whose worker died, and tries that never reached a worker.
 
-- A running try whose heartbeat is older than ``[scheduler] zombie_threshold`` is failed
-  (``running -> up_for_retry/failed`` compare-and-set on its try number), so the retry
-  policy applies. The running tries of a worker the executor reports lost are failed the
-  same way at once, without waiting for the threshold.
+- A running try whose heartbeat is older than ``[scheduler] zombie_threshold`` is lost
+  (``updraft.store.lost_tries``: compare-and-set on its try number; a node failure uses no
+  retry, up to ``[scheduler] max_lost_tries``). So are, at once, the running tries of a
+  worker the executor reports lost and those whose worker process is gone from this host.
 - A try that never reached a worker (still ``queued``: the executor lost the submission, or
   the scheduler that queued it died) is not a try: it goes back to ``scheduled`` with its
   try number lowered, so it counts nothing. Its identity (``try_id``) is cleared, so a late
@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from updraft.retries import RetryPolicy, decide_failure
+from updraft.store.lost_tries import fail_lost_try
 from updraft.state import TaskInstanceState as TI
-from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
+from updraft.store.models import TaskInstanceModel
 from updraft.store.runs import add_event
 
 log = logging.getLogger(__name__)
@@ -31,40 +30,12 @@ log = logging.getLogger(__name__)
 def fail_try(session: Session, *, dag_id: str, run_id: str, task_id: str, map_index: int,
              try_number: int, reason: str, read_dag, now: datetime,
              node: str | None = None, from_states=(TI.RUNNING,)) -> TI | None:
-    """Record a try as failed by the scheduler (lost worker); None if the CAS lost."""
-    row = session.execute(select(TaskInstanceModel.max_tries, TaskInstanceModel.start_date,
-                                 TaskInstanceModel.state).where(
-        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-        TaskInstanceModel.try_number == try_number)).first()
-    if row is None or row.state not in [str(s) for s in from_states]:
-        return None
+    """End a lost try (``updraft.store.lost_tries``); None if the CAS lost."""
     dag = read_dag(session, dag_id)
     task = dag.task_dict.get(task_id) if dag is not None else None
-    logical = session.scalar(select(DagRunModel.logical_date).where(
-        DagRunModel.dag_id == dag_id, DagRunModel.run_id == run_id))
-    state, next_retry_at = decide_failure(
-        RetryPolicy.of(task) if task is not None else None, dag_id=dag_id, task_id=task_id,
-        logical_date=logical, try_number=try_number, max_tries=row.max_tries, failed_at=now)
-    result = session.execute(update(TaskInstanceModel).where(
-        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-        TaskInstanceModel.try_number == try_number, TaskInstanceModel.state == row.state,
-    ).values(state=str(state), end_date=now, next_retry_at=next_retry_at, updated_at=now))
-    if not result.rowcount:
-        return None
-    try:
-        with session.begin_nested():
-            session.execute(insert(TaskInstanceTry).values(
-                dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
-                try_number=try_number, state=str(state), start_date=row.start_date,
-                end_date=now, error=reason[:4000]))
-    except IntegrityError:
-        pass
-    add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
-              try_number=try_number, old=row.state, new=str(state), cause=reason, node=node,
-              when=now)
-    return state
+    return fail_lost_try(session, dag_id=dag_id, run_id=run_id, task_id=task_id,
+                         map_index=map_index, try_number=try_number, reason=reason, task=task,
+                         now=now, node=node, from_states=from_states)
 
 
 def fail_zombies(session: Session, now: datetime, threshold: float, read_dag,
@@ -104,6 +75,43 @@ def fail_worker_tries(session: Session, *, worker: str, detail: str, read_dag,
     failed = []
     for r in rows:
         reason = f"the worker running it was lost: {worker} ({detail})"
+        if fail_try(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
+                    map_index=r.map_index, try_number=r.try_number, reason=reason,
+                    read_dag=read_dag, now=now, node=node) is not None:
+            failed.append((r.dag_id, r.run_id, r.task_id, r.map_index))
+    return failed
+
+
+def fail_orphans(session: Session, *, read_dag, now: datetime,
+                 node: str | None = None) -> list[tuple[str, str, str, int]]:
+    """Fail the running tries whose worker was a process of this host that no longer runs
+    (workers named ``host:pid:...``: the local executor's slots, the processes of a Dask
+    cluster an Updraft scheduler owned): after a crash and a restart they are known dead
+    at once, without waiting for the zombie threshold."""
+    import os
+    import socket
+
+    host = socket.gethostname()
+    rows = session.execute(select(
+        TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.task_id,
+        TaskInstanceModel.map_index, TaskInstanceModel.try_number, TaskInstanceModel.worker
+    ).where(TaskInstanceModel.state == str(TI.RUNNING),
+            TaskInstanceModel.worker.like(f"{host}:%"))).all()
+    failed = []
+    for r in rows:
+        try:
+            pid = int(r.worker.split(":")[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still there
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        reason = (f"the worker running it was lost: {r.worker} (the process {pid} that "
+                  "owned it no longer runs on this host)")
         if fail_try(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
                     map_index=r.map_index, try_number=r.try_number, reason=reason,
                     read_dag=read_dag, now=now, node=node) is not None:

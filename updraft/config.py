@@ -80,6 +80,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # worker's tries are failed once theirs are this late plus one second.
         "task_heartbeat_interval": 2.0,
         "zombie_threshold": 60.0,
+        # Tries of one task instance lost to a node failure (a dead worker, a zombie) that
+        # run again without using a retry; beyond that the retry policy applies.
+        "max_lost_tries": 3,
         "catchup_by_default": False,
         "metrics_port": 0,  # 0: no Prometheus endpoint; else served on 127.0.0.1:<port>
         "metrics_host": "127.0.0.1",

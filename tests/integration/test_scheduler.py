@@ -874,8 +874,13 @@ with DAG("crashy", schedule=None, start_date=datetime(2024, 1, 1), max_active_ta
     with h.running_scheduler(crash_env, "local", parallelism=4):
         assert h.wait_run("crashy", run_id) == "success"
     earlier = check_tries_consistent("crashy", run_id)
-    # The tries that ran when the scheduler and its workers were killed were zombies.
-    assert earlier and all("zombie" in r.error for r in earlier), [r.error for r in earlier]
+    # The tries that ran when the scheduler and its workers were killed were lost with
+    # them: the next scheduler failed them at once (their worker process is gone from this
+    # host), without using a retry.
+    assert earlier and all(r.error.startswith("lost: the worker running it was lost") and
+                           "no longer runs on this host" in r.error and
+                           "without using one of its retries" in r.error
+                           for r in earlier), [r.error for r in earlier]
 
 
 @pytest.mark.slow
@@ -930,7 +935,11 @@ def test_killed_task_process_is_failed_and_retried(crash_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_task_of_a_dead_scheduler_is_failed_as_a_zombie(crash_env, tmp_path):
+def test_task_of_a_dead_worker_elsewhere_is_failed_as_a_zombie(crash_env, tmp_path):
+    from sqlalchemy import update
+
+    from updraft.store.models import TaskInstanceModel
+
     h.write_dag(crash_env, "orphan", WAIT_FILE.format(folder=str(tmp_path)) +
                 DOOMED_DAG.replace("DAG_ID", "orphan"))
     process = h.start_scheduler_process(tmp_path / "scheduler.log", "local")
@@ -941,13 +950,17 @@ def test_task_of_a_dead_scheduler_is_failed_as_a_zombie(crash_env, tmp_path):
     finally:
         h.kill_group(process, signal.SIGKILL)  # the scheduler and the task's worker die
     assert h.states("orphan", run_id) == {"doomed": ("running", 1)}
+    # As if its worker had run on another machine: only its silence can tell it died.
+    with h.session() as session:
+        session.execute(update(TaskInstanceModel).where(TaskInstanceModel.run_id == run_id)
+                        .values(worker="elsewhere:1:local"))
     with h.running_scheduler(crash_env, "sequential", parallelism=1):
         assert h.wait_run("orphan", run_id) == "success"
     (first,) = check_tries_consistent("orphan", run_id)
     assert "zombie: no heartbeat" in first.error and "threshold 3s" in first.error
     causes = [e.cause for e in h.events("orphan", run_id, "doomed")
               if e.old_state == "running" and e.new_state == "up_for_retry"]
-    assert len(causes) == 1 and causes[0].startswith("zombie"), causes
+    assert len(causes) == 1 and causes[0].startswith("lost: zombie"), causes
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
