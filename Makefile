@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check updraft scheduler executors bus web tests
+	$(BIN)/ruff check updraft scheduler executors bus web composition tests
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
