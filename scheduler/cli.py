@@ -18,7 +18,7 @@ from updraft.cli.options import dags_folder_option
 @store_command
 def scheduler(num_runs: int, executor: str | None) -> None:
     """Run the scheduler: parse DAG files, create runs, dispatch tasks to the executor."""
-    from scheduler.core import run_scheduler
+    from scheduler.node import run_scheduler
 
     logging.basicConfig(level=logging.INFO,
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")

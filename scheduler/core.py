@@ -32,11 +32,10 @@ from updraft.config import conf
 from updraft.runlogic import decide, specs_from_dag
 from updraft.state import DagRunState, TaskInstanceState as TI
 from updraft.store.engine import get_engine, is_sqlite, session_scope
-from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel, utcnow
+from updraft.store.models import DagModel, DagRunModel, utcnow
 from updraft.store.nodes import record_node
 from updraft.store.outage import OutageReporter, is_store_unavailable, retry_while_unavailable
 from updraft.store.runs import (
-    add_event,
     expand_task,
     past_view,
     set_run_state,
@@ -45,6 +44,7 @@ from updraft.store.runs import (
 )
 
 from scheduler import dispatch, runs, zombies
+from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
 
 log = logging.getLogger("updraft.scheduler")
@@ -477,7 +477,7 @@ class Scheduler:
             if dag is None:
                 return None
             if run.dag_hash != dag.dag_hash:
-                self._verify_integrity(session, run, dag, now)
+                verify_integrity(session, run, dag, now, self.node_id)
             specs = self.dags.specs(dag)
             past_tasks = [s.task_id for s in specs.values() if s.depends_on_past]
             # On SQLite the first write takes the database-wide write lock: commit each
@@ -529,41 +529,6 @@ class Scheduler:
                     self._wake_at[key] = decision.wake_at
         return None
 
-    def _verify_integrity(self, session, run: DagRunModel, dag, now: datetime) -> None:
-        """Align a run with a new version of its DAG: new tasks get task instances,
-        unfinished task instances of tasks that left the DAG become removed."""
-        from updraft.store.runs import row_defaults_for
-
-        existing = {r[0] for r in session.execute(select(TaskInstanceModel.task_id).where(
-            TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id))}
-        gone = existing - set(dag.task_dict)
-        if gone:
-            rows = session.execute(select(TaskInstanceModel.task_id, TaskInstanceModel.map_index,
-                                          TaskInstanceModel.state).where(
-                TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
-                TaskInstanceModel.task_id.in_(sorted(gone)))).all()
-            set_ti_states(session, run.dag_id, run.run_id,
-                          [(r.task_id, r.map_index, TI.REMOVED,
-                            "the task is no longer in the DAG")
-                           for r in rows if r.state in (str(TI.NONE), str(TI.SCHEDULED),
-                                                        str(TI.UP_FOR_RETRY),
-                                                        str(TI.UP_FOR_RESCHEDULE))],
-                          self.node_id, now)
-        new = [d for d in row_defaults_for(dag.task_dict) if d.task_id not in existing]
-        if new:
-            from sqlalchemy import insert
-
-            session.execute(insert(TaskInstanceModel), [
-                dict(dag_id=run.dag_id, run_id=run.run_id, task_id=d.task_id, map_index=-1,
-                     state=str(TI.NONE), try_number=0, max_tries=d.max_tries, pool=d.pool,
-                     pool_slots=d.pool_slots, queue=d.queue, priority_weight=d.priority_weight,
-                     operator=d.operator, updated_at=now) for d in new])
-            for d in new:
-                add_event(session, dag_id=run.dag_id, run_id=run.run_id, task_id=d.task_id,
-                          map_index=-1, try_number=0, old=None, new=str(TI.NONE),
-                          cause="task added to the DAG", node=self.node_id, when=now)
-        run.dag_hash = dag.dag_hash
-
     def _after_run(self, session, dag, run, state: DagRunState, reason: str,
                    now: datetime) -> None:
         wants = dag.has_on_success_callback if state == DagRunState.SUCCESS else \
@@ -598,53 +563,4 @@ class Scheduler:
             self.executor.submit(requests)
 
 
-def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
-    """Entry point of ``updraft scheduler``."""
-    from executors import get_executor
-
-    scheduler = Scheduler(get_executor(executor_name), num_runs=num_runs)
-    # The bus connects in the background: scheduling never waits for NATS.
-    from bus.node import start_scheduler_bus
-
-    node = start_scheduler_bus(scheduler)
-    metrics_server = _start_metrics(scheduler)
-    import signal
-
-    def _stop(signum, _frame):
-        if scheduler._stop.is_set():
-            log.warning("Second signal: exiting at once")
-            os._exit(128 + signum)
-        log.info("Stopping the scheduler (running tries are interrupted and run again "
-                 "without using a retry)")
-        scheduler.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        scheduler.run()
-    finally:
-        if node is not None:
-            node.stop()
-        if metrics_server is not None:
-            metrics_server.shutdown()
-
-
-def _start_metrics(scheduler: Scheduler):
-    """Serve Prometheus metrics on ``[scheduler] metrics_port`` (0: off); the server or None."""
-    from updraft.config import conf
-    from updraft.metrics import scheduler_metrics_text, serve_metrics
-
-    port = conf.getint("scheduler", "metrics_port")
-    if port <= 0:
-        return None
-    host = conf.get("scheduler", "metrics_host")
-    try:
-        server, _thread = serve_metrics(lambda: scheduler_metrics_text(scheduler), host, port)
-    except OSError as exc:
-        log.error("Cannot serve metrics on %s:%d: %s", host, port, exc)
-        return None
-    log.info("Metrics on http://%s:%d/metrics", host, port)
-    return server
-
-
-__all__ = ["Scheduler", "DagCache", "run_scheduler"]
+__all__ = ["Scheduler", "DagCache"]
