@@ -1282,6 +1282,7 @@ class Convergence:
 
     @property
     def failed_tries(self) -> list[Any]:
+        """Tries recorded with another state than success (lost, zombies, failures)."""
         return [t for t in self.tries if t.state != "success"]
 
 
@@ -1388,16 +1389,3 @@ def assert_no_traceback(node: Node, since: int = 0) -> None:
     at = text.find("Traceback", since)
     if at >= 0:
         raise Untidy(f"{node.name} printed a traceback:\n{text[max(0, at - 500):at + 3000]}")
-
-
-def first_event_after(env: ChaosEnv, dag_id: str, run_id: str, *, new_state: str,
-                      after_try: dict[tuple[str, int], int]) -> Any:
-    """The first ``ti_event`` into ``new_state`` for one of the given task instances with a
-    try number above the given one (e.g. the retry of a lost try starting)."""
-    for event in env.store.events(dag_id, run_id):
-        key = (event.task_id, event.map_index)
-        if event.new_state == new_state and key in after_try and \
-                event.try_number > after_try[key]:
-            return event
-    return None
-

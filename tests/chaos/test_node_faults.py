@@ -445,16 +445,22 @@ def test_nats_worker_sigkill_retried_within_seconds(chaos, nats_server):
     """SIGKILL an `updraft worker` running tries (another worker serves the queue), zombie
     threshold left at 60 s: its missing heartbeats get its tries retried within seconds."""
     env = chaos(nats=nats_server)
-    dag_id = fanout(env, width=12, first_try_sleep=3.0)
+    dag_id = fanout(env, width=12, first_try_sleep=8.0, slow_first_try=["work"])
     env.migrate()
     node = env.start_scheduler("nats_queue")
     victim = env.start_worker("worker-a", concurrency=2)
-    other = env.start_worker("worker-b", concurrency=2)
     env.wait_parsed(dag_id)
     run_id = env.trigger(dag_id)
-    lost = h.wait_for(lambda: running_on(env, dag_id, run_id, pids_of(victim)), 90,
-                      what="worker-a to run tries", alive=[node, victim, other],
-                      interval=0.1, describe=lambda: env.describe(dag_id, run_id))
+    h.wait_for(lambda: running_on(env, dag_id, run_id, pids_of(victim)), 90,
+               what="worker-a to run tries", alive=[node, victim], interval=0.1,
+               describe=lambda: env.describe(dag_id, run_id))
+    # The survivor comes now, with room for every try: a retry starts once it is queued.
+    other = env.start_worker("worker-b", concurrency=12)
+    h.wait_for(lambda: running_on(env, dag_id, run_id, pids_of(other)), 90,
+               what="worker-b to run tries", alive=[node, victim, other], interval=0.1,
+               describe=lambda: env.describe(dag_id, run_id))
+    lost = running_on(env, dag_id, run_id, pids_of(victim))
+    assert lost, "worker-a's tries ended before the kill: make them longer"
     victim.kill()
     retry = wait_retried(env, dag_id, run_id, lost, victim.killed_at, alive=[node, other],
                          bound=RETRY_BOUND)
