@@ -504,8 +504,8 @@ def test_run_waiting_on_a_retry_starts_no_threads(chaos, nats_server):
 # -- item 11: graceful stop ---------------------------------------------------------------------
 
 def stop_within_bound(node: h.Node, bound: float = STOP_BOUND) -> float:
-    """SIGTERM ``node``: it exits within ``bound`` s with no traceback and no descendant
-    left; returns how long it took."""
+    """SIGTERM ``node``: it stops in order (exits, not killed by the signal) within ``bound``
+    s, with no traceback and no descendant left; returns how long it took."""
     mark = len(node.log())
     sent = node.terminate()
     status = node.wait(bound + 3)
@@ -516,6 +516,9 @@ def stop_within_bound(node: h.Node, bound: float = STOP_BOUND) -> float:
     if took > bound:
         raise h.TooSlow(f"{node.name} took {took:.1f} s to stop after SIGTERM (bound "
                         f"{bound:g} s)")
+    if status < 0:
+        raise h.Untidy(f"{node.name} died of signal {-status} instead of stopping in order "
+                       f"(the signal's default action: nothing was closed)")
     h.assert_no_traceback(node, since=mark)
     left = h.leftovers([node], grace=3.0)
     if left:
