@@ -193,12 +193,11 @@ class LocalDaskProcesses:
         return started
 
     def index_of(self, name: str | None) -> int | None:
-        """The index of the worker named ``name`` (workers are named by index)."""
-        try:
-            index = int(str(name))
-        except ValueError:
-            return None
-        return index if index in self.workers else None
+        """The index of the running worker named ``name`` (see ``worker_name``)."""
+        for index in self.workers:
+            if self.worker_name(index) == str(name):
+                return index
+        return None
 
     def forget_worker(self, index: int) -> None:
         """The worker is being retired: its end is not a death to restart."""
