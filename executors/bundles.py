@@ -25,7 +25,9 @@ WATCH_INTERVAL = 0.1
 class Bundle:
     """The tries of one bundle and the threads draining them."""
 
-    def __init__(self, items: list[Any], run_one: Callable[[Any], Any]) -> None:
+    def __init__(self, items: list[Any], run_one: Callable[[Any], Any],
+                 release_after: float = RELEASE_AFTER) -> None:
+        self.release_after = release_after
         self._pending: deque[tuple[int, Any]] = deque(enumerate(items))
         self._run_one = run_one
         self.results: list[Any] = [None] * len(items)
@@ -69,7 +71,7 @@ class Bundle:
     def _stalled(self, now: float) -> bool:
         with self._lock:
             return bool(self._pending) and bool(self._busy_since) and all(
-                now - since >= RELEASE_AFTER for since in self._busy_since.values())
+                now - since >= self.release_after for since in self._busy_since.values())
 
     def _add_helper(self) -> None:
         with self._lock:
@@ -121,10 +123,13 @@ class _Watcher:
 _watcher = _Watcher()
 
 
-def run_bundle(items: list[Any], run_one: Callable[[Any], Any]) -> tuple[list[Any],
-                                                                        list[BaseException]]:
-    """Run ``run_one`` on every item; returns (results in order, errors raised)."""
-    bundle = Bundle(items, run_one)
+def run_bundle(items: list[Any], run_one: Callable[[Any], Any],
+               release_after: float = RELEASE_AFTER) -> tuple[list[Any], list[BaseException]]:
+    """Run ``run_one`` on every item; returns (results in order, errors raised).
+
+    ``release_after``: how long a try may hold up the rest (``RELEASE_AFTER`` by default).
+    """
+    bundle = Bundle(items, run_one, release_after)
     results = bundle.run()
     return results, bundle.errors
 

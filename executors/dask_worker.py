@@ -132,7 +132,10 @@ def run_bundle_on_dask(requests_json: list[dict[str, Any]], store_url: str | Non
         return run_on_dask(request_json, store_url, isolation, session)
 
     try:
-        results, errors = run_bundle(requests_json, run_one)
+        # A thread that takes over gets a try process of its own (a fresh one costs tens
+        # of milliseconds of CPU to warm): let slow tries hold the rest a little longer.
+        results, errors = run_bundle(requests_json, run_one,
+                                     release_after=2.0 if supervisor is not None else 0.5)
     finally:
         for session in sessions.values():
             session.close()

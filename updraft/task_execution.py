@@ -386,6 +386,24 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
     return TryExecution(result, task, ti, context, exception)
 
 
+def has_after_work(execution: TryExecution) -> bool:
+    """Whether ``after_try`` would do anything for this execution: a callback, an alert
+    email or a listener of finished tries (the try's process then waits to learn the
+    recorded state; otherwise it need not)."""
+    from updraft.listeners import has_listeners
+
+    task = execution.task
+    if task is None or execution.context is None:
+        return False
+    if any((task.on_success_callback, task.on_failure_callback, task.on_retry_callback,
+            task.on_skipped_callback)):
+        return True
+    if task.email and (task.email_on_failure or task.email_on_retry):
+        return True
+    return any(has_listeners(hook) for hook in (
+        "on_task_instance_success", "on_task_instance_failed", "on_task_instance_skipped"))
+
+
 def after_try(execution: TryExecution, recorded_state: TI | None) -> None:
     """Run the task's callback for the recorded outcome, and its alert email.
 

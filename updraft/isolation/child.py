@@ -8,7 +8,9 @@ try's log. Then, for each try (one, or several of one bundle):
 - supervisor -> child: ``("run", {"request": ..., "claimed": ...})``;
 - child -> supervisor: ``("task", limits)`` once the operator is built (its execution
   timeout, memory limit and retry policy), then ``("result", TryResult)``;
-- supervisor -> child: ``("recorded", state)`` (None if the store refused the outcome);
+- supervisor -> child: ``("recorded", state)`` (None if the store refused the outcome),
+  when the result said it waits for it (the task has callbacks, alert emails or there are
+  listeners of finished tries);
 - child: runs the callbacks of the recorded state, then ``("done", {"reusable": bool})``.
 
 ``("exit",)`` or the end of the channel ends the process. SIGTERM (a timeout the task did
@@ -151,7 +153,7 @@ def _flush() -> None:
 def _run(channel: Channel, spec: dict[str, Any]) -> None:
     from updraft.runtime import TryRequest
     from updraft.secrets import clear_masks
-    from updraft.task_execution import TryResult, after_try, execute_try
+    from updraft.task_execution import TryResult, after_try, execute_try, has_after_work
 
     request = TryRequest.from_json(spec["request"])
     clear_masks()
@@ -168,17 +170,21 @@ def _run(channel: Channel, spec: dict[str, Any]) -> None:
     finally:
         _current_task[0] = None
     _flush()
+    # Without callbacks, emails or listeners nothing depends on the recorded state: the
+    # process says it is done at once instead of waiting for the store's answer.
+    wants_reply = has_after_work(execution)
     try:
-        channel.send(("result", execution.result))
+        channel.send(("result", execution.result, wants_reply))
     except (TypeError, AttributeError, ValueError) as exc:  # a value pickle cannot carry
         from updraft.state import TaskInstanceState as TI
 
         channel.send(("result", TryResult(state=TI.FAILED, error=f"the try's result could not "
-                      f"be sent to its supervisor: {type(exc).__name__}: {exc}")))
-    reply, _fds = channel.recv()
-    if reply[0] == "recorded" and reply[1] is not None:
-        after_try(execution, reply[1])
-    _flush()
+                      f"be sent to its supervisor: {type(exc).__name__}: {exc}"), wants_reply))
+    if wants_reply:
+        reply, _fds = channel.recv()
+        if reply[0] == "recorded" and reply[1] is not None:
+            after_try(execution, reply[1])
+        _flush()
     channel.send(("done", {"reusable": _reusable()}))
 
 

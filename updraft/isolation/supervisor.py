@@ -325,8 +325,10 @@ class Supervisor:
                 rss < REUSE_MAX_RSS:
             held.idle_since = time.monotonic()
             with self._lock:
-                self._idle.append(held)
-            return
+                # Never more idle processes than tries ran at once here lately.
+                if len(self._idle) < max(2, len(self._running) + 1):
+                    self._idle.append(held)
+                    return
         self._release(held, wait=False)
 
     def _release(self, held: _Held, *, wait: bool, kill: bool = False) -> None:
@@ -459,7 +461,7 @@ class Supervisor:
                             deadline = time.monotonic() + limits["execution_timeout"] + \
                                 TIMEOUT_MARGIN
                     elif kind == "result" and outcome is None:
-                        result = message[1]
+                        result, wants_reply = message[1], message[2]
                         stop = watched.stop
                         if stop is not None and result.state in (TI.FAILED, TI.UP_FOR_RETRY):
                             result.error = stop.reason
@@ -468,10 +470,11 @@ class Supervisor:
                         else:
                             outcome = record_try(request, claimed, result, node=node,
                                                  duration=time.monotonic() - started)
-                        try:
-                            child.channel.send(("recorded", outcome.state))
-                        except OSError:
-                            pass
+                        if wants_reply:
+                            try:
+                                child.channel.send(("recorded", outcome.state))
+                            except OSError:
+                                pass
                     elif kind == "secede" and not seceded:
                         from updraft.isolation.dask_bridge import secede_here
 
