@@ -73,6 +73,8 @@ class ParseOutcome:
     retry: str | None = None
     """Not the file's fault (the store could not be reached or was too slow): why; parse
     it again."""
+    store_away: bool = False
+    """``retry`` because the store could not be reached (an outage, not this file)."""
 
 
 @dataclass(eq=False)
@@ -169,8 +171,12 @@ def _failure(path: str, exc: Exception) -> dict:
     (parse the file again later) or the file's (serializing what it defines failed)."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from updraft.store.outage import is_store_unavailable
+
     text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
     if isinstance(exc, SQLAlchemyError | OSError):
+        if is_store_unavailable(exc):
+            return {"path": path, "retry": f"{type(exc).__name__}: {exc}", "store_away": True}
         return {"path": path, "retry": text}
     return {"path": path, "dag_ids": None, "unrecorded": True,
             "error": f"storing the DAGs of {path} failed: {text}"}
@@ -371,7 +377,8 @@ class ParsingPool:
     @staticmethod
     def _outcome(body: dict) -> ParseOutcome:
         if body.get("retry"):
-            return ParseOutcome(body["path"], None, retry=body["retry"])
+            return ParseOutcome(body["path"], None, retry=body["retry"],
+                                store_away=bool(body.get("store_away")))
         ids = body.get("dag_ids")
         return ParseOutcome(body["path"], None if ids is None else tuple(ids),
                             error=body.get("error"), changed=tuple(body.get("changed", ())),

@@ -63,6 +63,10 @@ class DagFileProcessor:
         self._wake_r, self._wake_w = -1, -1
         self.stats: dict[str, float] = {}
         """Empty until every file of the first listing has an outcome; then counters."""
+        from updraft.store.outage import FIRST_PAUSE, OutageReporter
+
+        self._outage = OutageReporter("DAG processor", log)
+        self._outage_pause = FIRST_PAUSE
         self.parse_durations: dict[str, float] = {}
 
     # -- control ---------------------------------------------------------------------------
@@ -135,14 +139,19 @@ class DagFileProcessor:
                     if self._kick.is_set() or time.monotonic() >= next_scan:
                         self._kick.clear()
                         self._scan()
-                        next_scan = time.monotonic() + self.list_interval
+                        next_scan = time.monotonic() + self._scan_pause()
                     outcomes = self._get_pool().poll(next_scan - time.monotonic(),
                                                      wake=[self._wake_r])
                     self._drain()
                     self._handle(outcomes)
-                except Exception:  # noqa: BLE001  (the processor keeps going whatever happens)
-                    log.exception("DAG processing failed; going on")
-                    self._stop.wait(self.list_interval)
+                except Exception as exc:  # noqa: BLE001  (the processor goes on whatever happens)
+                    from updraft.store.outage import is_store_unavailable
+
+                    if is_store_unavailable(exc):
+                        self._store_away(exc)
+                    else:
+                        log.exception("DAG processing failed; going on")
+                    self._stop.wait(self._scan_pause())
         finally:
             self.close()
 
@@ -253,10 +262,14 @@ class DagFileProcessor:
                 self._gone.add(path)  # went while parsing: undo what the child stored
                 continue
             if outcome.retry:
-                log.error("Parsing %s did not complete: %s; trying again at the next scan",
-                          path, outcome.retry)
+                if outcome.store_away:
+                    self._store_away(outcome.retry)
+                else:
+                    log.error("Parsing %s did not complete: %s; trying again at the next "
+                              "scan", path, outcome.retry)
                 self._seen[path] = (-1.0, now)
                 continue
+            self._store_back()
             if outcome.unrecorded:
                 try:
                     self._record_import_error(path, outcome.error or "")
@@ -287,6 +300,29 @@ class DagFileProcessor:
         if changed_any and self.on_change is not None:
             self.on_change()
 
+    # -- store outages ---------------------------------------------------------------------
+
+    def _store_away(self, why: BaseException | str) -> None:
+        """The store could not be reached: one warning per outage, and the pause between
+        scans doubles (up to ``MAX_PAUSE``) instead of parsing every file every interval."""
+        from updraft.store.outage import MAX_PAUSE
+
+        if self._outage.in_outage:
+            self._outage_pause = min(self._outage_pause * 2, MAX_PAUSE)
+        self._outage.failed(why)
+
+    def _store_back(self) -> None:
+        from updraft.store.outage import FIRST_PAUSE
+
+        if self._outage.in_outage:
+            self._outage.succeeded()
+            self._outage_pause = FIRST_PAUSE
+
+    def _scan_pause(self) -> float:
+        if self._outage.in_outage:
+            return max(self.list_interval, self._outage_pause)
+        return self.list_interval
+
     def _record_import_error(self, path: str, error: str) -> None:
         from updraft.store.dags import set_import_error
         from updraft.store.engine import session_scope
@@ -313,6 +349,7 @@ class DagFileProcessor:
                 clear_import_error(session, path)
             alive = {path: self._alive.get(path) for path in self._listed}
             gone = mark_inactive(session, alive, utcnow())
+        self._store_back()
         self._gone -= gone_files
         self._inactive_due = False
         if gone:

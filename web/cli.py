@@ -29,20 +29,23 @@ def web(host: str | None, port: int | None, threads: int) -> None:
     port = port if port is not None else conf.getint("web", "port")
     from web.heartbeat import WebHeartbeat
 
-    app = create_app()
-    server = waitress.create_server(app, host=host, port=port, threads=threads,
-                                    ident="updraft")
-    click.echo(f"Updraft web on http://{host}:{port}/ (API: /api/v1, metrics: /metrics)")
-    heartbeat = WebHeartbeat(f"http://{host}:{port}/").start()
-
     def stop(signum, _frame):
         logging.getLogger(__name__).info("Signal %d: stopping the web server", signum)
         raise SystemExit(0)
 
+    # Before the socket listens: a stop that comes as soon as the port is open must find
+    # the handler in place (the default action would close nothing).
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    app = create_app()
+    server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                    ident="updraft")
+    click.echo(f"Updraft web on http://{host}:{port}/ (API: /api/v1, metrics: /metrics)")
+    heartbeat = None
     try:
+        heartbeat = WebHeartbeat(f"http://{host}:{port}/").start()
         server.run()
     finally:
         server.close()
-        heartbeat.stop()
+        if heartbeat is not None:
+            heartbeat.stop()

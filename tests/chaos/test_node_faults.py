@@ -330,10 +330,6 @@ def quiet(node: h.Node, mark: int, what: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=h.Untidy, reason=(
-    "issue 10 item 3 (logging once per outage): the DAG processor logs 'ERROR "
-    "updraft.processor: Parsing <file> did not complete: OperationalError ...' on every pass "
-    "while the store is down (every 0.5 s here), and retries without backoff"))
 def test_store_killed_and_restarted(chaos, nats_server, pg_server, pg_url):
     """SIGKILL the private PostgreSQL mid-run, restart it 10 s later (retries=0): every
     node retries with backoff, finished tries keep their outcome; the run ends success.

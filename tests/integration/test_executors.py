@@ -54,6 +54,11 @@ with DAG("executor_suite", schedule=None, start_date=datetime(2024, 1, 1)) as da
         task(task_id=name)(nap)()
 
     @task
+    def long_nap():
+        # Long enough that a cancel always finds it running, however loaded the machine.
+        time.sleep(120)
+
+    @task
     def suicide():
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -74,7 +79,7 @@ with DAG("executor_suite", schedule=None, start_date=datetime(2024, 1, 1)) as da
     def unserved():
         return "never"
 
-    hello(); flaky(); broken(); suicide(); inner_dask(); on_gpu(); unserved()
+    hello(); flaky(); broken(); long_nap(); suicide(); inner_dask(); on_gpu(); unserved()
 '''
 
 _runs = itertools.count(1)
@@ -313,7 +318,7 @@ def test_local_try_that_kills_itself_fails_alone_with_the_cause(store_url, dag):
 
 def test_local_cancel_stops_a_running_try(store_url, dag):
     with build("local") as executor:
-        [nap] = queue_tries(store_url, dag, ["nap_1"])
+        [nap] = queue_tries(store_url, dag, ["long_nap"])
         executor.submit([nap])
         wait_state(store_url, nap, TI.RUNNING)
         assert executor.cancel(try_key(nap)) is True

@@ -55,13 +55,16 @@ class OutageReporter:
     def in_outage(self) -> bool:
         return self._since is not None
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException | str) -> None:
+        """``exc``: the error, or a description of it (from another process)."""
         with self._lock:
             if self._since is not None:
                 return
             self._since = time.monotonic()
-        self._log.warning("%s: the store is unreachable (%s: %s); retrying with backoff until "
-                          "it is back", self.what, type(exc).__name__, _first_line(exc))
+        why = _first_line(exc) if isinstance(exc, str) else \
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        self._log.warning("%s: the store is unreachable (%s); retrying with backoff until "
+                          "it is back", self.what, why)
 
     def succeeded(self) -> None:
         with self._lock:
@@ -71,7 +74,7 @@ class OutageReporter:
                               time.monotonic() - since)
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
 
