@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from updraft.utils.thread_local import PerThreadAttributes
 
 

@@ -110,7 +110,6 @@ def test_sample_package_through_a_real_scheduler(sample, store, tmp_path, monkey
 
     from executors import executor_class
     from updraft.config import conf
-    from updraft.listeners import notify_dag_run_changed
     from updraft.models.variable import Variable
 
     dags = tmp_path / "dags"

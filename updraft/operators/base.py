@@ -553,7 +553,7 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
     # -- dynamic task mapping --------------------------------------------------------------
 
     @classmethod
-    def partial(cls, **kwargs) -> "OperatorPartial":
+    def partial(cls, **kwargs) -> "OperatorPartial":  # noqa: F821  (imported on call)
         """Fix the arguments every mapped copy shares; then call ``.expand(...)``."""
         from updraft.mapping import OperatorPartial
 

@@ -7,4 +7,4 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # Route modules register themselves on ``bp`` when imported.
-from web.api import routes  # noqa: F401
+from web.api import routes  # noqa: E402, F401
