@@ -119,6 +119,7 @@ class Scheduler:
         self._lost_worker_watch = 2 * self._task_heartbeat + 10.0
         self._loops = 0
         self.processor = None
+        self._reaper = None
         if run_processor:
             from scheduler.processor import DagFileProcessor
 
@@ -218,6 +219,11 @@ class Scheduler:
                                 deadline=deadline)
         if self.processor is not None:
             self.processor.start()
+        if self.executor.name != "dask":  # the Dask executor reaps from its watchdog
+            from scheduler.xcom_reaping import ObjectStorageReaper
+
+            self._reaper = ObjectStorageReaper(
+                self.store_url, conf.getfloat("xcom", "reap_interval")).start()
 
     def _adopt(self) -> None:
         with session_scope(self.store_url) as session:
@@ -241,6 +247,8 @@ class Scheduler:
         notify_before_stopping(self)
         if self.processor is not None:
             self.processor.stop()
+        if self._reaper is not None:
+            self._reaper.stop()
         self.executor.stop(wait=False)
         try:
             with session_scope(self.store_url) as session:

@@ -199,3 +199,28 @@ def test_the_context_has_a_lazy_dask_client_and_task_dask_exists():
         lazy.get()
     decorated = task.dask(lambda client=None: 1)
     assert decorated.operator_class is DaskDecoratedOperator
+
+
+def test_schedulers_without_the_dask_executor_reap_object_storage_on_a_thread(storage,
+                                                                            monkeypatch):
+    """The local and NATS executors have no watchdog: the scheduler's reaper thread applies
+    the rule every ``[xcom] reap_interval`` seconds (a folder no task instance holds goes)."""
+    import time
+
+    from scheduler.xcom_reaping import ObjectStorageReaper
+    from updraft.xcom_backends import object_storage, reaper
+
+    ti = SimpleNamespace(pending_xcoms={"return_value": np.arange(4)})
+    with try_scope(_request()) as scope:
+        scope.offload(ti)
+    assert len(object_storage.list_folders()) == 1
+    monkeypatch.setattr(reaper, "_facts", lambda session, keys: ({}, {}, {}))
+    monkeypatch.setattr("updraft.store.engine.session_scope", _null_session)
+    thread = ObjectStorageReaper(None, interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while object_storage.list_folders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+    assert object_storage.list_folders() == []
