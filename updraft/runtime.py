@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from updraft.state import TaskInstanceState as TI
+from updraft.utils.timezone import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,6 @@ class ClaimedTry:
     ti: Any
     previous: dict[str, Any]
     started_at: datetime
-
-
-def utcnow() -> datetime:
-    from updraft.store.models import utcnow as _now
-
-    return _now()
 
 
 REFUSED_CLAIM = ("the store refused the claim: this try is not queued under this identity "

@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, CroniterError, croniter
 from dateutil.relativedelta import relativedelta, weekday
 
+from updraft.utils.timezone import utcnow
+
 CRON_PRESETS: dict[str, str] = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -60,11 +62,6 @@ class ScheduleError(ValueError):
 
 
 # -- time helpers ----------------------------------------------------------------------------
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
 
 
 def _plain_utc(value: datetime) -> datetime:

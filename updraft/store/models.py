@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from updraft.utils.timezone import utcnow
+
 ID_LEN = 250
 
 NAMING_CONVENTION = {
@@ -84,11 +86,6 @@ class UtcDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
 
 
 class Base(DeclarativeBase):
