@@ -10,7 +10,8 @@ what they add is the node part:
   sends the command to the scheduler over NATS (``bus.client``);
 - ``dags backfill`` creates the runs and, if no scheduler is alive, runs one
   (``scheduler.backfill``);
-- ``tasks logs`` prints a try's log and follows a running one on the bus (``bus.logs_cli``).
+- ``tasks logs`` prints a try's log and follows a running one on the bus (``bus.logs_cli``);
+- ``assets event`` records an asset event; ``--via-bus`` sends it to the scheduler over NATS.
 
 Node packages are imported inside the commands, when used, so loading this module stays
 cheap: ``updraft dags list`` reads the store and imports no node package.
@@ -180,6 +181,30 @@ def trigger(dag_id: str, conf_json: str | None, run_id: str | None,
         click.echo(f"Created run {created} of {dag_id}")
     if is_paused(dag_id):
         click.echo(paused_run_hint(dag_id), err=True)
+
+
+@click.command("event")
+@click.argument("name")
+@click.option("--extra", "-e", "extra_json", help="JSON object: the event's extra.")
+@click.option("--id", "msg_id", help="An id that makes the event idempotent: a second event "
+                                     "with the same id is not recorded again.")
+@via_bus_option
+@store_command
+def asset_event(name: str, extra_json: str | None, msg_id: str | None, via_bus: bool) -> None:
+    """Record an event of an asset, as an outside system would; the DAGs scheduled on it
+    consume it."""
+    from updraft.cli.assets import record_event_in_store
+
+    extra = parse_json_option(extra_json, what="--extra") or {}
+    if via_bus:
+        reply = send_via_bus("asset_event", {"name": name, "extra": extra, "id": msg_id})
+        event_id, duplicate = reply["event_id"], reply.get("duplicate", False)
+    else:
+        event_id, duplicate = record_event_in_store(name, extra, msg_id)
+    if duplicate:
+        click.echo(f"Event {event_id} of asset {name} was already recorded with id {msg_id}")
+    else:
+        click.echo(f"Recorded event {event_id} of asset {name}")
 
 
 def _pause(dag_id: str, paused: bool, via_bus: bool) -> None:

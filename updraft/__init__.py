@@ -31,6 +31,16 @@ _EXPORTS = {
     "Label": "updraft.utils.edgemodifier",
     "TriggerRule": "updraft.state",
     "get_current_context": "updraft.runtime_context",
+    "Asset": "updraft.assets",
+    "AssetAlias": "updraft.assets",
+    "AssetWatcher": "updraft.assets",
+    "Dataset": "updraft.assets",
+    "Metadata": "updraft.assets",
+    "NatsSubjectTrigger": "updraft.assets",
+    "asset": "updraft.asset_decorators",
+    "AssetOrTimeSchedule": "updraft.schedules",
+    "AssetAndTimeSchedule": "updraft.schedules",
+    "CronTriggerTimetable": "updraft.schedules",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -114,6 +114,7 @@ class DAG:
         auto_register: bool = True,
         fail_stop: bool = False,
         dag_display_name: str | None = None,
+        asset_batch_size: int = 1,
     ) -> None:
         from updraft.config import conf
         from updraft.schedules import create_timetable, coerce_datetime, parse_timezone
@@ -186,6 +187,14 @@ class DAG:
         self.owner_links = owner_links or {}
         self.fail_stop = fail_stop
         self.dag_display_name = dag_display_name or dag_id
+        # Asset-triggered runs (ADR 10): events are cut into batches in the order they were
+        # recorded; a batch ends once the asset condition holds on it and it has at least
+        # this many events. Each batch is one run; an unfinished batch waits for events.
+        if not isinstance(asset_batch_size, int) or isinstance(asset_batch_size, bool) or \
+                asset_batch_size < 1:
+            raise DagDefinitionError(f"DAG {dag_id!r}: asset_batch_size must be a whole number "
+                                     f"of at least 1, got {asset_batch_size!r}")
+        self.asset_batch_size = asset_batch_size
 
         merged_params = dict(self.default_args.pop("params", None) or {})
         merged_params.update(params or {})

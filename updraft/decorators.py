@@ -11,7 +11,6 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from updraft.dag import DagContext, dag
 from updraft.exceptions import DagDefinitionError, NotSupportedByUpdraft
@@ -31,7 +30,7 @@ KNOWN_CONTEXT_KEYS = frozenset({
     "run_id", "task", "task_instance", "task_instance_key_str", "test_mode", "templates_dict",
     "ti", "ts", "ts_nodash", "ts_nodash_with_tz", "var", "conn", "triggering_asset_events",
     "next_ds", "prev_ds", "next_execution_date", "prev_execution_date", "yesterday_ds",
-    "tomorrow_ds", "dask_client",
+    "tomorrow_ds", "dask_client", "outlet_events", "inlet_events",
 })
 
 

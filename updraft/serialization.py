@@ -201,7 +201,33 @@ def _serialize_task(task: Any, tz: Any) -> dict[str, Any]:
         "has_on_retry_callback": _has_callback(task.on_retry_callback),
         "has_on_skipped_callback": _has_callback(task.on_skipped_callback),
         "params": json_safe(task.params.serialize()),
+        **_lineage_json(task),
     }
+
+
+def _lineage_json(task: Any) -> dict[str, Any]:
+    """``outlets`` / ``inlets`` (assets, aliases, references), present only when the task has
+    some, so DAGs without assets keep their hash."""
+    from updraft.assets import lineage_to_json
+
+    found: dict[str, Any] = {}
+    for name in ("outlets", "inlets"):
+        values = getattr(task, name, None) or []
+        if getattr(task, "is_mapped", False):
+            values = task.partial_kwargs.get(name) or []
+        entries = [e for e in (lineage_to_json(v) for v in values) if e is not None]
+        if entries:
+            found[name] = entries
+    return found
+
+
+def _asset_settings_json(dag: Any) -> dict[str, Any]:
+    """The DAG's asset batching settings (ADR 10), present only when not the defaults."""
+    found: dict[str, Any] = {}
+    size = getattr(dag, "asset_batch_size", 1)
+    if size != 1:
+        found["asset_batch_size"] = size
+    return found
 
 
 def serialize_dag(dag: Any, *, file_hash: str | None = None) -> dict[str, Any]:
@@ -243,6 +269,7 @@ def serialize_dag(dag: Any, *, file_hash: str | None = None) -> dict[str, Any]:
         "edge_info": edges,
         "task_group": dag.task_group.to_json(),
         "tasks": [_serialize_task(t, tz) for t in dag.tasks],
+        **_asset_settings_json(dag),
     }
     data = {"v": FORMAT_VERSION, "dag": body}
     _check_json(data, dag.dag_id)
@@ -357,17 +384,28 @@ GROUP_FIELDS: dict[str, _Check] = {
     "group_id": _opt(_is_str), "label": _opt(_is_str), "tooltip": _is_str, "ui_color": _is_str,
     "prefix_group_id": _is_bool, "children": _is_list,
 }
+#: Fields written only when they differ from their default (older DAGs lack them).
+OPTIONAL_DAG_FIELDS: dict[str, _Check] = {
+    "asset_batch_size": _is_int,
+}
+OPTIONAL_TASK_FIELDS: dict[str, _Check] = {"outlets": _is_list, "inlets": _is_list}
+
 PARAM_FIELDS: dict[str, _Check] = {
     "value": _is_any, "has_value": _is_bool, "description": _opt(_is_str), "schema": _is_dict,
 }
 
 
-def _check_fields(obj: Any, fields: Mapping[str, _Check], where: str) -> None:
+def _check_fields(obj: Any, fields: Mapping[str, _Check], where: str,
+                  optional: Mapping[str, _Check] | None = None) -> None:
     """Reject unknown, missing and mistyped fields of ``obj`` with a message naming them."""
     if not isinstance(obj, dict):
         raise SerializationError(f"serialized DAG has {type(obj).__name__} where an object is "
                                  f"expected{where}")
-    unknown = sorted(set(obj) - set(fields))
+    for name, check in (optional or {}).items():
+        if name in obj and not check(obj[name]):
+            raise SerializationError(f"serialized DAG field {name!r}{where} has an invalid "
+                                     f"value {obj[name]!r}")
+    unknown = sorted(set(obj) - set(fields) - set(optional or {}))
     if unknown:
         raise SerializationError(f"serialized DAG has unknown field {unknown[0]!r}{where}")
     for name, check in fields.items():
@@ -452,7 +490,7 @@ def _expand_input(data: dict | None, where: str) -> ExpandInput | None:
 def _deserialize_task(data: Any, dag_id: str) -> SerializedTask:
     task_id = data.get("task_id") if isinstance(data, dict) else None
     where = f" in task {task_id!r}" if isinstance(task_id, str) else " in a task"
-    _check_fields(data, TASK_FIELDS, where)
+    _check_fields(data, TASK_FIELDS, where, OPTIONAL_TASK_FIELDS)
     if not TriggerRule.is_valid(data["trigger_rule"]):
         raise SerializationError(f"serialized DAG has an unknown trigger rule "
                                  f"{data['trigger_rule']!r}{where}")
@@ -468,7 +506,19 @@ def _deserialize_task(data: Any, dag_id: str) -> SerializedTask:
     values["trigger_rule"] = TriggerRule(data["trigger_rule"])
     values["expand_input"] = _expand_input(data["expand_input"], where)
     values["params"] = _params(data["params"], where)
+    for name in ("outlets", "inlets"):
+        values[name] = _lineage(data.get(name) or [], f" in {name}{where}")
     return SerializedTask(dag_id=dag_id, **values)
+
+
+def _lineage(entries: list, where: str) -> tuple:
+    from updraft.assets import lineage_from_json
+
+    try:
+        return tuple(lineage_from_json(e) for e in entries)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SerializationError(f"serialized DAG has an invalid asset{where}: "
+                                 f"{exc}") from None
 
 
 def deserialize_dag(data: Mapping[str, Any]) -> SerializedDAG:
@@ -485,7 +535,7 @@ def deserialize_dag(data: Mapping[str, Any]) -> SerializedDAG:
     body = data.get("dag")
     dag_id = body.get("dag_id") if isinstance(body, dict) else None
     where = f" in DAG {dag_id!r}" if isinstance(dag_id, str) else ""
-    _check_fields(body, DAG_FIELDS, where)
+    _check_fields(body, DAG_FIELDS, where, OPTIONAL_DAG_FIELDS)
     try:
         tz = parse_timezone(body["timezone"])
     except ScheduleError as exc:
@@ -534,6 +584,7 @@ def deserialize_dag(data: Mapping[str, Any]) -> SerializedDAG:
         has_sla_miss_callback=body["has_sla_miss_callback"],
         edge_info=edges, task_group_json=body["task_group"], task_dict=tasks,
         params=_params(body["params"], where),
+        asset_batch_size=body.get("asset_batch_size", 1),
     )
 
 

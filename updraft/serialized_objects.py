@@ -177,6 +177,9 @@ class SerializedTask:
     has_on_retry_callback: bool
     has_on_skipped_callback: bool
     params: ParamsDict = field(repr=False)
+    #: Assets, aliases and references the task writes and reads (``updraft.assets``).
+    outlets: tuple = ()
+    inlets: tuple = ()
 
     def __repr__(self) -> str:
         return f"<SerializedTask({self.task_type}): {self.task_id}>"
@@ -234,6 +237,8 @@ class SerializedDAG:
     task_group_json: dict[str, Any]
     task_dict: dict[str, SerializedTask]
     params: ParamsDict = field(repr=False)
+    #: Asset-triggered runs: how many events each run consumes, at least (ADR 10).
+    asset_batch_size: int = 1
 
     def __repr__(self) -> str:
         return f"<SerializedDAG: {self.dag_id} {self.dag_hash[:12]}>"

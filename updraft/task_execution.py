@@ -47,6 +47,8 @@ class TryResult:
     followed_branches: list[str] | None = None
     reschedule_at: datetime | None = None
     retry_policy: RetryPolicy | None = None
+    #: A successful try's outlet events (``updraft.assets``), recorded with its outcome.
+    asset_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -382,8 +384,17 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
         xcoms=dict(ti.pending_xcoms) if ti is not None else {},
         skipped_downstream=list(ti.skipped_downstream) if ti is not None else [],
         followed_branches=ti.followed_branches if ti is not None else None,
-        retry_policy=RetryPolicy.of(task) if task is not None else None)
+        retry_policy=RetryPolicy.of(task) if task is not None else None,
+        asset_events=_asset_events(task, context) if state == TI.SUCCESS else [])
     return TryExecution(result, task, ti, context, exception)
+
+
+def _asset_events(task, context) -> list[dict[str, Any]]:
+    if task is None or context is None or not getattr(task, "outlets", None):
+        return []
+    from updraft.assets import outlet_events_of
+
+    return outlet_events_of(task, context)
 
 
 def has_after_work(execution: TryExecution) -> bool:

@@ -470,7 +470,14 @@ def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | 
     task_id = getattr(task, "task_id", None) or getattr(ti, "task_id", "")
     if conf_value is None:
         from updraft.config import conf as conf_value
-    events = triggering_asset_events if triggering_asset_events is not None else {}
+    services = getattr(ti, "task_services", None)
+    events = triggering_asset_events
+    if events is None:
+        # The events that started this run, read on first use (updraft.assets).
+        from updraft.assets import triggering_events_accessor
+
+        events = triggering_events_accessor(services, getattr(dag_run, "dag_id", dag_id),
+                                            getattr(dag_run, "run_id", None))
     yesterday = logical_date - timedelta(days=1)
     tomorrow = logical_date + timedelta(days=1)
 
@@ -509,8 +516,11 @@ def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | 
         "conn": ConnectionAccessor(),
         "macros": _macros,
         "map_index_template": None,
-        "inlets": [],
-        "outlets": [],
+        "inlets": list(getattr(task, "inlets", None) or []),
+        "outlets": list(getattr(task, "outlets", None) or []),
+        # Asset events: annotate this try's (outlet_events), read the inlets' (inlet_events).
+        "outlet_events": _outlet_events(task),
+        "inlet_events": _inlet_events(task, services),
         "test_mode": False,
         "expanded_ti_count": None,
         "templates_dict": None,
@@ -527,6 +537,18 @@ def build_context(*, dag: Any, task: Any, ti: Any, dag_run: Any, params: dict | 
     return context
 
 
+def _outlet_events(task: Any) -> Any:
+    from updraft.assets import OutletEventAccessors
+
+    return OutletEventAccessors(getattr(task, "outlets", None) or [])
+
+
+def _inlet_events(task: Any, services: Any) -> Any:
+    from updraft.assets import InletEventsAccessors
+
+    return InletEventsAccessors(getattr(task, "inlets", None) or [], services)
+
+
 KNOWN_CONTEXT_KEYS: frozenset[str] = frozenset({
     "dag", "task", "ti", "task_instance", "dag_run", "run_id", "logical_date",
     "execution_date", "data_interval_start", "data_interval_end", "ds", "ds_nodash", "ts",
@@ -536,6 +558,7 @@ KNOWN_CONTEXT_KEYS: frozenset[str] = frozenset({
     "prev_start_date_success", "prev_end_date_success", "params", "conf", "var", "conn",
     "macros", "map_index_template", "inlets", "outlets", "test_mode", "expanded_ti_count",
     "templates_dict", "task_instance_key_str", "triggering_asset_events",
-    "triggering_dataset_events", "task_services", "dask_client",
+    "triggering_dataset_events", "task_services", "dask_client", "outlet_events",
+    "inlet_events",
 })
 

@@ -25,7 +25,7 @@ DAY = datetime(2024, 1, 2, tzinfo=UTC)
 UNSUPPORTED_FILES = {
     # file: (line of the offending statement, what the message names)
     "unsupported_kubernetes.py": (5, "airflow.providers.cncf.kubernetes.operators.pod"),
-    "unsupported_assets.py": (5, "airflow.sdk.Asset"),
+    "unsupported_asset_partitions.py": (5, "airflow.sdk.PartitionedAssetTimetable"),
     "unsupported_deferrable.py": (8, "deferrable=True on TimeDeltaSensor 'wait'"),
 }
 
@@ -244,13 +244,13 @@ def test_unknown_names_and_modules_are_refused_at_the_import_line(tmp_path):
     cases = {
         "from airflow.operators.python import PythonVirtualenvOperator":
             "airflow.operators.python.PythonVirtualenvOperator",
-        "from airflow.datasets import Dataset": "airflow.datasets",
+        "from airflow.sdk import PartitionedAssetTimetable":
+            "airflow.sdk.PartitionedAssetTimetable",
         "import airflow.providers.amazon.aws.operators.s3":
             "airflow.providers.amazon.aws.operators.s3 (the amazon provider",
         "from airflow.models.pool import Pool": "airflow.models.pool",
         "from airflow.sdk import ObjectStoragePath": "airflow.sdk.ObjectStoragePath",
-        "from airflow.timetables.trigger import CronTriggerTimetable":
-            "airflow.timetables.trigger",
+        "from airflow.timetables.events import EventsTimetable": "airflow.timetables.events",
         "from airflow.operators.bash import NoSuchOperator": "airflow.operators.bash.NoSuchOperator",
     }
     from updraft.exceptions import NotSupportedByUpdraft
@@ -349,8 +349,10 @@ def test_check_compat_on_the_corpus():
     assert "  ok   line 4: airflow.providers.standard.operators.bash.BashOperator" in out
     assert ("  NOT  line 5: airflow.providers.cncf.kubernetes.operators.pod: not supported by "
             "Updraft") in out
-    assert "  NOT  line 5: airflow.sdk.Asset: not supported by Updraft" in out
-    assert "  NOT  line 9: schedule=[orders]: not supported by Updraft" in out
+    assert "  NOT  line 5: airflow.sdk.PartitionedAssetTimetable: not supported by " \
+        "Updraft" in out
+    assert "  ok   line 5: airflow.sdk.Asset" in out
+    assert "schedule=[orders]" not in out
     assert "  NOT  line 8: deferrable=True: not supported by Updraft" in out
 
 

@@ -75,7 +75,8 @@ def test_updraft_registers_its_own_parts_as_pyproject_declares():
     assert registry.load("timetables", "cron").__name__ == "CronDataIntervalTimetable"
     with pytest.raises(registry.ExtensionError, match="no timetables extension named 'nope' is "
                        "registered .entry-point group updraft.timetables or the plugins "
-                       "folder.; registered: continuous, cron, delta, none, once"):
+                       "folder.; registered: asset, asset_and_time, asset_or_time, continuous, cron, "
+                       "cron_trigger, delta, none, once"):
         registry.load("timetables", "nope")
     with pytest.raises(ValueError, match="unknown extension kind 'timetable'"):
         registry.extensions("timetable")

@@ -382,12 +382,19 @@ def test_unknown_preset_lists_presets_and_suggests():
         "(did you mean @daily?)")
 
 
-@pytest.mark.parametrize("value, name", [(1, "int"), (True, "bool"), (["a"], "list")])
+@pytest.mark.parametrize("value, name", [(1, "int"), (True, "bool")])
 def test_wrong_schedule_type(value, name):
     with pytest.raises(ScheduleError) as err:
         create_timetable(value)
     assert str(err.value) == ("schedule must be a cron string, a preset, a timedelta, a "
-                              f"Timetable or None, got {name}")
+                              f"Timetable, assets (a list, & or |) or None, got {name}")
+
+
+@pytest.mark.parametrize("value, what", [(["a"], "holds str 'a'"), ([], "is empty")])
+def test_schedule_list_must_list_assets(value, what):
+    with pytest.raises(ScheduleError) as err:
+        create_timetable(value)
+    assert str(err.value) == f"a schedule list must list assets or asset aliases; this one {what}"
 
 
 @pytest.mark.parametrize("delta", [timedelta(0), timedelta(hours=-1), relativedelta(months=-1)])

@@ -1,6 +1,6 @@
 """The ``updraft`` command.
 
-Its own groups (``dags``, ``tasks``, ``db``, ``variables``, ...) live in this package and need
+Its own groups (``dags``, ``tasks``, ``db``, ``variables``, ``assets``, ...) live in this package and need
 nothing but the ``updraft`` package. Everything else is registered in the entry-point group
 ``updraft.cli``, Updraft's own node commands like anyone else's (see ``pyproject.toml`` and
 ADR 8): a plain name (``scheduler``) adds a command to ``updraft``, a dotted name
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import click
 
+from updraft.cli.assets import assets
 from updraft.cli.config_cmd import config
 from updraft.cli.connections import connections
 from updraft.cli.dags import dags
@@ -31,7 +32,7 @@ def main() -> None:
     """Updraft: author, schedule and watch workflows written as Python DAGs."""
 
 
-for _command in (config, connections, dags, db, plugins, pools, tasks, variables):
+for _command in (assets, config, connections, dags, db, plugins, pools, tasks, variables):
     main.add_command(_command)
 
 __all__ = ["add_dags_folder_everywhere", "main"]

@@ -24,8 +24,11 @@ def _u(reason: str) -> Unsupported:
 
 
 _DEFERRABLE = "deferrable operators and triggers; use the non-async class with mode='reschedule'"
-_ASSETS = ("data-aware scheduling with datasets/assets; use a cron schedule, "
-           "TriggerDagRunOperator or ExternalTaskSensor")
+_PARTITIONS = ("asset partitions and the asset state store (Airflow 3.2+); schedule on "
+               "the asset itself and carry the partition in the event's extra")
+_WATCHER_TRIGGERS = ("deferrable event triggers as asset watchers; watch a NATS subject with "
+                     "updraft.assets.NatsSubjectTrigger or publish on the asset's JetStream "
+                     "subject (README, Assets)")
 _VENV = "install the packages on the workers and use PythonOperator or @task"
 
 # -- groups of names shared by several Airflow paths ------------------------------------------
@@ -92,8 +95,31 @@ SENSOR_BASE: dict[str, str | Unsupported] = {
     "poke_mode_only": "updraft.sensors.base:poke_mode_only",
 }
 
-ASSET_NAMES = ("Asset", "AssetAlias", "AssetAll", "AssetAny", "AssetWatcher", "asset",
-               "Metadata", "Dataset", "DatasetAlias", "DatasetAll", "DatasetAny")
+ASSETS: dict[str, str | Unsupported] = {
+    "Asset": "updraft.assets:Asset",
+    "AssetAlias": "updraft.assets:AssetAlias",
+    "AssetAll": "updraft.assets:AssetAll",
+    "AssetAny": "updraft.assets:AssetAny",
+    "AssetWatcher": "updraft.assets:AssetWatcher",
+    "AssetAccessControl": "updraft.assets:AssetAccessControl",
+    "AssetRef": "updraft.assets:AssetRef",
+    "AssetNameRef": "updraft.assets:AssetNameRef",
+    "AssetUriRef": "updraft.assets:AssetUriRef",
+    "Model": "updraft.assets:Model",
+    "asset": "updraft.asset_decorators:asset",
+    "Metadata": "updraft.assets:Metadata",
+    "Dataset": "updraft.assets:Dataset",
+    "DatasetAlias": "updraft.assets:AssetAlias",
+    "DatasetAll": "updraft.assets:AssetAll",
+    "DatasetAny": "updraft.assets:AssetAny",
+}
+ASSET_NAMES = tuple(ASSETS)
+_PARTITION_NAMES = (
+    "AllowedKeyMapper", "CronPartitionTimetable", "DayWindow", "FanOutMapper", "FixedKeyMapper",
+    "IdentityMapper", "MinimumCount", "MonthWindow", "PartitionedAssetTimetable",
+    "PartitionedAtRuntime", "ProductMapper", "RollupMapper", "SegmentWindow",
+    "StartOfDayMapper", "StartOfHourMapper", "StartOfMonthMapper", "StartOfWeekMapper",
+    "StartOfYearMapper", "WaitForAll", "WeekWindow", "Window", "PartitionMapper")
 
 SDK: dict[str, str | Unsupported] = {
     **DECORATORS,
@@ -120,7 +146,10 @@ SDK: dict[str, str | Unsupported] = {
     "BaseOperatorLink": _u("operator extra links"),
     "BaseNotifier": "updraft.notifications:BaseNotifier",
     "ObjectStoragePath": _u("object storage paths (airflow.io)"),
-    **{name: _u(_ASSETS) for name in ASSET_NAMES[:7]},
+    **ASSETS,
+    "AssetOrTimeSchedule": "updraft.schedules:AssetOrTimeSchedule",
+    "CronTriggerTimetable": "updraft.schedules:CronTriggerTimetable",
+    **{name: _u(_PARTITIONS) for name in _PARTITION_NAMES},
 }
 
 TIMETABLES = {
@@ -138,8 +167,17 @@ TIMETABLES = {
         "NullTimetable": "updraft.schedules:NullTimetable",
         "OnceTimetable": "updraft.schedules:OnceTimetable",
         "ContinuousTimetable": "updraft.schedules:ContinuousTimetable",
-        "DatasetTriggeredTimetable": _u(_ASSETS),
-        "AssetTriggeredTimetable": _u(_ASSETS),
+        "DatasetTriggeredTimetable": "updraft.schedules:AssetTriggeredTimetable",
+        "AssetTriggeredTimetable": "updraft.schedules:AssetTriggeredTimetable",
+    },
+    "airflow.timetables.trigger": {
+        "CronTriggerTimetable": "updraft.schedules:CronTriggerTimetable",
+    },
+    "airflow.timetables.assets": {
+        "AssetOrTimeSchedule": "updraft.schedules:AssetOrTimeSchedule",
+    },
+    "airflow.timetables.datasets": {
+        "DatasetOrTimeSchedule": "updraft.schedules:AssetOrTimeSchedule",
     },
 }
 
@@ -209,8 +247,8 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
         "DAG": "updraft.dag:DAG",
         "XComArg": "updraft.xcom_arg:XComArg",
         "AirflowException": "updraft.exceptions:UpdraftException",
-        "Dataset": _u(_ASSETS),
-        "Asset": _u(_ASSETS),
+        "Dataset": "updraft.assets:Dataset",
+        "Asset": "updraft.assets:Asset",
         "settings": _u("Airflow's settings and ORM session"),
     },
     # Extension points: plugins, listeners, priority-weight strategies, secrets backends and
@@ -447,7 +485,22 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
         "AIRFLOW_V_3_0_PLUS": "updraft.compat.shims:AIRFLOW_V_3_0_PLUS",
         "AIRFLOW_V_3_1_PLUS": "updraft.compat.shims:AIRFLOW_V_3_1_PLUS",
     },
-    "airflow.providers.common.compat.assets": {name: _u(_ASSETS) for name in ASSET_NAMES},
+    "airflow.providers.common.compat.assets": ASSETS,
+    # assets and datasets
+    "airflow.datasets": {"Dataset": "updraft.assets:Dataset",
+                         "DatasetAlias": "updraft.assets:AssetAlias",
+                         "DatasetAll": "updraft.assets:AssetAll",
+                         "DatasetAny": "updraft.assets:AssetAny"},
+    "airflow.datasets.metadata": {"Metadata": "updraft.assets:Metadata"},
+    "airflow.assets": {},
+    "airflow.sdk.definitions.asset": ASSETS,
+    "airflow.sdk.definitions.asset.decorators": {"asset": "updraft.asset_decorators:asset"},
+    "airflow.sdk.definitions.asset.metadata": {"Metadata": "updraft.assets:Metadata"},
+    "airflow.sdk.definitions.timetables": {},
+    "airflow.sdk.definitions.timetables.assets": {
+        "AssetOrTimeSchedule": "updraft.schedules:AssetOrTimeSchedule"},
+    "airflow.sdk.definitions.timetables.trigger": {
+        "CronTriggerTimetable": "updraft.schedules:CronTriggerTimetable"},
 }
 
 ALIASES: dict[str, str] = {
@@ -459,16 +512,11 @@ ALIASES: dict[str, str] = {
 
 # The reason given for an Airflow module Updraft does not serve, by module prefix.
 UNSUPPORTED_MODULES: dict[str, str] = {
-    "airflow.datasets": _ASSETS,
-    "airflow.assets": _ASSETS,
-    "airflow.sdk.definitions.asset": _ASSETS,
-    "airflow.timetables.datasets": _ASSETS,
-    "airflow.timetables.assets": _ASSETS,
-    "airflow.timetables.trigger": ("trigger timetables (CronTriggerTimetable...); use a cron "
-                                   "string or CronDataIntervalTimetable"),
+    "airflow.partition_mappers": _PARTITIONS,
+    "airflow.sdk.definitions.partition_mappers": _PARTITIONS,
     "airflow.timetables.events": "EventsTimetable",
     "airflow.triggers": _DEFERRABLE,
-    "airflow.providers.standard.triggers": _DEFERRABLE,
+    "airflow.providers.standard.triggers": _WATCHER_TRIGGERS,
     "airflow.operators.subdag": "SubDagOperator; use a TaskGroup",
     "airflow.models.pool": "pools from DAG files; pass pool='name' and manage pools with "
                            "`updraft pools`",

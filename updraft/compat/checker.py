@@ -190,10 +190,6 @@ class _Visitor(ast.NodeVisitor):
                                                     (harmless is False and not value.value)):
                 return
             self.add(value, f"{name}={ast.unparse(value)}", (False, reason))
-        elif name in ("schedule", "schedule_interval") and \
-                isinstance(value, (ast.List, ast.Tuple, ast.BinOp)):
-            self.add(value, f"{name}={ast.unparse(value)}",
-                     (False, "data-aware scheduling with datasets/assets"))
 
 
 def _task_variant_reason(variant: str) -> str:

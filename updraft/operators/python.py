@@ -52,7 +52,9 @@ class PythonOperator(BaseOperator):
         merged = dict(context)
         merged.update(self.op_kwargs)
         merged["templates_dict"] = self.templates_dict
-        self.op_kwargs = determine_kwargs(self.python_callable, self.op_args, merged)
+        self.op_kwargs = self.determine_kwargs(merged)
+        # A generator function's yielded Metadata annotate its asset events (Airflow 3).
+        self._outlet_events = context.get("outlet_events")
         result = self.execute_callable()
         if self.show_return_value_in_logs:
             self.log.info("Done. Returned value was: %s", result)
@@ -60,8 +62,19 @@ class PythonOperator(BaseOperator):
             self.log.info("Done. Returned value not shown")
         return result
 
+    def determine_kwargs(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments the function gets from ``context`` and ``op_kwargs``."""
+        return determine_kwargs(self.python_callable, self.op_args, context)
+
     def execute_callable(self) -> Any:
-        """Call the function with the resolved arguments."""
+        """Call the function with the resolved arguments (a generator function is run to its
+        end; each ``Metadata`` it yields annotates an asset event)."""
+        if inspect.isgeneratorfunction(self.python_callable):
+            from updraft.assets import run_generator_with_metadata
+
+            return run_generator_with_metadata(
+                self.python_callable(*self.op_args, **self.op_kwargs),
+                getattr(self, "_outlet_events", None), self.log)
         return self.python_callable(*self.op_args, **self.op_kwargs)
 
 

@@ -165,6 +165,11 @@ def write_dag(session: Session, dag: Any, *, file_hash: str | None,
         elif code.fileloc != body["fileloc"]:
             code.fileloc = body["fileloc"]
             code.last_updated = now
+    if changed or exists is None:
+        # Assets the DAG defines or names, and what it does with them (ADR 10).
+        from updraft.store.assets import sync_dag_assets
+
+        sync_dag_assets(session, dag.dag_id, body, now)
     session.flush()
     return changed
 
