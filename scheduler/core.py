@@ -44,6 +44,7 @@ from updraft.store.runs import (
 )
 
 from scheduler import dispatch, runs, zombies
+from scheduler.assets import AssetRuns
 from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
 
@@ -110,6 +111,10 @@ class Scheduler:
         #: When each run must be looked at again (retry delays, reschedules).
         self._wake_at: dict[tuple[str, str], datetime] = {}
         self._pending_events: list = []
+        #: Asset-triggered runs (ADR 10), looked for when something may have delivered
+        #: events or freed a run: a try ended, an outside event came, a run ended, a timer.
+        self.asset_runs = AssetRuns()
+        self._check_assets = True
         self._outage = OutageReporter("scheduler", log)
         self._zombies_paused_until = 0.0
         #: Lost workers whose running tries are failed once their heartbeats stop
@@ -146,8 +151,10 @@ class Scheduler:
 
     def wake(self) -> None:
         """Ask the loop to run a pass now (thread-safe): something outside the executor
-        changed (a trigger, a command, a new DAG), so queued runs are looked at too."""
+        changed (a trigger, a command, a new DAG, an asset event), so queued runs and
+        waiting asset events are looked at too."""
         self._check_queued = True
+        self._check_assets = True
         self._wake.set()
 
     def _on_executor_event(self) -> None:
@@ -157,6 +164,7 @@ class Scheduler:
     def _dags_changed(self) -> None:
         # The processor stored new DAG versions: read them now, not when the cache expires.
         self.dags.invalidate()
+        self.asset_runs.forget()
         self._warm_due = True
         self.wake()
 
@@ -304,6 +312,8 @@ class Scheduler:
     def loop_once(self, now: datetime) -> float:
         """One pass of the loop; returns how long to wait before the next."""
         self._pending_events.extend(self.executor.events())
+        if self._pending_events:
+            self._check_assets = True  # a finished try may have recorded asset events
         while self._pending_events:
             event = self._pending_events[0]
             self._dirty.add((event.key[0], event.key[1]))
@@ -330,6 +340,9 @@ class Scheduler:
         if due:
             self._slow_timer(now)
             self._last_reconcile = time.monotonic()
+        if due or self._check_assets:
+            self._check_assets = False
+            self._create_asset_runs(now)
         if due or self._check_queued:
             self._check_queued = False
             self._start_queued_runs(now)
@@ -375,6 +388,12 @@ class Scheduler:
             self.bus.publish_ti_events(rows)
         except Exception:  # noqa: BLE001
             log.debug("publishing task events failed", exc_info=True)
+
+    def _create_asset_runs(self, now: datetime) -> None:
+        with session_scope(self.store_url) as session:
+            created = self.asset_runs.create_runs(session, now, self.dags.read)
+        if created:
+            self._check_queued = True
 
     def _start_queued_runs(self, now: datetime) -> None:
         with session_scope(self.store_url) as session:
@@ -529,6 +548,7 @@ class Scheduler:
                 log.info("Run %s of %s finished: %s (%s)", run_id, dag_id,
                          decision.run_state, decision.run_reason)
                 self._after_run(session, dag, run, decision.run_state, decision.run_reason, now)
+                self._check_assets = True  # a free run slot may take the next batch
                 return decision.run_state
             if decision.wake_at is not None:
                 key = (dag_id, run_id)

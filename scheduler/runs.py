@@ -115,6 +115,14 @@ def create_due_runs(session: Session, now: datetime, read_dag, limit: int = 100)
                 dag_row.next_dagrun_create_after <= now and dag_row.next_dagrun is not None:
             if _unfinished_runs(session, dag_row.dag_id) >= (dag.max_active_runs or 16):
                 break
+            gate = None
+            if getattr(dag.timetable, "gated_by_time", False):
+                # AssetAndTimeSchedule: the tick waits for the assets' events (ADR 10).
+                from scheduler.assets import gated_batch
+
+                gate = gated_batch(session, dag)
+                if gate is None:
+                    break
             logical = dag_row.next_dagrun
             run_id = DagRunType.SCHEDULED.generate_run_id(logical)
             exists = session.scalar(select(DagRunModel.id).where(
@@ -131,6 +139,10 @@ def create_due_runs(session: Session, now: datetime, read_dag, limit: int = 100)
                             conf={}, tasks=row_defaults_for(dag.task_dict),
                             state=DagRunState.QUEUED, dag_hash=dag.dag_hash,
                             triggered_by="timetable", now=now)
+                        if gate is not None:
+                            from scheduler.assets import claim_for_tick
+
+                            claim_for_tick(session, dag_row.dag_id, run_id, gate)
                     created.append((dag_row.dag_id, run_id))
                 except IntegrityError:
                     log.info("run %s of %s was created by another scheduler", run_id,

@@ -115,6 +115,26 @@ class TaskServices(abc.ABC):
         reschedule-mode sensor's timeout counts from it), or None if it has none."""
 
 
+    # -- asset events (``updraft.assets``) -------------------------------------------------
+
+    def triggering_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The events the run consumed (ADR 10), oldest first, as plain JSON."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve asset events")
+
+    def asset_events(self, *, name: str | None = None, uri: str | None = None,
+                     alias: str | None = None, after: Any = None, before: Any = None,
+                     ascending: bool = True, offset: int = 0,
+                     limit: int = 100) -> list[dict[str, Any]]:
+        """A page of the events of an asset (by name or URI) or of an alias's assets."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve asset events")
+
+    def count_asset_events(self, *, name: str | None = None, uri: str | None = None,
+                           alias: str | None = None, after: Any = None,
+                           before: Any = None) -> int:
+        """How many events ``asset_events`` would page through."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve asset events")
+
+
 class NoTaskServices(TaskServices):
     """What a context without a runtime behind it has: every question fails saying so."""
 
@@ -128,6 +148,7 @@ class NoTaskServices(TaskServices):
     trigger_dag_run = get_dag_run = scheduler_alive = run_dag_run_here = _fail  # type: ignore
     count_dag_runs = count_task_instances = task_instance_keys = _fail  # type: ignore
     dag_info = stored_task_ids = first_reschedule_at = _fail  # type: ignore
+    triggering_asset_events = asset_events = count_asset_events = _fail  # type: ignore
 
 
 def task_services(context: Mapping[str, Any]) -> TaskServices:

@@ -50,6 +50,26 @@ class StoreTaskServices(TaskServices):
 
         return session_scope(self.store_url)
 
+    # -- asset events ----------------------------------------------------------------------
+
+    def triggering_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        from updraft.store.assets import run_triggering_events
+
+        with self._session() as session:
+            return run_triggering_events(session, dag_id, run_id)
+
+    def asset_events(self, **query: Any) -> list[dict[str, Any]]:
+        from updraft.store.assets import list_events
+
+        with self._session() as session:
+            return list_events(session, **query)
+
+    def count_asset_events(self, **query: Any) -> int:
+        from updraft.store.assets import count_events
+
+        with self._session() as session:
+            return count_events(session, **query)
+
     # -- runs ----------------------------------------------------------------------------
 
     def trigger_dag_run(self, dag_id: str, *, run_id: str, logical_date: datetime,
