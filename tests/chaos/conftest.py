@@ -13,6 +13,7 @@ The session ends with the "What survives what" table: the recovery time each cas
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -119,8 +120,16 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        (harness.OUTPUT / "recovery.jsonl").unlink(missing_ok=True)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    records = harness.recovery_records()
+    # Under xdist the cases ran in worker processes: they wrote their records to the file.
+    path = harness.OUTPUT / "recovery.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+        if path.exists() else harness.recovery_records()
     if not records:
         return
     terminalreporter.section("What survives what (chaos suite, measured recovery)")
