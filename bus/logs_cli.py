@@ -16,7 +16,10 @@ from pathlib import Path
 
 import click
 
-ACTIVE_STATES = ("queued", "scheduled", "running", "up_for_reschedule")
+from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI
+
+#: The try's log may still grow.
+ACTIVE_STATES = IN_FLIGHT_STATES | {TI.UP_FOR_RESCHEDULE}
 STATE_POLL = 0.5
 
 

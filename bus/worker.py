@@ -58,8 +58,12 @@ from typing import Any
 from bus import subjects
 from bus.schemas import Heartbeat, SchemaError, TaskMessage, decode, encode
 from bus.work_queue import TryEnded, done_subject, ensure_consumer
+from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI
 
 log = logging.getLogger("updraft.worker")
+
+#: A try not claimed yet: its deliveries are counted against max_deliver.
+_UNCLAIMED = frozenset({TI.QUEUED, TI.SCHEDULED})
 
 _parse_lock = threading.Lock()
 
@@ -414,18 +418,18 @@ class Worker:
         self.stats["redelivered"] += 1
         row = _try_row(request)
         if row is None or row.try_number != request.try_number or \
-                row.state not in ("queued", "scheduled", "running"):
+                row.state not in IN_FLIGHT_STATES:
             state = row.state if row is not None else "gone"
             return Verdict("ack", note=f"redelivered, but the try is over ({state})")
         last = delivered >= self.max_deliver
         now = utcnow()
-        if row.state in ("queued", "scheduled"):
+        if row.state in _UNCLAIMED:
             if not last:
                 return None
             reason = (f"the task was delivered {delivered} times and no worker finished it "
                       f"(max_deliver {self.max_deliver}); last delivery to {self.node_id}")
             state = fail_undelivered_try(request, reason=reason, node=self.node_id, now=now,
-                                         from_states=("queued", "scheduled"))
+                                         from_states=_UNCLAIMED)
             self.stats["failed_lost"] += state is not None
             return Verdict("ack", ended=self._ended(request, state, error=reason),
                            note=f"failed ({state}): {reason}" if state else "")

@@ -44,11 +44,11 @@ from typing import Any
 
 from executors.base import BaseExecutor, TryKey, try_key
 from updraft.runtime import TryOutcome, TryRequest
-from updraft.state import TaskInstanceState as TI
+from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI
 
 log = logging.getLogger(__name__)
 
-WAITING_STATES = ("queued", "scheduled", "running")
+WAITING_STATES = IN_FLIGHT_STATES
 """Row states in which the try may still be run (``scheduled``: the claim accepts it)."""
 
 LATE_DELETE_AFTER = 5.0
@@ -194,7 +194,7 @@ class NatsQueueExecutor(BaseExecutor):
         """Tries in flight that no worker has claimed yet (as of the last store poll)."""
         with self._lock:
             return sum(1 for token in self._in_flight
-                       if self._states.get(token) in ("queued", "scheduled"))
+                       if self._states.get(token) in (TI.QUEUED, TI.SCHEDULED))
 
     def stop(self, wait: bool = True) -> None:
         """Wait for the tries in flight (or cancel them), then close the connection."""

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 import click
 from sqlalchemy import func, select
 
-from updraft.state import DagRunState
+from updraft.state import FINISHED_STATES, DagRunState, state_values
 from updraft.store.engine import session_scope
 from updraft.store.models import DagRunModel, NodeModel, TaskInstanceModel, utcnow
 
-FINISHED_TI = ("success", "failed", "skipped", "upstream_failed", "removed")
+FINISHED_TI = state_values(FINISHED_STATES)
 
 
 def scheduler_alive(session, now: datetime, within: float = 30.0) -> bool:

@@ -17,13 +17,13 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from updraft.runtime import TryRequest
-from updraft.state import DagRunState, TaskInstanceState as TI
+from updraft.state import ACTIVE_STATES, DagRunState, TaskInstanceState as TI, state_values
 from updraft.store.models import DagModel, DagRunModel, PoolModel, TaskInstanceModel
 from scheduler.runs import _not_paused
 from updraft.store.runs import queue_task_instances
 
 log = logging.getLogger(__name__)
-ACTIVE = [str(TI.QUEUED), str(TI.RUNNING)]
+ACTIVE = state_values(ACTIVE_STATES)
 
 
 # Built once (building a statement costs more than running it); the candidates take their

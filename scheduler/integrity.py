@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from updraft.state import TaskInstanceState as TI
+from updraft.state import SCHEDULABLE_STATES, TaskInstanceState as TI
 from updraft.store.models import DagRunModel, TaskInstanceModel
 from updraft.store.runs import add_event, set_ti_states
 
@@ -31,9 +31,7 @@ def verify_integrity(session: Session, run: DagRunModel, dag, now: datetime,
         set_ti_states(session, run.dag_id, run.run_id,
                       [(r.task_id, r.map_index, TI.REMOVED,
                         "the task is no longer in the DAG")
-                       for r in rows if r.state in (str(TI.NONE), str(TI.SCHEDULED),
-                                                    str(TI.UP_FOR_RETRY),
-                                                    str(TI.UP_FOR_RESCHEDULE))],
+                       for r in rows if r.state in SCHEDULABLE_STATES],
                       node, now)
     new = [d for d in row_defaults_for(dag.task_dict) if d.task_id not in existing]
     if new:

@@ -15,8 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from updraft.schedules import DataInterval, ScheduleError, TimeRestriction, next_dagrun_info_at
-from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+from updraft.state import (
+    UNFINISHED_STATES,
+    DagRunState,
+    DagRunType,
+    TaskInstanceState as TI,
+    state_values,
+)
 from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
+from updraft.store.ti_state import write_state
 
 log = logging.getLogger(__name__)
 
@@ -213,14 +220,11 @@ def time_out_runs(session: Session, now: datetime, read_dag) -> list[tuple[str, 
                                             TaskInstanceModel.state,
                                             TaskInstanceModel.try_number).where(
             TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
-            TaskInstanceModel.state.in_([str(s) for s in (
-                TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY,
-                TI.UP_FOR_RESCHEDULE)]))).all()
-        session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == run.dag_id, TaskInstanceModel.run_id == run.run_id,
-            TaskInstanceModel.state.in_([str(s) for s in (
-                TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY,
-                TI.UP_FOR_RESCHEDULE)])).values(state=str(TI.SKIPPED), end_date=now))
+            TaskInstanceModel.state.in_(state_values(UNFINISHED_STATES)))).all()
+        write_state(session, UNFINISHED_STATES, TI.SKIPPED,
+                    TaskInstanceModel.dag_id == run.dag_id,
+                    TaskInstanceModel.run_id == run.run_id, writer="dagrun_timeout",
+                    end_date=now)
         for ti in unfinished:
             add_event(session, dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id,
                       map_index=ti.map_index, try_number=ti.try_number, old=ti.state,

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from updraft.runlogic import RunSnapshot
-from updraft.state import TaskInstanceState as TI
+from updraft.state import ACTIVE_STATES
 from updraft.store.models import TaskInstanceModel, TiEvent, utcnow
 
 _TI = TaskInstanceModel.__table__
@@ -42,7 +42,7 @@ _RECENT_ROWS = _RUN_ROWS.where(_TI.c.updated_at >= bindparam("since",
 #: Other machines' clocks and the time between a writer's timestamp and its commit.
 UPDATED_AT_MARGIN = timedelta(seconds=2)
 #: A try that was queued or started unlocks no other task: no need to look at its run.
-_NOTHING_TO_DECIDE = frozenset({str(TI.QUEUED), str(TI.RUNNING)})
+_NOTHING_TO_DECIDE = ACTIVE_STATES
 EVENT_BATCH = 5000
 _NEW_EVENTS = select(_EVENTS).where(_EVENTS.c.id > bindparam("after")).order_by(
     _EVENTS.c.id).limit(EVENT_BATCH)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from updraft.store.lost_tries import fail_lost_try
 from updraft.state import TaskInstanceState as TI
 from updraft.store.models import TaskInstanceModel
 from updraft.store.runs import add_event
+from updraft.store.ti_state import write_state
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,13 @@ def requeue_unstarted(session: Session, *, dag_id: str, run_id: str, task_id: st
                       now: datetime, node: str | None = None) -> bool:
     """Put a try that never reached a worker back to ``scheduled``, counting nothing
     (compare-and-set on ``queued``, its try number and its identity)."""
-    result = session.execute(update(TaskInstanceModel).where(
-        TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-        TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-        TaskInstanceModel.try_number == try_number,
-        TaskInstanceModel.try_id.is_not_distinct_from(try_id),
-        TaskInstanceModel.state == str(TI.QUEUED),
-    ).values(state=str(TI.SCHEDULED), try_number=max(try_number - 1, 0), try_id=None,
-             queued_dttm=None, updated_at=now))
-    if not result.rowcount:
+    if not write_state(
+            session, TI.QUEUED, TI.SCHEDULED,
+            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
+            TaskInstanceModel.try_number == try_number,
+            TaskInstanceModel.try_id.is_not_distinct_from(try_id), writer="requeue_unstarted",
+            try_number=max(try_number - 1, 0), try_id=None, queued_dttm=None, updated_at=now):
         return False
     add_event(session, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
               try_number=try_number, old=str(TI.QUEUED), new=str(TI.SCHEDULED),
@@ -155,14 +154,14 @@ def reset_stale_queued(session: Session, now: datetime, older_than: float | None
         key = (r.dag_id, r.run_id, r.task_id, r.map_index)
         if keep and key in keep:
             continue
-        result = session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == r.dag_id, TaskInstanceModel.run_id == r.run_id,
-            TaskInstanceModel.task_id == r.task_id, TaskInstanceModel.map_index == r.map_index,
-            TaskInstanceModel.try_number == r.try_number,
-            TaskInstanceModel.state == str(TI.QUEUED),
-        ).values(state=str(TI.SCHEDULED), try_number=max(r.try_number - 1, 0),
-                 try_id=None, queued_dttm=None, updated_at=now))
-        if result.rowcount:
+        if write_state(
+                session, TI.QUEUED, TI.SCHEDULED,
+                TaskInstanceModel.dag_id == r.dag_id, TaskInstanceModel.run_id == r.run_id,
+                TaskInstanceModel.task_id == r.task_id,
+                TaskInstanceModel.map_index == r.map_index,
+                TaskInstanceModel.try_number == r.try_number, writer="reset_stale_queued",
+                try_number=max(r.try_number - 1, 0), try_id=None, queued_dttm=None,
+                updated_at=now):
             add_event(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
                       map_index=r.map_index, try_number=r.try_number, old=str(TI.QUEUED),
                       new=str(TI.SCHEDULED),

@@ -37,6 +37,9 @@ def updraft_home(tmp_path, monkeypatch):
         if name.startswith(_ISOLATED_ENV_PREFIXES) or name == "UPDRAFT_CONFIG":
             monkeypatch.delenv(name)
     monkeypatch.setenv("UPDRAFT_HOME", str(home))
+    # A state change the transition table forbids raises (updraft/state.py), here and in
+    # the nodes the test starts.
+    monkeypatch.setenv("UPDRAFT__CORE__VALIDATE_STATE_TRANSITIONS", "true")
     conf.reload()
     yield home
     dispose_engines()

@@ -54,6 +54,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # Folder of Airflow-style plugin files (AirflowPlugin classes); empty:
         # $UPDRAFT_HOME/plugins. Loaded by the nodes that use what the plugins register.
         "plugins_folder": "",
+        # A task instance state change that the transition table in updraft/state.py
+        # forbids raises instead of being logged and written (on in the tests).
+        "validate_state_transitions": False,
     },
     "database": {
         "sql_alchemy_conn": "",  # empty: sqlite:///$UPDRAFT_HOME/updraft.db

@@ -28,6 +28,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from updraft.state import FAILED_TRY_STATES
+
 log = logging.getLogger("updraft.listeners")
 
 GROUP = "listeners"
@@ -127,7 +129,7 @@ def notify_task_instance_finished(task_instance: Any, state: Any,
     elif state == "skipped":
         call_hook("on_task_instance_skipped", previous_state=previous_state,
                   task_instance=task_instance)
-    elif state in ("failed", "up_for_retry"):
+    elif state in FAILED_TRY_STATES:
         call_hook("on_task_instance_failed", previous_state=previous_state,
                   task_instance=task_instance, error=error)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from updraft.exceptions import ParamValidationError
-from updraft.state import DagRunState, DagRunType, TaskInstanceState as TI
+from updraft.state import UNFINISHED_STATES, DagRunState, DagRunType, TaskInstanceState as TI
 
 log = logging.getLogger(__name__)
 NODE = "dag.test"
@@ -144,7 +144,7 @@ def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> 
     with session_scope(store_url) as session:
         changes = [(v.task_id, v.map_index, TI.SKIPPED, f"fail_stop: {failed_task_id} failed")
                    for v in ti_views(session, dag.dag_id, run_id)
-                   if v.task_id != failed_task_id and v.state in
-                   (TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)
+                   if v.task_id != failed_task_id
+                   and v.state in UNFINISHED_STATES - {TI.RUNNING}
                    and not dag.task_dict[v.task_id].is_teardown]
         set_ti_states(session, dag.dag_id, run_id, changes, NODE)

@@ -18,13 +18,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from updraft.state import DagRunState
+from updraft.state import (
+    FAILED_STATES,
+    FINISHED_STATES as FINISHED,
+    RUN_GOES_ON_STATES,
+    SCHEDULABLE_STATES,
+    SUCCESS_LIKE_STATES as SUCCESS_LIKE,
+    DagRunState,
+)
 from updraft.state import TaskInstanceState as TI
 from updraft.state import TriggerRule as TR
-
-SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE})
-FINISHED = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED})
-SUCCESS_LIKE = frozenset({TI.SUCCESS, TI.SKIPPED})
 
 
 @dataclass(frozen=True)
@@ -405,13 +408,12 @@ WAITING_FOR_UPSTREAM = "waits for its upstream tasks: none has finished yet"
 
 
 _UNDECIDED = SCHEDULABLE_STATES - {TI.SCHEDULED}
-_ACTIVE = frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING})
 
 
 def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, int], TI],
                       decision: Decision) -> None:
-    if any(s in _ACTIVE for s in states.values()):
-        return  # something is still on its way: the run goes on
+    if any(s in RUN_GOES_ON_STATES for s in states.values()):
+        return  # something is on its way, running or deferred: the run goes on
     unfinished = [k for k, s in states.items() if s not in FINISHED]
     if unfinished:
         if not decision.ready and not decision.expand and \
@@ -422,10 +424,10 @@ def _decide_run_state(tasks: Mapping[str, TaskSpec], states: Mapping[tuple[str, 
         return
     leaves = effective_leaves(tasks)
     leaf_states = [s for (tid, _i), s in states.items() if tid in leaves and s != TI.REMOVED]
-    if any(s in (TI.FAILED, TI.UPSTREAM_FAILED) for s in leaf_states):
+    if any(s in FAILED_STATES for s in leaf_states):
         decision.run_state = DagRunState.FAILED
         failed = sorted({tid for (tid, _i), s in states.items()
-                         if tid in leaves and s in (TI.FAILED, TI.UPSTREAM_FAILED)})
+                         if tid in leaves and s in FAILED_STATES})
         decision.run_reason = f"leaf task(s) failed: {', '.join(failed)}"
     else:
         decision.run_state = DagRunState.SUCCESS

@@ -98,6 +98,8 @@ class ClaimedTry:
     started_at: datetime
 
 
+_CLAIM = ((TI.QUEUED, TI.RUNNING),)
+
 REFUSED_CLAIM = ("the store refused the claim: this try is not queued under this identity "
                  "(already running elsewhere, finished, cleared, marked or queued again)")
 
@@ -122,10 +124,11 @@ def _statements() -> dict[str, Any]:
     SQLAlchemy statement costs more than running it on SQLite)."""
     if _STATEMENTS:
         return _STATEMENTS
-    from sqlalchemy import bindparam, func, insert, select, update
+    from sqlalchemy import bindparam, func, insert, select
 
     from updraft.state import DagRunState
     from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
+    from updraft.store.ti_state import cas_update
 
     ti = TaskInstanceModel.__table__
     run = DagRunModel.__table__
@@ -135,16 +138,18 @@ def _statements() -> dict[str, Any]:
            ti.c.try_id.is_not_distinct_from(bindparam("k_id", type_=ti.c.try_id.type)))
     _STATEMENTS.update(
         # Only the exact queueing named by the request may start (ADR 2).
-        claim=update(ti).where(*key, ti.c.state == str(TI.QUEUED))
-        .values(state=str(TI.RUNNING), start_date=bindparam("v_now", type_=ti.c.start_date.type),
-                end_date=None, duration=None, hostname=bindparam("v_host"),
-                pid=bindparam("v_pid"), heartbeat_at=bindparam("v_now"),
-                worker=bindparam("v_worker", type_=ti.c.worker.type),
-                updated_at=bindparam("v_now"),
-                executor=func.coalesce(bindparam("v_executor", type_=ti.c.executor.type),
-                                       ti.c.executor)),
-        outcome=update(ti).where(*key, ti.c.state == str(TI.RUNNING)).values(
-            state=bindparam("v_state"), end_date=bindparam("v_now", type_=ti.c.end_date.type),
+        claim=cas_update(
+            TI.QUEUED, TI.RUNNING, *key,
+            start_date=bindparam("v_now", type_=ti.c.start_date.type),
+            end_date=None, duration=None, hostname=bindparam("v_host"),
+            pid=bindparam("v_pid"), heartbeat_at=bindparam("v_now"),
+            worker=bindparam("v_worker", type_=ti.c.worker.type),
+            updated_at=bindparam("v_now"),
+            executor=func.coalesce(bindparam("v_executor", type_=ti.c.executor.type),
+                                   ti.c.executor)),
+        outcome=cas_update(
+            TI.RUNNING, bindparam("v_state"), *key,
+            end_date=bindparam("v_now", type_=ti.c.end_date.type),
             duration=bindparam("v_duration"),
             next_retry_at=bindparam("v_next", type_=ti.c.next_retry_at.type),
             rendered_fields=bindparam("v_rendered", type_=ti.c.rendered_fields.type),
@@ -183,15 +188,16 @@ def claim_try(request: TryRequest, node: str | None, executor: str | None, *,
     from updraft.store.group_commit import group_committer
     from updraft.store.outage import retry_while_unavailable
     from updraft.store.runs import add_event
+    from updraft.store.ti_state import execute as write
 
     stmts = _statements()
     params = _key_params(request)
 
     def claim(session):
         now = utcnow()
-        result = session.execute(stmts["claim"], {**params, "v_now": now, "v_host": hostname(),
-                                                  "v_pid": os.getpid(), "v_executor": executor,
-                                                  "v_worker": node})
+        result = write(session, stmts["claim"], {
+            **params, "v_now": now, "v_host": hostname(), "v_pid": os.getpid(),
+            "v_executor": executor, "v_worker": node}, _CLAIM, where="claim_try")
         if not result.rowcount:
             return None
         if request.try_number > 1:
@@ -239,6 +245,7 @@ def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | 
     from updraft.store.models import TaskReschedule
     from updraft.store.outage import retry_while_unavailable
     from updraft.store.runs import add_event, skip_task_instances
+    from updraft.store.ti_state import execute as write
 
     state, error = result.state, result.error
     now = utcnow()
@@ -256,7 +263,8 @@ def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | 
     started_at = now - timedelta(seconds=duration)
 
     def record(session) -> bool:
-        if not session.execute(_statements()["outcome"], params).rowcount:
+        if not write(session, _statements()["outcome"], params, ((TI.RUNNING, state),),
+                     where="record_try").rowcount:
             return False
         if state == TI.UP_FOR_RESCHEDULE:
             session.execute(insert(TaskReschedule.__table__).values(
@@ -314,24 +322,23 @@ def interrupt_try(request: TryRequest, *, reason: str, node: str | None,
     """Record a try stopped by a shutdown, not by its own doing: ``running -> up_for_retry``
     due now, with one more try allowed (``max_tries + 1``), so the interruption uses none
     of the task's retries while the next try still gets a new try number."""
-    from sqlalchemy import update
-
     from updraft.store.group_commit import group_committer
     from updraft.store.models import TaskInstanceModel as T
     from updraft.store.outage import retry_while_unavailable
     from updraft.store.runs import add_event
+    from updraft.store.ti_state import write_state
 
     now = utcnow()
     started_at = now - timedelta(seconds=duration)
 
     def interrupt(session) -> bool:
-        changed = session.execute(update(T).where(
+        changed = write_state(
+            session, TI.RUNNING, TI.UP_FOR_RETRY,
             T.dag_id == request.dag_id, T.run_id == request.run_id,
             T.task_id == request.task_id, T.map_index == request.map_index,
             T.try_number == request.try_number, T.try_id.is_not_distinct_from(request.try_id),
-            T.state == str(TI.RUNNING),
-        ).values(state=str(TI.UP_FOR_RETRY), max_tries=T.max_tries + 1, end_date=now,
-                 duration=duration, next_retry_at=now, updated_at=now)).rowcount
+            writer="interrupt_try", max_tries=T.max_tries + 1, end_date=now,
+            duration=duration, next_retry_at=now, updated_at=now)
         if not changed:
             return False
         session.execute(_statements()["try_row"], {

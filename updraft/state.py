@@ -1,7 +1,10 @@
-"""Task instance and DAG run states, the transitions allowed between them, and trigger rules.
+"""Task instance and DAG run states, the sets of them the code uses, the transitions allowed
+between them, and trigger rules.
 
-Every state change in Updraft goes through :func:`check_transition`, so an impossible change
-(say ``success -> queued`` without a clear) raises instead of silently corrupting a run.
+Every write of a task instance's state goes through ``updraft.store.ti_state``, which checks
+the move here with :func:`check_transition`: an impossible change (say ``success ->
+queued`` without a clear) raises in validate mode (``[core] validate_state_transitions``, on
+in the tests) and is logged otherwise.
 """
 
 from __future__ import annotations
@@ -58,70 +61,125 @@ class DagRunType(str, Enum):
 
 TI = TaskInstanceState
 
-#: States after which a try is over and nothing more happens without a clear.
+# -- the sets of states every module uses (a state compares and hashes as its value, so a
+# -- plain string read from the store is found in them too) ----------------------------------
+
+#: Finished: nothing more happens to the task instance without a clear.
 FINISHED_STATES = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED})
-#: States a task instance is in while a try of it is under way.
+#: Not finished: the task instance may still run (or is running).
+UNFINISHED_STATES = frozenset(TI) - FINISHED_STATES
+#: The scheduler may queue a try of the task instance once its dependencies are met.
+SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE})
+#: A try is handed to an executor or running: it holds a slot of its pool and its DAG's limits.
 ACTIVE_STATES = frozenset({TI.QUEUED, TI.RUNNING})
-#: States whose task instance may still become runnable.
-UNFINISHED_STATES = frozenset(
-    {TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE}
-)
-#: Finished states that count as failure when deciding a run's state.
+#: On its way to a worker or running: the run is not over and the try's process may appear.
+IN_FLIGHT_STATES = frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING})
+#: Finished states that count as a failure (a leaf in one fails its run).
 FAILED_STATES = frozenset({TI.FAILED, TI.UPSTREAM_FAILED})
+#: Finished states that count as a success for depends_on_past and wait_for_downstream.
+SUCCESS_LIKE_STATES = frozenset({TI.SUCCESS, TI.SKIPPED})
+#: A try's outcome that ended it badly (an alert, a failure callback).
+FAILED_TRY_STATES = frozenset({TI.FAILED, TI.UP_FOR_RETRY})
+#: A run that is over.
+FINISHED_RUN_STATES = frozenset({DagRunState.SUCCESS, DagRunState.FAILED})
+
+
+def state_values(states) -> list[str]:
+    """The string values of ``states``, sorted, for a SQL ``IN`` (a driver is given plain
+    strings, never enum members)."""
+    return sorted(str(s) for s in states)
+
+
+# -- the transition table ----------------------------------------------------------------------
 
 _ALL = frozenset(TI)
+#: Marking by hand (the UI, the API, the CLI): success, failed or skipped from any state.
+MARKED_STATES = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED})
 
-#: For each state, the states it may move to. Clearing (back to NONE) is allowed from any
-#: state, as is marking SUCCESS/FAILED/SKIPPED by hand; both are listed here explicitly.
+#: For each state, the states a task instance may move to, and who moves it there (the
+#: reasons are tested in tests/unit/test_state.py). Two moves are allowed from every state:
+#: a clear (back to ``none``) and a mark by hand (success, failed, skipped). ``removed`` is
+#: reached from the states whose task may leave the DAG without a try under way.
 TASK_TRANSITIONS: dict[TI, frozenset[TI]] = {
-    TI.NONE: frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.SKIPPED, TI.UPSTREAM_FAILED,
-                        TI.REMOVED, TI.SUCCESS, TI.FAILED}),
-    TI.SCHEDULED: frozenset({TI.QUEUED, TI.RUNNING, TI.NONE, TI.SKIPPED, TI.UPSTREAM_FAILED,
-                             TI.REMOVED, TI.SUCCESS, TI.FAILED}),
-    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.NONE, TI.SUCCESS, TI.FAILED,
-                          TI.UP_FOR_RETRY, TI.SKIPPED, TI.REMOVED}),
+    # The run logic: upstreams decide (skipped, upstream_failed), the task left the DAG
+    # (removed), an empty mapping skips it; the scheduler finds it ready (scheduled), or
+    # dag.test and ``tasks test`` queue it at once.
+    TI.NONE: frozenset({TI.SCHEDULED, TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED,
+                        TI.REMOVED}),
+    # Queued by dispatch; decided by upstreams cleared meanwhile; the task left the DAG; a
+    # NATS try delivered max_deliver times and never finished fails as lost (up_for_retry)
+    # even after the scheduler put it back here.
+    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED,
+                             TI.UP_FOR_RETRY}),
+    # Claimed by its worker (running); never reached one (scheduled again, counting
+    # nothing: ADR 2); lost after max_deliver NATS deliveries (up_for_retry); a
+    # dagrun_timeout (skipped).
+    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.SKIPPED}),
+    # The try's outcome (runtime.record_try), an interruption or a lost try (up_for_retry),
+    # a dagrun_timeout (skipped).
     TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE,
-                           TI.SKIPPED, TI.NONE, TI.REMOVED}),
-    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.NONE, TI.FAILED,
-                                TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
-    TI.UP_FOR_RESCHEDULE: frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.NONE, TI.FAILED,
-                                     TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
-    TI.SUCCESS: frozenset({TI.NONE, TI.FAILED, TI.SKIPPED, TI.REMOVED}),
-    TI.FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
-    TI.SKIPPED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
-    TI.UPSTREAM_FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.REMOVED}),
-    TI.REMOVED: frozenset({TI.NONE}),
+                           TI.SKIPPED}),
+    # Ready again when its time comes (scheduled, or queued at once by dag.test); decided
+    # by upstreams cleared meanwhile; the task left the DAG.
+    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED,
+                                TI.REMOVED}),
+    TI.UP_FOR_RESCHEDULE: frozenset({TI.SCHEDULED, TI.QUEUED, TI.SKIPPED,
+                                     TI.UPSTREAM_FAILED, TI.REMOVED}),
+    # Finished: only a clear or a mark moves it (added below).
+    TI.SUCCESS: frozenset(),
+    TI.FAILED: frozenset(),
+    TI.SKIPPED: frozenset(),
+    TI.UPSTREAM_FAILED: frozenset(),
+    TI.REMOVED: frozenset(),
 }
-
-RUN_TRANSITIONS: dict[DagRunState, frozenset[DagRunState]] = {
-    DagRunState.QUEUED: frozenset({DagRunState.RUNNING, DagRunState.SUCCESS, DagRunState.FAILED}),
-    DagRunState.RUNNING: frozenset({DagRunState.SUCCESS, DagRunState.FAILED, DagRunState.QUEUED}),
-    DagRunState.SUCCESS: frozenset({DagRunState.QUEUED, DagRunState.RUNNING, DagRunState.FAILED}),
-    DagRunState.FAILED: frozenset({DagRunState.QUEUED, DagRunState.RUNNING, DagRunState.SUCCESS}),
-}
+for _state in TI:
+    TASK_TRANSITIONS[_state] = (TASK_TRANSITIONS[_state] | {TI.NONE} | MARKED_STATES) - {_state}
+del _state
 
 
 class InvalidStateTransition(ValueError):
     """A state change that the transition table does not allow."""
 
 
-def check_transition(old: TI | str | None, new: TI | str) -> TI:
-    """Return ``new`` as a state if a task instance may move there from ``old``; else raise."""
+def validating() -> bool:
+    """Whether a transition the table forbids raises (``[core] validate_state_transitions``,
+    on in the tests) instead of being logged and written anyway."""
+    from updraft.config import conf
+
+    return conf.getboolean("core", "validate_state_transitions")
+
+
+def is_allowed(old: TI | str | None, new: TI | str) -> bool:
+    """Whether the table lets a task instance move from ``old`` to ``new`` (staying is)."""
     old_state = TI(old or TI.NONE)
     new_state = TI(new)
-    if old_state == new_state:
+    return old_state == new_state or new_state in TASK_TRANSITIONS[old_state]
+
+
+def check_transition(old: TI | str | None, new: TI | str, *, where: str = "") -> TI:
+    """Return ``new`` as a state. A move the table forbids is logged (once per move and
+    place) and raises InvalidStateTransition in validate mode; otherwise it is allowed: in
+    production the table, not a node, gives way when the two disagree."""
+    new_state = TI(new)
+    if is_allowed(old, new_state):
         return new_state
-    if new_state not in TASK_TRANSITIONS[old_state]:
-        raise InvalidStateTransition(f"task instance cannot go from {old_state} to {new_state}")
+    message = f"task instance cannot go from {TI(old or TI.NONE)} to {new_state}"
+    if where:
+        message += f" ({where})"
+    strict = validating()
+    if strict or message not in _LOGGED:
+        _LOGGED.add(message)
+        import logging
+
+        logging.getLogger(__name__).error(
+            "%s: the state transition table forbids this move%s", message,
+            "" if strict else "; written anyway")
+    if strict:
+        raise InvalidStateTransition(message)
     return new_state
 
 
-def check_run_transition(old: DagRunState | str, new: DagRunState | str) -> DagRunState:
-    """Return ``new`` as a run state if a run may move there from ``old``; else raise."""
-    old_state, new_state = DagRunState(old), DagRunState(new)
-    if old_state != new_state and new_state not in RUN_TRANSITIONS[old_state]:
-        raise InvalidStateTransition(f"dag run cannot go from {old_state} to {new_state}")
-    return new_state
+_LOGGED: set[str] = set()
 
 
 class TriggerRule(str, Enum):

@@ -20,6 +20,7 @@ from updraft.cli.common import find_run, get_dag_or_fail, iso, load_dagbag, pars
 from updraft.cli.db import store_command
 from updraft.cli.options import dags_folder_option, output_option, parse_json_option, print_rows
 from updraft.cli.registered import RegisteredGroup
+from updraft.state import FAILED_TRY_STATES
 
 
 @click.group(cls=RegisteredGroup)
@@ -150,8 +151,7 @@ class _TestProgress:
             duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
             click.echo(f"[{elapsed:7.2f}s] {label}: {self.SYMBOLS.get(state, state)} "
                        f"(try {outcome.try_number}, {duration})")
-            if outcome.state is not None and str(outcome.state) in ("failed", "up_for_retry") \
-                    and outcome.log_path:
+            if outcome.state in FAILED_TRY_STATES and outcome.log_path:
                 try:
                     with open(outcome.log_path, encoding="utf-8") as handle:
                         tail = handle.read().splitlines()[-15:]

@@ -48,16 +48,17 @@ def list_tasks(dag_id: str, tree: bool) -> None:
 def test_task(dag_id: str, task_id: str, logical_date: str | None, map_index: int,
               task_params: str | None) -> None:
     """Run one task once, ignoring its dependencies, and print its log."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from updraft.cli.options import parse_json_option
     from updraft.runtime import TryRequest, run_task_try
     from updraft.schedules import utcnow
-    from updraft.state import DagRunState, DagRunType
+    from updraft.state import SUCCESS_LIKE_STATES, DagRunState, DagRunType
     from updraft.state import TaskInstanceState as TI
     from updraft.store.engine import session_scope
     from updraft.store.models import DagRunModel, TaskInstanceModel
     from updraft.store.runs import create_dag_run, queue_task_instances, row_defaults_for
+    from updraft.store.ti_state import write_state
 
     dag = get_dag_or_fail(dag_id)
     dag.get_task(task_id) if dag.has_task(task_id) else _no_task(dag, task_id)
@@ -82,10 +83,10 @@ def test_task(dag_id: str, task_id: str, logical_date: str | None, map_index: in
             raise click.ClickException(f"Task instance {task_id}[{map_index}] does not exist in "
                                        f"run {run_id}")
         # Testing a task ignores its dependencies and any earlier outcome.
-        session.execute(update(TaskInstanceModel).where(
-            TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-            TaskInstanceModel.task_id == task_id, TaskInstanceModel.map_index == map_index,
-        ).values(state=str(TI.NONE)))
+        write_state(session, exists, TI.NONE,
+                    TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
+                    TaskInstanceModel.task_id == task_id,
+                    TaskInstanceModel.map_index == map_index, writer="tasks test")
         queued = queue_task_instances(session, dag_id, run_id, [(task_id, map_index)],
                                       node="tasks.test", executor="tasks.test")
     try_number, try_id = queued[(task_id, map_index)]
@@ -93,8 +94,7 @@ def test_task(dag_id: str, task_id: str, logical_date: str | None, map_index: in
                                       dag.fileloc, try_id=try_id), dag, node="tasks.test",
                            executor="tasks.test", echo_log=sys.stdout)
     click.echo(f"Task {task_id} finished: {outcome.state} (run {run_id}, try {try_number})")
-    sys.exit(0 if outcome.state is not None and str(outcome.state) in ("success", "skipped")
-             else 1)
+    sys.exit(0 if outcome.state in SUCCESS_LIKE_STATES else 1)
 
 
 def _no_task(dag, task_id: str):

@@ -57,7 +57,7 @@ from updraft.isolation.limits import (
 )
 from updraft.isolation.zygote import ChildProcess, ZygoteClient, ZygoteUnavailable
 from updraft.runtime import REFUSED_CLAIM, TryOutcome, TryRequest, claim_try, record_try
-from updraft.state import TaskInstanceState as TI
+from updraft.state import FAILED_TRY_STATES, TaskInstanceState as TI
 
 log = logging.getLogger("updraft.isolation")
 
@@ -463,7 +463,7 @@ class Supervisor:
                     elif kind == "result" and outcome is None:
                         result, wants_reply = message[1], message[2]
                         stop = watched.stop
-                        if stop is not None and result.state in (TI.FAILED, TI.UP_FOR_RETRY):
+                        if stop is not None and result.state in FAILED_TRY_STATES:
                             result.error = stop.reason
                         if stop is not None and not stop.counts:
                             outcome = self._interrupt(request, claimed, node, started)

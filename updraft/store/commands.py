@@ -32,8 +32,15 @@ from updraft.exceptions import (
     UpdraftBadRequest,
     UpdraftConflict,
 )
-from updraft.state import DagRunState, DagRunType
-from updraft.state import TaskInstanceState as TI
+from updraft.state import (
+    FINISHED_RUN_STATES,
+    MARKED_STATES,
+    UNFINISHED_STATES,
+    DagRunState,
+    DagRunType,
+    TaskInstanceState as TI,
+    state_values,
+)
 from updraft.store.models import (
     DagModel,
     DagRunModel,
@@ -45,6 +52,7 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+from updraft.store.ti_state import write_state
 
 #: Run ids: ASCII letters, digits and _ . : + ~ - or spaces, not starting with a dot or a
 #: space (so never "." or "..", which no URL can carry).
@@ -298,11 +306,12 @@ def _compare_and_set(session: Session, dag_id: str, run_id: str, ti, verb: str,
                      values: dict[str, Any]) -> None:
     """Update one task instance only if it still holds the state and try number read before;
     ConcurrentStateChange if another writer changed it in between."""
-    changed = session.execute(update(TaskInstanceModel).where(
+    values = dict(values)
+    changed = write_state(
+        session, ti.state, values.pop("state"),
         TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
         TaskInstanceModel.task_id == ti.task_id, TaskInstanceModel.map_index == ti.map_index,
-        TaskInstanceModel.state == ti.state, TaskInstanceModel.try_number == ti.try_number,
-    ).values(**values).execution_options(synchronize_session=False)).rowcount
+        TaskInstanceModel.try_number == ti.try_number, writer=verb, **values)
     if changed != 1:
         where = f"[{ti.map_index}]" if ti.map_index >= 0 else ""
         raise ConcurrentStateChange(
@@ -375,7 +384,7 @@ def set_task_instance_state(session: Session, dag_id: str, run_id: str, task_id:
                             owner: str | None = None, now: datetime | None = None) -> list[dict]:
     """Mark task instances success or failed by hand (with relatives and other runs)."""
     now = now or utcnow()
-    if state not in (str(TI.SUCCESS), str(TI.FAILED), str(TI.SKIPPED)):
+    if not isinstance(state, str) or state not in MARKED_STATES:
         raise UpdraftBadRequest(f"state must be success, failed or skipped, got {state!r}")
     dag = get_serialized_dag(session, dag_id)
     if task_id not in dag.task_dict:
@@ -413,7 +422,7 @@ def set_task_instance_state(session: Session, dag_id: str, run_id: str, task_id:
                                 cause=f"marked {state} by {owner or 'someone'}", timestamp=now))
             changed.append({"dag_id": dag_id, "run_id": run.run_id, "task_id": ti.task_id,
                             "map_index": ti.map_index, "old_state": ti.state, "state": state})
-        if tis and run.state in (str(DagRunState.SUCCESS), str(DagRunState.FAILED)):
+        if tis and run.state in FINISHED_RUN_STATES:
             _set_run_state_cas(session, run, f"mark {state}", {
                 "state": str(DagRunState.RUNNING), "end_date": None, "updated_at": now})
     if changed:
@@ -438,14 +447,12 @@ def set_dag_run_state(session: Session, dag_id: str, run_id: str, state: str,
         session.refresh(run)
         return run
     ti_state = str(TI.SUCCESS) if state == str(DagRunState.SUCCESS) else str(TI.SKIPPED)
-    unfinished = [str(s) for s in (TI.NONE, TI.SCHEDULED, TI.QUEUED, TI.RUNNING,
-                                   TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE)]
     copies = _copies(session, dag_id, run_id)
     tis = list(session.execute(select(
         TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state,
         TaskInstanceModel.try_number).where(
         TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
-        TaskInstanceModel.state.in_(unfinished)).with_for_update()))
+        TaskInstanceModel.state.in_(state_values(UNFINISHED_STATES))).with_for_update()))
     for ti in tis:
         # Marking a run failed fails what was running; what had not started is skipped.
         new = str(TI.FAILED) if (state == str(DagRunState.FAILED)

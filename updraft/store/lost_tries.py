@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from updraft.retries import RetryPolicy, decide_failure
 from updraft.state import TaskInstanceState as TI
 from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
 from updraft.store.runs import add_event
+from updraft.store.ti_state import write_state
 
 LOST_PREFIX = "lost: "
 """How the error of a forgiven lost try begins (they are counted by it)."""
@@ -65,12 +66,11 @@ def fail_lost_try(session: Session, *, dag_id: str, run_id: str, task_id: str,
             RetryPolicy.of(task) if task is not None else None, dag_id=dag_id,
             task_id=task_id, logical_date=logical, try_number=try_number,
             max_tries=row.max_tries, failed_at=now)
-    conditions = [*key, TaskInstanceModel.state == row.state]
+    conditions = list(key)
     if stale_before is not None:
         conditions.append(TaskInstanceModel.heartbeat_at < stale_before)
-    values.update(state=str(state), next_retry_at=next_retry_at)
-    if not session.execute(update(TaskInstanceModel).where(*conditions).values(
-            **values)).rowcount:
+    if not write_state(session, row.state, state, *conditions, writer="fail_lost_try",
+                       next_retry_at=next_retry_at, **values):
         return None
     try:
         with session.begin_nested():

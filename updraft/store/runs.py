@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from updraft.runlogic import PastView, TiView
-from updraft.state import DagRunState, TaskInstanceState as TI, check_transition
-from updraft.store.engine import dialect_of
+from updraft.state import (
+    FINISHED_RUN_STATES,
+    FINISHED_STATES,
+    SCHEDULABLE_STATES,
+    DagRunState,
+    TaskInstanceState as TI,
+)
 from updraft.store.models import (
     DagRunModel,
     TaskInstanceModel,
@@ -25,6 +30,7 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+from updraft.store.ti_state import update_many
 
 
 class QueuedTry(NamedTuple):
@@ -161,7 +167,6 @@ def past_view(session: Session, dag_id: str, run_id: str, logical_date: datetime
 
 
 _TI = TaskInstanceModel.__table__
-_SCHEDULABLE = (str(TI.NONE), str(TI.SCHEDULED), str(TI.UP_FOR_RETRY), str(TI.UP_FOR_RESCHEDULE))
 
 
 def _current_rows(session: Session, dag_id: str, run_id: str,
@@ -173,81 +178,6 @@ def _current_rows(session: Session, dag_id: str, run_id: str,
         _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id.in_(task_ids)))
     wanted = set(keys)
     return {(r.task_id, r.map_index): r for r in rows if (r.task_id, r.map_index) in wanted}
-
-
-_CAS_STATEMENTS: dict[frozenset, Any] = {}
-_BINDABLE = (str, int, float, type(None), datetime)
-
-
-def _plain(values: dict[str, Any]) -> bool:
-    return all(isinstance(v, _BINDABLE) for v in values.values())
-
-
-def _cas_statement(values: dict[str, Any]):
-    """The compare-and-set UPDATE for this set of columns; built once when every value is
-    plain (building a statement costs more than running it), else built each time."""
-    from sqlalchemy import bindparam
-
-    plain = _plain(values)
-    stmt = _CAS_STATEMENTS.get(frozenset(values)) if plain else None
-    if stmt is None:
-        stmt = update(_TI).where(
-            _TI.c.dag_id == bindparam("c_dag"), _TI.c.run_id == bindparam("c_run"),
-            _TI.c.task_id == bindparam("c_task"), _TI.c.map_index == bindparam("c_index"),
-            _TI.c.state == bindparam("c_state"), _TI.c.try_number == bindparam("c_try"),
-        ).values({name: bindparam(f"v_{name}") if isinstance(value, _BINDABLE) else value
-                  for name, value in values.items()})
-        if plain:
-            _CAS_STATEMENTS[frozenset(values)] = stmt
-    return stmt
-
-
-def _cas_params(dag_id: str, run_id: str, key: tuple[str, int], old_state: str, old_try: int,
-                values: dict[str, Any]) -> dict[str, Any]:
-    params = {"c_dag": dag_id, "c_run": run_id, "c_task": key[0], "c_index": key[1],
-              "c_state": old_state, "c_try": old_try}
-    params.update({f"v_{name}": value for name, value in values.items()
-                   if isinstance(value, _BINDABLE)})
-    return params
-
-
-def _cas_update_many(session: Session, dag_id: str, run_id: str,
-                     changes: list[tuple[tuple[str, int], str, int, dict[str, Any]]]
-                     ) -> set[tuple[str, int]]:
-    """Compare-and-set on (key, state, try number) for many task instances of one run;
-    returns the keys that changed.
-
-    Changes that set the same columns to plain values go in one executemany. When its total
-    row count shows that some were refused (a concurrent writer won), the rows are read
-    back: a key counts as changed if its row now holds exactly what was written.
-    """
-    done: set[tuple[str, int]] = set()
-    groups: dict[frozenset, list] = {}
-    multi = dialect_of(session).supports_sane_multi_rowcount
-    for change in changes:
-        key, old_state, old_try, values = change
-        if multi and _plain(values):
-            groups.setdefault(frozenset(values), []).append(change)
-        elif session.execute(_cas_statement(values), _cas_params(
-                dag_id, run_id, key, old_state, old_try, values)).rowcount:
-            done.add(key)
-    for group in groups.values():
-        result = session.execute(_cas_statement(group[0][3]), [
-            _cas_params(dag_id, run_id, key, old_state, old_try, values)
-            for key, old_state, old_try, values in group])
-        if result.rowcount == len(group):
-            done.update(key for key, *_rest in group)
-            continue
-        written = {key: values for key, _state, _try, values in group}
-        rows = session.execute(select(_TI).where(
-            _TI.c.dag_id == dag_id, _TI.c.run_id == run_id,
-            _TI.c.task_id.in_(sorted({key[0] for key in written})))).all()
-        for row in rows:
-            values = written.get((row.task_id, row.map_index))
-            if values is not None and all(getattr(row, name) == value
-                                          for name, value in values.items()):
-                done.add((row.task_id, row.map_index))
-    return done
 
 
 def set_ti_states(session: Session, dag_id: str, run_id: str,
@@ -265,13 +195,12 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
         row = current.get((task_id, map_index))
         if row is None or row.state == str(new_state):
             continue
-        check_transition(row.state, new_state)
         values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
-        if new_state in (TI.SKIPPED, TI.UPSTREAM_FAILED, TI.REMOVED):
+        if new_state in FINISHED_STATES:
             values.update(start_date=func.coalesce(_TI.c.start_date, now), end_date=now)
         planned.append(((task_id, map_index), row.state, row.try_number, values))
         causes[(task_id, map_index)] = (str(new_state), cause)
-    done = _cas_update_many(session, dag_id, run_id, planned)
+    done = update_many(session, dag_id, run_id, planned, writer="set_ti_states")
     events = [dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
                    try_number=old_try, old_state=old_state, new_state=causes[key][0],
                    cause=causes[key][1], node=node, timestamp=now)
@@ -301,14 +230,14 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
     planned: list[tuple] = []
     for key in keys:
         row = current.get(key)
-        if row is None or row.state not in _SCHEDULABLE:
+        if row is None or row.state not in SCHEDULABLE_STATES:
             continue
         continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
         planned.append((key, row.state, row.try_number, dict(
             state=str(TI.QUEUED), try_number=try_number, try_id=new_try_id(), worker=None,
             queued_dttm=now, executor=executor, next_retry_at=None, updated_at=now)))
-    done = _cas_update_many(session, dag_id, run_id, planned)
+    done = update_many(session, dag_id, run_id, planned, writer="queue_task_instances")
     queued: dict[tuple[str, int], QueuedTry] = {}
     events: list[dict] = []
     for key, old_state, _old_try, values in planned:
@@ -338,17 +267,6 @@ def _mid_reschedule_keys(session: Session, dag_id: str, run_id: str,
         select(tr.c.task_id, tr.c.map_index, tr.c.try_number).where(
             tr.c.dag_id == dag_id, tr.c.run_id == run_id, tr.c.task_id.in_(task_ids)))}
     return {key for key, try_number in candidates if (key[0], key[1], try_number) in found}
-
-
-def _mid_reschedule(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int,
-                    try_number: int) -> bool:
-    """Whether this try was rescheduled by a sensor (so the next poke continues it)."""
-    from updraft.store.models import TaskReschedule
-
-    return session.scalar(select(TaskReschedule.id).where(
-        TaskReschedule.dag_id == dag_id, TaskReschedule.run_id == run_id,
-        TaskReschedule.task_id == task_id, TaskReschedule.map_index == map_index,
-        TaskReschedule.try_number == try_number).limit(1)) is not None
 
 
 def xcom_lengths(session: Session, dag_id: str, run_id: str,
@@ -407,7 +325,7 @@ def set_run_state(session: Session, run: DagRunModel, state: DagRunState,
     """Compare-and-set the run's state; returns whether this call changed it."""
     now = now or utcnow()
     values: dict[str, Any] = {"state": str(state), "updated_at": now}
-    if state in (DagRunState.SUCCESS, DagRunState.FAILED):
+    if state in FINISHED_RUN_STATES:
         values["end_date"] = now
     if state == DagRunState.RUNNING:
         values["start_date"] = func.coalesce(DagRunModel.start_date, now)
@@ -428,7 +346,6 @@ def skip_task_instances(session: Session, dag_id: str, run_id: str, task_ids: It
         select(TaskInstanceModel.task_id, TaskInstanceModel.map_index).where(
             TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,
             TaskInstanceModel.task_id.in_(list(task_ids)),
-            or_(TaskInstanceModel.state == str(TI.NONE),
-                TaskInstanceModel.state == str(TI.SCHEDULED))))]
+            TaskInstanceModel.state.in_([str(TI.NONE), str(TI.SCHEDULED)])))]
     return set_ti_states(session, dag_id, run_id,
                          [(t, i, TI.SKIPPED, cause) for t, i in keys], node, now)

@@ -23,6 +23,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from updraft.state import FINISHED_RUN_STATES
+
 log = logging.getLogger("updraft.xcom_backends")
 
 KEEP_STATES = ("success", "failed", "skipped")
@@ -91,10 +93,10 @@ def keep(parts: dict[str, Any], marker: str, tis: dict, runs: dict, xcoms: dict,
     run = runs.get(key[:2])
     if run is None:
         return False, "its run is gone"
-    if retention > 0 and run.state in ("success", "failed") and run.end_date is not None:
+    if retention > 0 and run.state in FINISHED_RUN_STATES and run.end_date is not None:
         if _aware(run.end_date) + timedelta(seconds=retention) <= now:
             return False, f"its run ended more than {retention:g} s ago"
-    elif retention == 0 and run.state in ("success", "failed"):
+    elif retention == 0 and run.state in FINISHED_RUN_STATES:
         return False, "its run ended"
     return True, "in use"
 

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 
 from flask import abort, flash, request
 
+from updraft.state import FINISHED_STATES
+
 TI_STATES = ("success", "running", "failed", "upstream_failed", "up_for_retry",
              "up_for_reschedule", "queued", "scheduled", "skipped", "removed", "none")
 RUN_STATES = ("queued", "running", "success", "failed")
-FINISHED_TI = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+FINISHED_TI = FINISHED_STATES
 
 
 @contextmanager

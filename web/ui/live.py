@@ -26,6 +26,7 @@ from typing import Any
 from flask import Response, current_app
 
 from updraft.secrets import redact
+from updraft.state import IN_FLIGHT_STATES
 from web.auth.permissions import READ, require
 from web.ui.blueprint import bp
 
@@ -301,7 +302,7 @@ def _try_state(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
                                      TaskInstanceModel.map_index == map_index)).first()
     if row is None:
         return "removed"
-    if row.try_number == try_number and row.state in ("running", "queued", "scheduled"):
+    if row.try_number == try_number and row.state in IN_FLIGHT_STATES:
         return "running"
     if row.try_number < try_number:
         return "running"  # not started yet: wait for it
