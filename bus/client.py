@@ -63,7 +63,3 @@ def request_command(verb: str, payload: dict, timeout: float = 10.0,
     return answer.result or {}
 
 
-def bus_status() -> dict:
-    """Whether the process-wide NATS connection is up, for a status line in the web."""
-    bus = shared_bus(wait=0.5)
-    return {"connected": bus.connected, "servers": bus.servers, "error": bus.last_error}

@@ -139,11 +139,6 @@ def evt_ti(dag_id: str | None = None) -> str:
     return f"{prefix()}.evt.ti.{_tok(dag_id)}"
 
 
-def evt_all() -> str:
-    """``P.evt.>``: every state change."""
-    return f"{prefix()}.evt.>"
-
-
 def log(dag_id: str | None, run_id: str | None, task_id: str | None,
         try_number: int | None, map_index: int | None = -1) -> str:
     """``P.log.<dag>.<run>.<task>.<map_index>.<try>``; any None part is a ``*`` wildcard."""

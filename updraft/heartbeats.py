@@ -57,10 +57,6 @@ class Heartbeats:
         with self._lock:
             self._entries.pop(key, None)
 
-    def beat_now(self) -> None:
-        """Beat at once (tests, and a supervisor that wants a fast check)."""
-        self._wake.set()
-
     def _loop(self) -> None:
         from updraft.config import conf
         from updraft.store.outage import OutageReporter

@@ -259,9 +259,3 @@ def get_secrets_masker() -> SecretsMasker:
     return _masker
 
 
-def install_secrets_masker(logger: logging.Logger | None = None) -> None:
-    """Attach the masker to every handler of ``logger`` (default: the root logger)."""
-    logger = logger or logging.getLogger()
-    for handler in logger.handlers:
-        if _masker not in handler.filters:
-            handler.addFilter(_masker)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,57 +156,6 @@ def dag_source(session: Session, dag_id: str) -> tuple[str, str] | None:
         return None
     code = session.get(DagCode, row.file_hash)
     return None if code is None else (code.fileloc, code.source_code)
-
-
-def recent_runs(session: Session, dag_ids: Iterable[str], per_dag: int = 5
-                ) -> dict[str, list[DagRunModel]]:
-    """The newest ``per_dag`` runs of each DAG (one query), newest first."""
-    ids = list(dag_ids)
-    if not ids:
-        return {}
-    number = func.row_number().over(partition_by=DagRunModel.dag_id,
-                                    order_by=DagRunModel.id.desc()).label("n")
-    inner = select(DagRunModel.id, number).where(DagRunModel.dag_id.in_(ids)).subquery()
-    rows = session.scalars(select(DagRunModel).join(inner, inner.c.id == DagRunModel.id)
-                           .where(inner.c.n <= per_dag).order_by(DagRunModel.id.desc()))
-    result: dict[str, list[DagRunModel]] = defaultdict(list)
-    for row in rows:
-        result[row.dag_id].append(row)
-    return dict(result)
-
-
-def run_state_counts(session: Session, dag_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-    """Per DAG, how many runs are in each state."""
-    ids = list(dag_ids)
-    result: dict[str, dict[str, int]] = defaultdict(dict)
-    if not ids:
-        return {}
-    for dag_id, state, count in session.execute(
-            select(DagRunModel.dag_id, DagRunModel.state, func.count())
-            .where(DagRunModel.dag_id.in_(ids)).group_by(DagRunModel.dag_id, DagRunModel.state)):
-        result[dag_id][state] = count
-    return dict(result)
-
-
-def ti_state_counts(session: Session, runs: Iterable[tuple[str, str]]
-                    ) -> dict[tuple[str, str], dict[str, int]]:
-    """Per (dag_id, run_id), how many task instances are in each state."""
-    keys = list(runs)
-    if not keys:
-        return {}
-    dag_ids = {k[0] for k in keys}
-    run_ids = {k[1] for k in keys}
-    wanted = set(keys)
-    result: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for dag_id, run_id, state, count in session.execute(
-            select(TaskInstanceModel.dag_id, TaskInstanceModel.run_id, TaskInstanceModel.state,
-                   func.count())
-            .where(TaskInstanceModel.dag_id.in_(dag_ids), TaskInstanceModel.run_id.in_(run_ids))
-            .group_by(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
-                      TaskInstanceModel.state)):
-        if (dag_id, run_id) in wanted:
-            result[(dag_id, run_id)][state] = count
-    return dict(result)
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -385,25 +333,6 @@ def list_ti_events(session: Session, dag_id: str, run_id: str, task_id: str,
     return list(session.scalars(select(TiEvent).where(
         TiEvent.dag_id == dag_id, TiEvent.run_id == run_id, TiEvent.task_id == task_id,
         TiEvent.map_index == map_index).order_by(TiEvent.id)))
-
-
-def task_durations(session: Session, dag_id: str, limit_runs: int = 50
-                   ) -> list[dict[str, Any]]:
-    """Durations of the finished tries of the last ``limit_runs`` runs (for the chart)."""
-    run_ids = [r for (r,) in session.execute(
-        select(DagRunModel.run_id).where(DagRunModel.dag_id == dag_id)
-        .order_by(DagRunModel.id.desc()).limit(limit_runs))]
-    if not run_ids:
-        return []
-    rows = session.execute(
-        select(TaskInstanceTry.run_id, TaskInstanceTry.task_id, TaskInstanceTry.map_index,
-               TaskInstanceTry.try_number, TaskInstanceTry.state, TaskInstanceTry.duration,
-               TaskInstanceTry.start_date)
-        .where(TaskInstanceTry.dag_id == dag_id, TaskInstanceTry.run_id.in_(run_ids))
-        .order_by(TaskInstanceTry.start_date))
-    return [{"run_id": r.run_id, "task_id": r.task_id, "map_index": r.map_index,
-             "try_number": r.try_number, "state": r.state, "duration": r.duration,
-             "start_date": iso(r.start_date)} for r in rows]
 
 
 def log_path_for(ti: TaskInstanceModel, try_number: int, *, upcoming: bool = False

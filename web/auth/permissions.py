@@ -7,7 +7,6 @@ The UI and the REST API ask the same questions through the same functions:
 - ``require(permission)``: a view decorator; anonymous callers get 401 (API) or a redirect
   to the login page (UI), callers whose role lacks the permission get a 403 with the reason
   (problem+json for the API, a page for the UI), and every denial is written to the audit log.
-- ``login_required``: the same, for views any logged-in role may see.
 - ``csrf_token()`` (also a Jinja global) and ``check_csrf()``: every state-changing request
   made with the session cookie must carry the token in the ``csrf_token`` form field or the
   ``X-CSRF-Token`` header. Requests authenticated by a bearer token or Basic are exempt
@@ -195,11 +194,6 @@ def require(permission: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
-
-
-def login_required(view: F) -> F:
-    """View decorator: any logged-in user (any role) may see this view."""
-    return require(READ)(view)
 
 
 def csrf_token() -> str:

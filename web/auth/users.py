@@ -213,21 +213,6 @@ def create_token(session: Session, username: str, name: str | None = None,
     return token
 
 
-def list_tokens(session: Session, username: str) -> list[ApiToken]:
-    """A user's API tokens (hashes only), newest first."""
-    user = require_user(session, username)
-    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
-                                .order_by(ApiToken.id.desc())))
-
-
-def revoke_token(session: Session, token_id: int) -> None:
-    """Delete an API token by id."""
-    row = session.get(ApiToken, token_id)
-    if row is None:
-        raise UserError(f"no API token with id {token_id}")
-    session.delete(row)
-
-
 def user_for_token(session: Session, token: str, now: datetime | None = None) -> UserModel | None:
     """The active user owning this unexpired token, or None."""
     now = now or utcnow()
