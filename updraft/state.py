@@ -19,6 +19,9 @@ class TaskInstanceState(str, Enum):
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
+    #: The try gave up its slot and waits for a trigger (``BaseOperator.defer``); a
+    #: triggerer moves it back to ``scheduled`` when the trigger fires (ADR 11).
+    DEFERRED = "deferred"
     SUCCESS = "success"
     FAILED = "failed"
     UP_FOR_RETRY = "up_for_retry"
@@ -74,6 +77,9 @@ SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FO
 ACTIVE_STATES = frozenset({TI.QUEUED, TI.RUNNING})
 #: On its way to a worker or running: the run is not over and the try's process may appear.
 IN_FLIGHT_STATES = frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING})
+#: The run goes on while one of its task instances is in one of these: a try is on its way,
+#: running, or deferred (it resumes when its trigger fires).
+RUN_GOES_ON_STATES = IN_FLIGHT_STATES | {TI.DEFERRED}
 #: Finished states that count as a failure (a leaf in one fails its run).
 FAILED_STATES = frozenset({TI.FAILED, TI.UPSTREAM_FAILED})
 #: Finished states that count as a success for depends_on_past and wait_for_downstream.
@@ -118,7 +124,11 @@ TASK_TRANSITIONS: dict[TI, frozenset[TI]] = {
     # The try's outcome (runtime.record_try), an interruption or a lost try (up_for_retry),
     # a dagrun_timeout (skipped).
     TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE,
-                           TI.SKIPPED}),
+                           TI.SKIPPED, TI.DEFERRED}),
+    # The try deferred itself (runtime.record_try); its trigger fired, failed or timed out
+    # (scheduled: the scheduler queues the same try again, resuming in next_method); a
+    # dagrun_timeout (skipped); the task left the DAG.
+    TI.DEFERRED: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.REMOVED}),
     # Ready again when its time comes (scheduled, or queued at once by dag.test); decided
     # by upstreams cleared meanwhile; the task left the DAG.
     TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED,
