@@ -90,6 +90,24 @@ def test_upgrade_from_the_first_revision_keeps_task_instances(tmp_path):
     assert tuple(row) == ("success", None, None)
 
 
+def test_0004_drops_the_unused_lease_and_role_tables_and_its_downgrade_restores_them(
+        store_url):
+    from alembic import command
+
+    def tables() -> set[str]:
+        return set(inspect(get_engine(store_url)).get_table_names())
+
+    assert not {"lease", "role"} & tables()
+    try:
+        with get_engine(store_url).begin() as connection:
+            command.downgrade(store_migrate.alembic_config(connection), "0003")
+        assert {"lease", "role"} <= tables()
+    finally:  # the store is shared by the next tests on this backend
+        store_migrate.migrate(store_url)
+    assert not {"lease", "role"} & tables()
+    assert store_migrate.current_revision(store_url) == HEAD
+
+
 def test_check_reports_head_and_missing_schema(store_url):
     assert f"at revision {HEAD} (head)" in store_migrate.check(store_url)
     with get_engine(store_url).begin() as connection:

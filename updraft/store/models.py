@@ -348,16 +348,6 @@ class UserModel(Base):
     last_login: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-class RoleModel(Base):
-    """A role; its permissions are a fixed table in the web package."""
-
-    __tablename__ = "role"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-
-
 class ApiToken(Base):
     """A bearer token for the REST API; only its hash is kept."""
 
@@ -439,16 +429,6 @@ class TiEvent(Base):
     node: Mapped[str | None] = mapped_column(String(250))
 
     __table_args__ = (Index(None, "dag_id", "run_id", "task_id", "map_index"),)
-
-
-class Lease(Base):
-    """A named, time-limited claim (for example, which scheduler parses DAG files)."""
-
-    __tablename__ = "lease"
-
-    name: Mapped[str] = mapped_column(String(250), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(250), nullable=False)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class TriggerDedup(Base):
