@@ -283,6 +283,14 @@ def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | 
             set_xcom(session, dag_id=request.dag_id, run_id=request.run_id,
                      task_id=request.task_id, map_index=request.map_index, key=key,
                      value=value)
+        if state == TI.SUCCESS and getattr(result, "asset_events", None):
+            # Outlet events belong to the success they come from (ADR 10).
+            from updraft.store.assets import record_task_events
+
+            record_task_events(session, dag_id=request.dag_id, run_id=request.run_id,
+                               task_id=request.task_id, map_index=request.map_index,
+                               try_number=request.try_number, events=result.asset_events,
+                               now=now)
         if state == TI.SUCCESS and result.skipped_downstream:
             branch = (f"branch chose {', '.join(result.followed_branches)}"
                       if result.followed_branches is not None else "short-circuited")

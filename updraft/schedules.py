@@ -790,6 +790,237 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
         return DataInterval(self._get_prev(run_after), run_after)
 
 
+# -- cron triggers (Airflow's CronTriggerTimetable) -------------------------------------------
+
+
+class CronTriggerTimetable(Timetable):
+    """Runs at each cron tick, like POSIX cron (Airflow's ``CronTriggerTimetable``): a run's
+    logical date is its tick and its data interval ends there (``interval`` long, zero by
+    default). Without catchup the first run is the next tick from now (``run_immediately``
+    True: the latest past tick)."""
+
+    periodic = True
+
+    def __init__(self, cron: str, *, timezone: Any = "UTC",
+                 interval: timedelta | relativedelta = timedelta(),
+                 run_immediately: bool | timedelta = False) -> None:
+        self._cron = CronDataIntervalTimetable(cron, timezone)
+        if not isinstance(interval, (timedelta, relativedelta)):
+            raise ScheduleError(f"CronTriggerTimetable interval must be a timedelta, got "
+                                f"{type(interval).__name__}")
+        self._interval = interval
+        self._run_immediately = run_immediately
+
+    @property
+    def summary(self) -> str:
+        return self._cron.summary
+
+    @property
+    def description(self) -> str:
+        return self._cron.description
+
+    def serialize(self) -> dict[str, Any]:
+        interval = (_encode_relativedelta(self._interval)
+                    if isinstance(self._interval, relativedelta)
+                    else self._interval.total_seconds())
+        immediately = (self._run_immediately.total_seconds()
+                       if isinstance(self._run_immediately, timedelta)
+                       else bool(self._run_immediately))
+        return {"type": "cron_trigger", "expression": self._cron.expression,
+                "timezone": timezone_name(self._cron.timezone), "interval": interval,
+                "run_immediately": immediately}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        raw = data.get("interval", 0)
+        interval = _decode_relativedelta(raw) if isinstance(raw, dict) \
+            else timedelta(seconds=float(raw))
+        immediately = data.get("run_immediately", False)
+        if not isinstance(immediately, bool):
+            immediately = timedelta(seconds=float(immediately))
+        return cls(data["expression"], timezone=data.get("timezone", "UTC"),
+                   interval=interval, run_immediately=immediately)
+
+    def _key(self) -> tuple:
+        return (self._cron._key(), str(self._interval), str(self._run_immediately))
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        run_after = _as_utc(run_after)
+        return DataInterval(_as_utc(run_after - self._interval), run_after)
+
+    def _first_run(self, now: datetime) -> datetime:
+        past = self._cron._align_to_prev(now)
+        if self._run_immediately is True:
+            return past
+        if isinstance(self._run_immediately, timedelta):
+            return past if now - past <= self._run_immediately else self._cron._get_next(past)
+        return past if past == now else self._cron._get_next(now)
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        now = utcnow() if now is None else _as_utc(now)
+        cron = self._cron
+        if restriction.catchup:
+            if last_automated_data_interval is not None:
+                start = cron._get_next(last_automated_data_interval.end)
+            elif restriction.earliest is None:
+                start = self._first_run(now)
+            else:
+                start = cron._align_to_next(restriction.earliest)
+        else:
+            candidates = [cron._align_to_prev(now)]
+            if last_automated_data_interval is not None:
+                candidates.append(cron._get_next(last_automated_data_interval.end))
+            elif restriction.earliest is None:
+                candidates.append(self._first_run(now))
+            if restriction.earliest is not None:
+                candidates.append(cron._align_to_next(restriction.earliest))
+            start = max(candidates)
+        if restriction.latest is not None and restriction.latest < start:
+            return None
+        return DagRunInfo.interval(_as_utc(start - self._interval), start)
+
+
+# -- asset schedules --------------------------------------------------------------------------
+
+
+class AssetTriggeredTimetable(Timetable):
+    """``schedule=[a, b]`` or ``schedule=(a & b) | c``: runs come from asset events only
+    (``scheduler/assets.py``, ADR 10), never from the clock."""
+
+    can_be_scheduled = False
+    #: Whether the clock opens a gate that asset events must then pass (AssetAndTime).
+    gated_by_time = False
+
+    def __init__(self, assets: Any) -> None:
+        from updraft.assets import BaseAsset, as_condition, condition_from_json
+
+        if isinstance(assets, dict):
+            assets = condition_from_json(assets)
+        condition = as_condition(assets)
+        if not isinstance(condition, BaseAsset):
+            raise ScheduleError("an asset schedule needs assets, asset aliases or & / | of "
+                                f"them, got {assets!r}")
+        self.asset_condition = condition
+
+    @property
+    def condition_json(self) -> dict[str, Any]:
+        from updraft.assets import condition_to_json
+
+        return condition_to_json(self.asset_condition)
+
+    @property
+    def summary(self) -> str:
+        return "Asset"
+
+    @property
+    def description(self) -> str:
+        from updraft.assets import describe_condition
+
+        return f"Triggered by assets: {describe_condition(self.condition_json)}"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "asset", "condition": self.condition_json}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        return cls(data["condition"])
+
+    def _key(self) -> tuple:
+        import json
+
+        return (json.dumps(self.condition_json, sort_keys=True),)
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        return DataInterval.exact(_as_utc(run_after))
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        return None
+
+    def generate_run_id(self, *, run_type: Any, logical_date: datetime,
+                        data_interval: DataInterval | None = None, **extra: Any) -> str:
+        return Timetable.generate_run_id(self, run_type=run_type, logical_date=logical_date)
+
+
+class AssetOrTimeSchedule(AssetTriggeredTimetable):
+    """Runs on the ``timetable``'s times *and* on asset events (Airflow's
+    ``AssetOrTimeSchedule``): each kind of run on its own."""
+
+    def __init__(self, *, timetable: Timetable, assets: Any) -> None:
+        super().__init__(assets)
+        if isinstance(timetable, AssetTriggeredTimetable):
+            raise ScheduleError("cannot nest asset timetables")
+        if not isinstance(timetable, Timetable):
+            timetable = create_timetable(timetable)
+        self.timetable = timetable
+        self.periodic = timetable.periodic
+        self.can_be_scheduled = timetable.can_be_scheduled
+        self.active_runs_limit = timetable.active_runs_limit
+
+    @property
+    def summary(self) -> str:
+        return f"Asset or {self.timetable.summary}"
+
+    @property
+    def description(self) -> str:
+        from updraft.assets import describe_condition
+
+        return (f"Triggered by assets ({describe_condition(self.condition_json)}) or "
+                f"{self.timetable.description}")
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "asset_or_time", "condition": self.condition_json,
+                "timetable": serialize_timetable(self.timetable)}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        return cls(timetable=deserialize_timetable(data["timetable"]), assets=data["condition"])
+
+    def _key(self) -> tuple:
+        return (*super()._key(), self.timetable)
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        return self.timetable.infer_manual_data_interval(run_after=run_after)
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction,
+                         now: datetime | None = None) -> DagRunInfo | None:
+        return next_dagrun_info_at(self.timetable,
+                                   last_automated_data_interval=last_automated_data_interval,
+                                   restriction=restriction, now=now or utcnow())
+
+    def generate_run_id(self, *, run_type: Any, logical_date: datetime,
+                        data_interval: DataInterval | None = None, **extra: Any) -> str:
+        return self.timetable.generate_run_id(run_type=run_type, logical_date=logical_date,
+                                              data_interval=data_interval, **extra)
+
+
+class AssetAndTimeSchedule(AssetOrTimeSchedule):
+    """A time-gated asset schedule, which Airflow lacks: each time of ``timetable`` starts a
+    run only once the assets' condition holds on events recorded since the previous run.
+    A time whose condition does not hold yet waits for the events; times passing meanwhile
+    fold into that one run (ADR 10)."""
+
+    gated_by_time = True
+
+    @property
+    def summary(self) -> str:
+        return f"Asset and {self.timetable.summary}"
+
+    @property
+    def description(self) -> str:
+        from updraft.assets import describe_condition
+
+        return (f"{self.timetable.description}, once the assets have events "
+                f"({describe_condition(self.condition_json)})")
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "type": "asset_and_time"}
+
+
 # -- building and storing timetables -----------------------------------------------------------
 
 
@@ -836,8 +1067,25 @@ def create_timetable(schedule: Any, timezone: Any = "UTC") -> Timetable:
         return CronDataIntervalTimetable(text, timezone)
     if isinstance(schedule, (timedelta, relativedelta)):
         return DeltaDataIntervalTimetable(schedule)
-    raise ScheduleError("schedule must be a cron string, a preset, a timedelta, a Timetable or "
-                        f"None, got {type(schedule).__name__}")
+    from updraft.assets import as_condition
+
+    if as_condition(schedule) is not None:
+        return AssetTriggeredTimetable(schedule)
+    if isinstance(schedule, (list, tuple)):
+        wrong = [s for s in schedule if not _is_asset_like(s)]
+        if not schedule or wrong:
+            what = (f"holds {type(wrong[0]).__name__} {wrong[0]!r}" if wrong else "is empty")
+            raise ScheduleError(f"a schedule {type(schedule).__name__} must list assets or "
+                                f"asset aliases; this one {what}")
+    raise ScheduleError("schedule must be a cron string, a preset, a timedelta, a Timetable, "
+                        "assets (a list, & or |) or None, got "
+                        f"{type(schedule).__name__}")
+
+
+def _is_asset_like(value: Any) -> bool:
+    from updraft.assets import BaseAsset
+
+    return isinstance(value, BaseAsset)
 
 
 _BUILTIN_TYPES: dict[str, type[Timetable]] = {
@@ -846,6 +1094,10 @@ _BUILTIN_TYPES: dict[str, type[Timetable]] = {
     "continuous": ContinuousTimetable,
     "cron": CronDataIntervalTimetable,
     "delta": DeltaDataIntervalTimetable,
+    "cron_trigger": CronTriggerTimetable,
+    "asset": AssetTriggeredTimetable,
+    "asset_or_time": AssetOrTimeSchedule,
+    "asset_and_time": AssetAndTimeSchedule,
 }
 _ALLOWED_KEYS = {
     "none": {"type"},
@@ -854,6 +1106,10 @@ _ALLOWED_KEYS = {
     "cron": {"type", "expression", "timezone"},
     "delta": {"type", "timedelta", "relativedelta"},
     "custom": {"type", "class", "data"},
+    "cron_trigger": {"type", "expression", "timezone", "interval", "run_immediately"},
+    "asset": {"type", "condition"},
+    "asset_or_time": {"type", "condition", "timetable"},
+    "asset_and_time": {"type", "condition", "timetable"},
 }
 #: The serialized form of a registered timetable: ``{"__type": name, "data": serialize()}``.
 REGISTERED_KEYS = {"__type", "data"}

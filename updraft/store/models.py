@@ -442,3 +442,106 @@ class TriggerDedup(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
 
 
+# -- assets (ADR 10) ---------------------------------------------------------------------------
+
+#: Longest asset name, URI or alias name kept (an index over it fits MariaDB's 3072 bytes).
+ASSET_ID_LEN = 1000
+
+
+class AssetModel(Base):
+    """An asset some DAG defines, schedules on or refers to; its name identifies it."""
+
+    __tablename__ = "asset"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(id_string(ASSET_ID_LEN), nullable=False, unique=True)
+    uri: Mapped[str] = mapped_column(id_string(ASSET_ID_LEN), nullable=False)
+    asset_group: Mapped[str] = mapped_column(String(1000), nullable=False, default="asset")
+    extra: Mapped[dict | None] = mapped_column(json_type())
+    #: NATS watchers from the asset's definition: [{"name", "kind", "subject", "servers"}].
+    watchers: Mapped[list | None] = mapped_column(json_type())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+    __table_args__ = (Index(None, "uri"),)
+
+
+class AssetAliasModel(Base):
+    """An asset alias; the assets it resolved to are in asset_alias_asset."""
+
+    __tablename__ = "asset_alias"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(id_string(ASSET_ID_LEN), nullable=False, unique=True)
+    alias_group: Mapped[str] = mapped_column(String(1000), nullable=False, default="asset")
+
+
+class AssetAliasAsset(Base):
+    """An asset an alias resolved to: a task added an event of it through the alias."""
+
+    __tablename__ = "asset_alias_asset"
+
+    alias_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+    __table_args__ = (Index(None, "asset_id"),)
+
+
+class AssetReference(Base):
+    """What a DAG does with an asset: schedules on it (task_id ''), or a task's outlet or
+    inlet. ``target_type`` is asset / alias / name / uri (a reference by name or URI)."""
+
+    __tablename__ = "asset_reference"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(id_string(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    task_id: Mapped[str] = mapped_column(id_string(), nullable=False, default="")
+    target_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    target: Mapped[str] = mapped_column(id_string(ASSET_ID_LEN), nullable=False)
+
+    __table_args__ = (Index(None, "target"), Index(None, "dag_id"))
+
+
+class AssetEventModel(Base):
+    """One event of an asset: a producing task's success, an outside message, an API call.
+    Ids grow with every event (the order runs consume them in)."""
+
+    __tablename__ = "asset_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    extra: Mapped[dict | None] = mapped_column(json_type())
+    #: task / nats / watcher / api / cli
+    source: Mapped[str] = mapped_column(String(20), nullable=False, default="task")
+    source_dag_id: Mapped[str | None] = mapped_column(id_string())
+    source_run_id: Mapped[str | None] = mapped_column(id_string())
+    source_task_id: Mapped[str | None] = mapped_column(id_string())
+    source_map_index: Mapped[int | None] = mapped_column(Integer)
+    source_try_number: Mapped[int | None] = mapped_column(Integer)
+    #: Aliases the event came through (names).
+    source_aliases: Mapped[list | None] = mapped_column(json_type())
+    #: Deduplicates outside events (``Nats-Msg-Id``, an API client's id).
+    msg_id: Mapped[str | None] = mapped_column(String(250), unique=True)
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+    __table_args__ = (Index(None, "asset_id", "id"),
+                      Index(None, "source_dag_id", "source_run_id"))
+
+
+class AssetDelivery(Base):
+    """An event waiting for, or consumed by, a run of one consuming DAG (ADR 10): written
+    with the event for every DAG scheduled on its asset; ``run_id`` is set, once, by the
+    run that consumes it."""
+
+    __tablename__ = "asset_delivery"
+
+    dag_id: Mapped[str] = mapped_column(id_string(), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_id: Mapped[str | None] = mapped_column(id_string())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+    __table_args__ = (Index(None, "dag_id", "run_id", "event_id"), Index(None, "event_id"))
+
+
