@@ -13,6 +13,8 @@ reachable (in the background: the scheduler never waits for NATS):
   (crash between commit and ack, or a re-publish after JetStream's duplicate window) starts no
   second run. A bad message is terminated and a ``TriggerRejected`` is published on
   ``P.trigger.rejected``. Store trouble naks the message, to be retried;
+- consumes ``P.asset.>`` and the subjects of asset watchers the same way (``bus.assets``):
+  each message records an asset event and wakes the scheduler;
 - publishes run and task instance state changes and heartbeats; while NATS is away they wait
   in the BusThread buffer and go out in order when it is back.
 
@@ -96,6 +98,10 @@ def apply_command(verb: str, msg: schemas.Message, store_url: str | None,
     from updraft.store import commands
     from updraft.store.engine import session_scope
 
+    if verb == "asset_event":
+        from bus.assets import apply_asset_event_command
+
+        return _json_safe(apply_asset_event_command(msg, store_url)), []
     who = getattr(msg, "owner", None) or owner
     dirty: list[tuple[str, str]] = []
     with session_scope(store_url) as session:
@@ -224,6 +230,10 @@ class SchedulerBus:
         self._subs: list[Any] = []
         #: counters, for logs and tests
         self.stats = {"commands": 0, "triggers": 0, "duplicates": 0, "rejected": 0}
+        from bus.assets import AssetEvents
+
+        #: outside asset events and asset watchers (ADR 10)
+        self.assets = AssetEvents(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -250,6 +260,7 @@ class SchedulerBus:
                     await sub.unsubscribe()
                 except Exception:
                     log.debug("unsubscribing failed", exc_info=True)
+            await self.assets.close()
         if self.bus.connected:
             try:
                 self.bus.call(_halt(), timeout=5)
@@ -269,7 +280,13 @@ class SchedulerBus:
         self._subs.append(await nc.subscribe(subjects.cmd(),
                                              queue=subjects.COMMAND_QUEUE_GROUP,
                                              cb=self._on_command))
-        self._tasks.append(asyncio.get_running_loop().create_task(self._consume_triggers(nc)))
+        # A triggerer woke deferred tasks (ADR 11): they are scheduled in the store, the
+        # next pass queues them; without this nudge the slow timer would.
+        self._subs.append(await nc.subscribe(subjects.wake_scheduler(), cb=self._on_wake))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._consume_triggers(nc)))
+        self._tasks.append(loop.create_task(self.assets.consume(nc)))
+        self._tasks.append(loop.create_task(self.assets.watch(nc)))
         log.info("Serving commands on %s and triggers from stream %s", subjects.cmd(),
                  subjects.triggers_stream())
 
@@ -302,6 +319,9 @@ class SchedulerBus:
                                  hostname=socket.gethostname(), pid=os.getpid(),
                                  info=_json_safe(info or {}))
         self.bus.publish(subjects.hb(node_id), schemas.encode(beat))
+
+    async def _on_wake(self, _msg) -> None:
+        self.scheduler.wake()
 
     # -- commands -------------------------------------------------------------------------
 

@@ -126,8 +126,21 @@ class DeleteRunCommand(Message):
     v: int = 1
 
 
+@dataclass(frozen=True)
+class AssetEventCommand(Message):
+    """Record an event of asset ``name`` (reply result: asset, event_id, duplicate); ``id``
+    makes it idempotent."""
+
+    name: str
+    extra: dict = field(default_factory=dict)
+    id: str | None = None
+    owner: str | None = None
+    v: int = 1
+
+
 #: verb -> request schema of every command the schedulers serve.
 COMMANDS: dict[str, type[Message]] = {
+    "asset_event": AssetEventCommand,
     "trigger": TriggerCommand,
     "pause": PauseCommand,
     "unpause": UnpauseCommand,
@@ -170,6 +183,30 @@ class TriggerRejected(Message):
 
     subject: str
     dag_id: str | None
+    reason: str
+    msg_id: str | None = None
+    stream_seq: int | None = None
+    v: int = 1
+
+
+# --- outside asset events (JetStream, P.asset.<name>) -------------------------------------
+
+@dataclass(frozen=True)
+class AssetEventMessage(Message):
+    """What an outside system publishes on ``P.asset.<name>`` to record an event of the
+    asset: its ``extra``, and an ``id`` that deduplicates (the ``Nats-Msg-Id`` header wins)."""
+
+    extra: dict = field(default_factory=dict)
+    id: str | None = None
+    v: int = 1
+
+
+@dataclass(frozen=True)
+class AssetEventRejected(Message):
+    """Published on ``P.asset.rejected`` for every outside asset event that was terminated."""
+
+    subject: str
+    asset: str | None
     reason: str
     msg_id: str | None = None
     stream_seq: int | None = None

@@ -127,6 +127,35 @@ def dag_id_from_trigger(subject: str) -> str | None:
     return decode_token(token)
 
 
+# --- outside asset events (ADR 10) ------------------------------------------------------
+
+def asset(name: str | None = None) -> str:
+    """``P.asset.<name>``: where outside systems publish an event of asset ``name`` (``*``:
+    all); the name is encoded like a DAG id under ``P.trigger``."""
+    return f"{prefix()}.asset.{'*' if name is None else trigger_token(name)}"
+
+
+def asset_rejected() -> str:
+    """``P.asset.rejected``: an AssetEventRejected message for every refused asset event."""
+    return f"{prefix()}.asset.{REJECTED_TOKEN}"
+
+
+def asset_all() -> str:
+    """``P.asset.>``: the subjects of the assets stream."""
+    return f"{prefix()}.asset.>"
+
+
+def asset_name_from_subject(subject: str) -> str | None:
+    """The asset name of an asset subject; None for ``P.asset.rejected`` or a foreign one."""
+    head = f"{prefix()}.asset."
+    if not subject.startswith(head):
+        return None
+    token = subject[len(head):]
+    if token == REJECTED_TOKEN or "." in token:
+        return None
+    return decode_token(token)
+
+
 # --- events, logs, heartbeats -----------------------------------------------------------
 
 def evt_run(dag_id: str | None = None) -> str:
@@ -179,6 +208,22 @@ def triggers_stream() -> str:
 def triggers_consumer() -> str:
     """Name of the durable pull consumer the schedulers share on the triggers stream."""
     return "schedulers"
+
+
+def assets_stream() -> str:
+    """Name of the JetStream stream holding ``P.asset.>``."""
+    return f"{stream_prefix()}_ASSETS"
+
+
+def assets_consumer() -> str:
+    """Name of the durable pull consumer the schedulers share on the assets stream."""
+    return "schedulers"
+
+
+def watchers_queue_group() -> str:
+    """The queue group of the schedulers' asset-watcher subscriptions (one records each
+    message)."""
+    return f"{prefix()}-asset-watchers"
 
 
 def tasks_stream(queue: str) -> str:

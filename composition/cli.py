@@ -197,7 +197,10 @@ def asset_event(name: str, extra_json: str | None, msg_id: str | None, via_bus: 
 
     extra = parse_json_option(extra_json, what="--extra") or {}
     if via_bus:
-        reply = send_via_bus("asset_event", {"name": name, "extra": extra, "id": msg_id})
+        from updraft.cli.dags import cli_user
+
+        reply = send_via_bus("asset_event", {"name": name, "extra": extra, "id": msg_id,
+                                             "owner": cli_user()})
         event_id, duplicate = reply["event_id"], reply.get("duplicate", False)
     else:
         event_id, duplicate = record_event_in_store(name, extra, msg_id)

@@ -390,7 +390,13 @@ class Scheduler:
             log.debug("publishing task events failed", exc_info=True)
 
     def _create_asset_runs(self, now: datetime) -> None:
+        from updraft.store.assets import dags_with_waiting_events
+
         with session_scope(self.store_url) as session:
+            if not dags_with_waiting_events(session, limit=1):
+                return
+        # On SQLite the write lock is taken at once: this pass reads, then claims.
+        with session_scope(self.store_url, write=True) as session:
             created = self.asset_runs.create_runs(session, now, self.dags.read)
         if created:
             self._check_queued = True

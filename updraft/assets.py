@@ -360,7 +360,10 @@ class Metadata:
 def condition_to_json(obj: BaseAsset) -> dict[str, Any]:
     """The JSON form of a schedule's asset expression."""
     if isinstance(obj, Asset):
-        return {"asset": {"name": obj.name, "uri": obj.uri, "group": obj.group}}
+        data: dict[str, Any] = {"name": obj.name, "uri": obj.uri, "group": obj.group}
+        if obj.watchers:  # a consumer's schedule is where Airflow 3 puts watchers
+            data["watchers"] = [w.serialize() for w in obj.watchers]
+        return {"asset": data}
     if isinstance(obj, AssetAlias):
         return {"alias": {"name": obj.name, "group": obj.group}}
     if isinstance(obj, AssetNameRef):
@@ -370,6 +373,15 @@ def condition_to_json(obj: BaseAsset) -> dict[str, Any]:
     if isinstance(obj, _Condition):
         return {obj.kind: [condition_to_json(o) for o in obj.objects]}
     raise TypeError(f"not an asset expression: {obj!r}")
+
+
+def _watchers_from_json(data: Any) -> list[AssetWatcher]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ValueError(f"asset watchers must be a list, got {data!r}")
+    return [AssetWatcher(w["name"], NatsSubjectTrigger(w["subject"], servers=w.get("servers")))
+            for w in data]
 
 
 def condition_from_json(data: Any) -> BaseAsset:
@@ -385,10 +397,11 @@ def condition_from_json(data: Any) -> BaseAsset:
     if not isinstance(value, dict):
         raise ValueError(f"asset expression {kind!r} needs an object")
     if kind == "asset":
-        unknown = set(value) - {"name", "uri", "group"}
+        unknown = set(value) - {"name", "uri", "group", "watchers"}
         if unknown:
             raise ValueError(f"unknown asset fields {sorted(unknown)}")
-        return Asset(name=value["name"], uri=value["uri"], group=value.get("group", "asset"))
+        return Asset(name=value["name"], uri=value["uri"], group=value.get("group", "asset"),
+                     watchers=_watchers_from_json(value.get("watchers")))
     if kind == "alias":
         return AssetAlias(value["name"], group=value.get("group", "asset"))
     if kind == "asset_ref":
@@ -865,12 +878,9 @@ def lineage_from_json(data: Mapping[str, Any]) -> Any:
     """The object of ``lineage_to_json`` (what a task's outlets are in the store)."""
     (kind, value), = data.items()
     if kind == "asset":
-        watchers = []
-        for w in value.get("watchers") or []:
-            watchers.append(AssetWatcher(w["name"], NatsSubjectTrigger(
-                w["subject"], servers=w.get("servers"))))
         return Asset(name=value["name"], uri=value["uri"], group=value.get("group", "asset"),
-                     extra=value.get("extra") or {}, watchers=watchers)
+                     extra=value.get("extra") or {},
+                     watchers=_watchers_from_json(value.get("watchers")))
     if kind == "alias":
         return AssetAlias(value["name"], group=value.get("group", "asset"))
     if kind == "asset_ref":

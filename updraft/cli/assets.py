@@ -102,7 +102,7 @@ def record_event_in_store(name: str, extra: dict | None, msg_id: str | None = No
     from updraft.store.models import utcnow
 
     try:
-        with session_scope() as session:
+        with session_scope(write=True) as session:
             return record_outside_event(session, name=name, extra=extra, source="cli",
                                         now=utcnow(), msg_id=msg_id)
     except UnknownAsset:

@@ -67,6 +67,12 @@ def ensure_asset(session: Session, definition: Mapping[str, Any], now: datetime,
               "asset_group": definition.get("group") or "asset",
               "extra": dict(definition.get("extra") or {}),
               "watchers": list(definition.get("watchers") or [])}
+    if row is not None:
+        # A schedule names an asset without its extra, an outlet without its watchers: the
+        # definition keeps what this one does not say.
+        for key, column in (("extra", "extra"), ("watchers", "watchers")):
+            if key not in definition:
+                values[key] = getattr(row, column) or type(values[key])()
     if row is None:
         try:
             with session.begin_nested():
