@@ -9,6 +9,7 @@ The subjects (``P`` is ``[nats] subject_prefix``, default ``updraft``)::
     P.log.<dag>.<run>.<task>.<map_index>.<try> live log lines (map_index -1: not mapped)
     P.tasks.<queue>                            JetStream work queue of the NATS executor
     P.hb.<node>                                heartbeats
+    P.wake.scheduler                           a nudge: the schedulers look at the store now
 
 Ids become single subject tokens through ``encode_token``: letters, digits, ``_`` and ``-``
 stay as they are and every other byte of the UTF-8 form becomes ``%XX`` (dots, spaces, ``*``,
@@ -154,6 +155,14 @@ def asset_name_from_subject(subject: str) -> str | None:
     if token == REJECTED_TOKEN or "." in token:
         return None
     return decode_token(token)
+
+
+# --- nudges ------------------------------------------------------------------------------
+
+def wake_scheduler() -> str:
+    """``P.wake.scheduler``: an empty message that makes every scheduler run a pass now; a
+    triggerer sends it after waking deferred tasks (the store holds what changed: ADR 11)."""
+    return f"{prefix()}.wake.scheduler"
 
 
 # --- events, logs, heartbeats -----------------------------------------------------------

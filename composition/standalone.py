@@ -4,9 +4,10 @@ It starts, in order, with a progress line for each step: an embedded nats-server
 JetStream (store under ``$UPDRAFT_HOME/nats``), the SQLite store (migrated), an ``admin``
 user (its random password printed once and kept in ``$UPDRAFT_HOME/standalone_admin_password.txt``,
 mode 0600), the scheduler with the Dask executor (a LocalCluster whose dashboard listens on
-127.0.0.1) and its bus node, and the web server (waitress) on 127.0.0.1:8080. The example
-DAGs are loaded (``[core] load_examples``) next to ``$UPDRAFT_HOME/dags``. Ctrl-C or SIGTERM
-stops everything in the reverse order, printing how long each step took.
+127.0.0.1), its bus node and a triggerer for deferred tasks, and the web server (waitress) on
+127.0.0.1:8080. The example DAGs are loaded (``[core] load_examples``) next to
+``$UPDRAFT_HOME/dags``. Ctrl-C or SIGTERM stops everything in the reverse order, printing how
+long each step took.
 
 It wires every node package together, so it lives in the composition root: the web node
 itself never imports the scheduler or the executors. ``--executor`` takes any executor
@@ -163,6 +164,21 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
                 node.stop()
 
         cleanup.append(("scheduler and executor", stop_scheduler))
+        # The triggerer (ADR 11): deferred tasks' triggers on one event loop, in a thread;
+        # it nudges this scheduler directly when it wakes deferred tasks.
+        from triggerer.node import Triggerer
+
+        triggerer = Triggerer(bus=_DirectNudge(scheduler))
+        triggerer_thread = threading.Thread(target=triggerer.run, name="updraft-triggerer",
+                                            daemon=True)
+        triggerer_thread.start()
+
+        def stop_triggerer() -> None:
+            triggerer.stop()
+            triggerer_thread.join(30)
+
+        cleanup.append(("triggerer", stop_triggerer))
+        click.echo("      triggerer running: deferred tasks wait there, holding no slot")
         link = _wait_for_executor(executor, stop, failure)
         if executor_name == "dask":
             _step(5, total, "Dask: LocalCluster up" + (f", dashboard {link}" if link else ""))
@@ -232,6 +248,16 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
         if cleanup:
             click.echo("Stopped.")
         sys.stdout.flush()
+
+
+class _DirectNudge:
+    """The triggerer's bus in one process: its nudge wakes the scheduler at once."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+    def publish(self, _subject: str, _data: bytes) -> None:
+        self.scheduler.wake()
 
 
 def _wait_for_executor(executor, stop: threading.Event, failure: list,

@@ -434,6 +434,11 @@ class Scheduler:
             if orphans:
                 log.warning("Failed %d running tr%s whose worker process is gone from this "
                             "host", len(orphans), "y" if len(orphans) == 1 else "ies")
+            # Deferrals past their timeout resume in __fail__ (a triggerer does it too;
+            # this covers a deployment whose triggerers are all down: ADR 11).
+            from updraft.store.triggers import time_out_deferred
+
+            self._dirty.update(time_out_deferred(session, now, self.node_id))
             if time.monotonic() >= self._zombies_paused_until:
                 zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
                                      self.node_id)

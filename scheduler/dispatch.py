@@ -34,6 +34,12 @@ _POOLS = select(PoolModel.__table__.c.pool, PoolModel.__table__.c.slots)
 _USAGE = select(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.pool,
                 func.sum(_TI.c.pool_slots), func.count()).where(
     _TI.c.state.in_(ACTIVE)).group_by(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.pool)
+#: Deferred tasks hold slots only of the pools that say so (``include_deferred``); they
+#: never count against max_active_tasks or a task's limits (ADR 11).
+_POOL = PoolModel.__table__
+_DEFERRED_USAGE = select(_TI.c.pool, func.sum(_TI.c.pool_slots)).join(
+    _POOL, _POOL.c.pool == _TI.c.pool).where(
+    _TI.c.state == str(TI.DEFERRED), _POOL.c.include_deferred.is_(True)).group_by(_TI.c.pool)
 _CANDIDATES = select(
     _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.pool, _TI.c.pool_slots,
     _TI.c.queue,
@@ -57,6 +63,8 @@ def _usage(session: Session):
         dags[dag_id] += count
         tasks[(dag_id, task_id)] += count
         task_runs[(dag_id, run_id, task_id)] += count
+    for pool, slots in session.execute(_DEFERRED_USAGE):
+        pools[pool] += int(slots or 0)
     return pools, dags, tasks, task_runs
 
 

@@ -90,6 +90,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "metrics_port": 0,  # 0: no Prometheus endpoint; else served on 127.0.0.1:<port>
         "metrics_host": "127.0.0.1",
     },
+    # ``updraft triggerer`` (ADR 11): how many triggers one process runs, how long its
+    # lease on them lasts without renewal (a dead triggerer's triggers move to another
+    # after this), and how long a trigger may hold the event loop before it is named.
+    "triggerer": {
+        "capacity": 1000,
+        "lease_seconds": 6.0,
+        "poll_interval": 1.0,
+        "block_threshold": 0.2,
+    },
     "dask": {
         "scheduler_address": "",  # empty: start a LocalCluster
         "n_workers": 2,

@@ -61,8 +61,37 @@ class UpdraftRescheduleException(UpdraftException):
         self.reschedule_date = reschedule_date
 
 
-class TaskDeferred(UpdraftException):
-    """Deferrable operators are not supported; raised so that use is never silent."""
+class TaskDeferred(BaseException):
+    """Raised by ``BaseOperator.defer``: the try gives up its slot until ``trigger`` fires,
+    then a new run of the same try resumes in ``method_name(context, event=...)``.
+
+    A BaseException, as in Airflow, so that a task's own ``except Exception`` does not
+    swallow it."""
+
+    def __init__(self, *, trigger, method_name: str | None, kwargs: dict | None = None,
+                 timeout=None) -> None:
+        super().__init__()
+        self.trigger = trigger
+        self.method_name = method_name
+        self.kwargs = kwargs
+        self.timeout = timeout
+        if timeout is not None and not hasattr(timeout, "total_seconds"):
+            raise ValueError("timeout must be a timedelta or None")
+
+    def __repr__(self) -> str:
+        return f"<TaskDeferred trigger={self.trigger} method={self.method_name}>"
+
+
+#: The reason a deferral that timed out fails its task with (Airflow's wording).
+DEFERRAL_TIMEOUT_ERROR = "Trigger/execution timeout"
+
+
+class TaskDeferralError(UpdraftException):
+    """A deferred task's trigger failed: the resumed try fails with its reason."""
+
+
+class TaskDeferralTimeout(TaskDeferralError):
+    """A deferred task's trigger did not fire within the deferral's timeout."""
 
 
 class DagDefinitionError(UpdraftException, ValueError):

@@ -200,7 +200,14 @@ def claim_try(request: TryRequest, node: str | None, executor: str | None, *,
             "v_executor": executor, "v_worker": node}, _CLAIM, where="claim_try")
         if not result.rowcount:
             return None
-        if request.try_number > 1:
+        ti = session.execute(stmts["ti"], params).first()
+        if ti is not None and ti.next_method:
+            # A deferred try resuming (ADR 11): it continues where next_method says, once;
+            # the XComs it pushed before deferring stay.
+            from updraft.store.triggers import start_resumed_try
+
+            start_resumed_try(session, request)
+        elif request.try_number > 1:
             # XComs of an earlier try of this task instance must not leak into this one.
             clear_xcoms(session, dag_id=request.dag_id, run_id=request.run_id,
                         task_id=request.task_id, map_index=request.map_index)
@@ -210,7 +217,6 @@ def claim_try(request: TryRequest, node: str | None, executor: str | None, *,
                   cause=f"try {request.try_number} started on {socket.gethostname()}",
                   node=node, when=now)
         run = session.execute(stmts["run"], params).first()
-        ti = session.execute(stmts["ti"], params).first()
         previous: dict[str, Any] = {}
         if run is not None and run.logical_date is not None:
             prev = session.execute(stmts["previous"],
@@ -263,6 +269,11 @@ def record_try(request: TryRequest, claimed: ClaimedTry, result, *, node: str | 
     started_at = now - timedelta(seconds=duration)
 
     def record(session) -> bool:
+        if state == TI.DEFERRED:
+            from updraft.store.triggers import record_deferral
+
+            return record_deferral(session, request, result.deferral, now=now,
+                                   duration=duration, node=node, xcoms=result.xcoms)
         if not write(session, _statements()["outcome"], params, ((TI.RUNNING, state),),
                      where="record_try").rowcount:
             return False

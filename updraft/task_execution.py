@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from updraft.exceptions import (
+    TaskDeferred,
     UnmappableXComTypePushed,
     UpdraftFailException,
     UpdraftRescheduleException,
@@ -49,6 +50,8 @@ class TryResult:
     retry_policy: RetryPolicy | None = None
     #: A successful try's outlet events (``updraft.assets``), recorded with its outcome.
     asset_events: list[dict[str, Any]] = field(default_factory=list)
+    #: A deferred try's trigger and where it resumes (``deferral_of``), stored with it.
+    deferral: dict[str, Any] | None = None
 
 
 @dataclass
@@ -329,6 +332,7 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
     error: str | None = None
     exception: BaseException | None = None
     reschedule_at: datetime | None = None
+    deferral: dict[str, Any] | None = None
     task = ti = context = None
     rendered: dict[str, Any] = {}
     try:
@@ -345,8 +349,21 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
             _run_callbacks(task.on_execute_callback, context, "on_execute")
             task.pre_execute(context)
 
-            def execute():
-                return task.execute(context)
+            resume = getattr(claimed.ti, "next_method", None) if claimed is not None \
+                else None
+            if resume:
+                next_kwargs = _next_kwargs(claimed.ti)
+                log.info("Resuming after deferral in %s", resume)
+
+                def execute():
+                    return task.resume_execution(resume, next_kwargs, context)
+            elif getattr(task, "start_from_trigger", False) and \
+                    getattr(task, "start_trigger_args", None) is not None:
+                def execute():
+                    return _defer_from_start(task)
+            else:
+                def execute():
+                    return task.execute(context)
 
             result = call_with_timeout(execute, task.execution_timeout, task.on_kill,
                                        request.label)
@@ -357,6 +374,17 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
         state = TI.SUCCESS
         log.info("Marking task as SUCCESS. dag_id=%s, task_id=%s, run_id=%s, map_index=%s",
                  request.dag_id, request.task_id, request.run_id, request.map_index)
+    except TaskDeferred as exc:
+        try:
+            deferral = deferral_of(exc, task)
+            state, exception = TI.DEFERRED, None
+            log.info("Pausing task as DEFERRED. dag_id=%s, task_id=%s, run_id=%s, "
+                     "map_index=%s: waits for %s", request.dag_id, request.task_id,
+                     request.run_id, request.map_index, deferral["label"])
+        except Exception as bad:  # noqa: BLE001  (a trigger that cannot be stored fails)
+            state, exception = TI.FAILED, bad
+            error = f"the task deferred, but its trigger cannot be stored: {bad}"
+            log.error("%s", error, exc_info=True)
     except UpdraftSkipException as exc:
         state, exception = TI.SKIPPED, exc
         log.info("Marking task as SKIPPED: %s", exc)
@@ -385,8 +413,50 @@ def _execute_try(request, claimed, dag=None, *, on_task=None, scope=None) -> Try
         skipped_downstream=list(ti.skipped_downstream) if ti is not None else [],
         followed_branches=ti.followed_branches if ti is not None else None,
         retry_policy=RetryPolicy.of(task) if task is not None else None,
-        asset_events=_asset_events(task, context) if state == TI.SUCCESS else [])
+        asset_events=_asset_events(task, context) if state == TI.SUCCESS else [],
+        deferral=deferral if state == TI.DEFERRED else None)
     return TryExecution(result, task, ti, context, exception)
+
+
+def _next_kwargs(ti_row) -> dict[str, Any]:
+    from updraft.models.xcom import deserialize_value
+
+    return dict(deserialize_value(getattr(ti_row, "next_kwargs", None)) or {})
+
+
+def _defer_from_start(task) -> Any:
+    """``start_from_trigger``: defer with the operator's ``start_trigger_args`` before any
+    of its code runs (Airflow runs this part in the scheduler; here it is the try's)."""
+    from updraft.triggers.base import import_trigger_class
+
+    args = task.start_trigger_args
+    trigger = import_trigger_class(args.trigger_cls)(**(args.trigger_kwargs or {}))
+    task.defer(trigger=trigger, method_name=args.next_method, kwargs=args.next_kwargs,
+               timeout=args.timeout)
+
+
+def deferral_of(deferred: TaskDeferred, task) -> dict[str, Any]:
+    """What the store keeps of a deferral: the trigger's class path and kwargs (JSON text),
+    where the try resumes, and when the wait fails the task."""
+    from updraft.models.xcom import serialize_value
+    from updraft.triggers.base import BaseTrigger
+    from updraft.utils.timezone import utcnow
+
+    trigger = deferred.trigger
+    if not isinstance(trigger, BaseTrigger):
+        raise TypeError(f"defer(trigger=...) needs a BaseTrigger, got {type(trigger).__name__}")
+    classpath, kwargs = trigger.serialize()
+    timeout = deferred.timeout
+    if timeout is None and task is not None and getattr(task, "is_sensor", False) and \
+            getattr(task, "timeout", None):
+        # A deferrable sensor's own timeout bounds its wait (Airflow does the same).
+        timeout = timedelta(seconds=float(task.timeout))
+    method = deferred.method_name or "__trigger_exit__"
+    return {"classpath": classpath, "kwargs": serialize_value(dict(kwargs)),
+            "method_name": method,
+            "next_kwargs": serialize_value(dict(deferred.kwargs or {})),
+            "timeout_at": utcnow() + timeout if timeout is not None else None,
+            "label": f"{classpath.rpartition('.')[2]}"}
 
 
 def _asset_events(task, context) -> list[dict[str, Any]]:

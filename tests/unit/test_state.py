@@ -213,6 +213,7 @@ UPDATES_WITHOUT_STATE = {
     ("updraft/heartbeats.py", "_beat"): "heartbeat_at of running tries",
     ("updraft/store/runs.py", "expand_task"): "the placeholder's map index",
     ("updraft/store/commands.py", "_collapse_mapped"): "map indexes of a cleared mapped task",
+    ("updraft/store/triggers.py", "start_resumed_try"): "next_method read by a resumed try",
 }
 _TI_NAMES = {"TaskInstanceModel", "T", "_TI", "ti", "TI_TABLE"}
 

@@ -23,7 +23,9 @@ def _u(reason: str) -> Unsupported:
     return Unsupported(reason)
 
 
-_DEFERRABLE = "deferrable operators and triggers; use the non-async class with mode='reschedule'"
+_DEFERRABLE = ("deferral for this operator or trigger; Updraft defers the time, file, external "
+               "task, HTTP and SQL sensors and TriggerDagRunOperator (README, Deferrable "
+               "tasks); use mode='reschedule' here")
 _PARTITIONS = ("asset partitions and the asset state store (Airflow 3.2+); schedule on "
                "the asset itself and carry the partition in the event's extra")
 _WATCHER_TRIGGERS = ("deferrable event triggers as asset watchers; watch a NATS subject with "
@@ -55,6 +57,8 @@ EXCEPTIONS: dict[str, str | Unsupported] = {
     "XComForMappedNotFound": "updraft.exceptions:XComForMappedNotFound",
     "UnmappableXComTypePushed": "updraft.exceptions:UnmappableXComTypePushed",
     "TaskDeferred": "updraft.exceptions:TaskDeferred",
+    "TaskDeferralError": "updraft.exceptions:TaskDeferralError",
+    "TaskDeferralTimeout": "updraft.exceptions:TaskDeferralTimeout",
     "RemovedInAirflow3Warning": "updraft.exceptions:RemovedInUpdraftWarning",
     "AirflowProviderDeprecationWarning": "updraft.exceptions:RemovedInUpdraftWarning",
     "AirflowTaskTerminated": "updraft.exceptions:UpdraftTaskTerminated",
@@ -120,6 +124,16 @@ _PARTITION_NAMES = (
     "PartitionedAtRuntime", "ProductMapper", "RollupMapper", "SegmentWindow",
     "StartOfDayMapper", "StartOfHourMapper", "StartOfMonthMapper", "StartOfWeekMapper",
     "StartOfYearMapper", "WaitForAll", "WeekWindow", "Window", "PartitionMapper")
+
+TRIGGER_BASE: dict[str, str | Unsupported] = {
+    name: f"updraft.triggers.base:{name}" for name in (
+        "BaseTrigger", "TriggerEvent", "StartTriggerArgs", "BaseTaskEndEvent",
+        "TaskSuccessEvent", "TaskFailedEvent", "TaskSkippedEvent")
+}
+TIME_TRIGGERS: dict[str, str | Unsupported] = {
+    "DateTimeTrigger": "updraft.triggers.temporal:DateTimeTrigger",
+    "TimeDeltaTrigger": "updraft.triggers.temporal:TimeDeltaTrigger",
+}
 
 SDK: dict[str, str | Unsupported] = {
     **DECORATORS,
@@ -222,16 +236,16 @@ _STANDARD_SENSORS = {
     "python": {"PythonSensor": "updraft.sensors.python:PythonSensor"},
     "time_delta": {
         "TimeDeltaSensor": "updraft.sensors.time:TimeDeltaSensor",
-        "TimeDeltaSensorAsync": _u(_DEFERRABLE),
+        "TimeDeltaSensorAsync": "updraft.sensors.time:TimeDeltaSensorAsync",
         "WaitSensor": _u("WaitSensor; use TimeDeltaSensor"),
     },
     "time": {
         "TimeSensor": "updraft.sensors.time:TimeSensor",
-        "TimeSensorAsync": _u(_DEFERRABLE),
+        "TimeSensorAsync": "updraft.sensors.time:TimeSensorAsync",
     },
     "date_time": {
         "DateTimeSensor": "updraft.sensors.time:DateTimeSensor",
-        "DateTimeSensorAsync": _u(_DEFERRABLE),
+        "DateTimeSensorAsync": "updraft.sensors.time:DateTimeSensorAsync",
     },
     "weekday": {"DayOfWeekSensor": "updraft.sensors.weekday:DayOfWeekSensor"},
     "external_task": {
@@ -361,6 +375,10 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.sensors.sql": {"SqlSensor": "updraft.sensors.sql:SqlSensor"},
     "airflow.sensors.sql_sensor": {"SqlSensor": "updraft.sensors.sql:SqlSensor"},
     "airflow.sensors.http": {"HttpSensor": "updraft.sensors.http:HttpSensor"},
+    # triggers (ADR 11)
+    "airflow.triggers": {},
+    "airflow.triggers.base": TRIGGER_BASE,
+    "airflow.triggers.temporal": TIME_TRIGGERS,
     # hooks
     "airflow.hooks": {},
     "airflow.hooks.base": {"BaseHook": "updraft.hooks.base:BaseHook"},
@@ -402,6 +420,8 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.providers.standard.sensors": {},
     **{f"airflow.providers.standard.sensors.{name}": names
        for name, names in _STANDARD_SENSORS.items() if name != "base"},
+    "airflow.providers.standard.triggers": {},
+    "airflow.providers.standard.triggers.temporal": TIME_TRIGGERS,
     "airflow.providers.standard.hooks": {},
     "airflow.providers.standard.hooks.filesystem": {"FSHook": "updraft.hooks.filesystem:FSHook"},
     "airflow.providers.standard.hooks.subprocess": {
@@ -600,6 +620,4 @@ def lookup(module: str, name: str) -> str | Unsupported | None:
 # The value is the only setting that is harmless (dropped); any other raises.
 UNSUPPORTED_OPERATOR_KWARGS: dict[str, tuple[object, str]] = {
     "deferrable": (False, _DEFERRABLE),
-    "start_from_trigger": (False, _DEFERRABLE),
-    "start_trigger_args": (None, _DEFERRABLE),
 }

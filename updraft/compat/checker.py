@@ -167,11 +167,6 @@ class _Visitor(ast.NodeVisitor):
             return
 
     def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "defer" and \
-                isinstance(func.value, ast.Name) and func.value.id == "self":
-            self.add(node, "self.defer()", (False, airflow_map.UNSUPPORTED_OPERATOR_KWARGS[
-                "deferrable"][1]))
         for keyword in node.keywords:
             self._check_keyword(keyword.arg, keyword.value, node)
         self.generic_visit(node)
@@ -184,7 +179,8 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _check_keyword(self, name: str | None, value: ast.AST, node: ast.AST) -> None:
-        if name in UNSUPPORTED_OPERATOR_KWARGS:
+        # deferrable=True is refused at parse time only by operators that cannot defer.
+        if name in UNSUPPORTED_OPERATOR_KWARGS and name != "deferrable":
             harmless, reason = UNSUPPORTED_OPERATOR_KWARGS[name]
             if isinstance(value, ast.Constant) and (value.value == harmless or
                                                     (harmless is False and not value.value)):

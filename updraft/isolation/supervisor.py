@@ -484,7 +484,8 @@ class Supervisor:
                         # (a timeout, an error) may have been cut off halfway.
                         held.reusable = bool(message[1].get("reusable")) and \
                             watched.stop is None and outcome is not None and \
-                            outcome.state in (TI.SUCCESS, TI.SKIPPED, TI.UP_FOR_RESCHEDULE)
+                            outcome.state in (TI.SUCCESS, TI.SKIPPED, TI.UP_FOR_RESCHEDULE,
+                                              TI.DEFERRED)
                         done = True
                 if not alive:
                     child.channel.closed = True

@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from updraft.dag import DagContext
 from updraft.exceptions import DagDefinitionError, UpdraftException
@@ -300,6 +300,10 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
     shallow_copy_attrs: Sequence[str] = ()
     #: Sensors set this; the runner then handles reschedules.
     is_sensor: bool = False
+    #: Deferral before any of the task's code runs (Airflow's ``start_from_trigger``): the
+    #: try defers at once with ``start_trigger_args`` (ADR 11).
+    start_from_trigger: bool = False
+    start_trigger_args: Any = None
 
     def __init__(
         self,
@@ -365,6 +369,11 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
         # Old Airflow arguments that have no effect here but must not break a DAG file.
         for harmless in ("provide_context", "weight_rule_class"):
             kwargs.pop(harmless, None)
+        # Deferral before any code runs (ADR 11), as Airflow's BaseOperator takes it.
+        if "start_from_trigger" in kwargs:
+            self.start_from_trigger = bool(kwargs.pop("start_from_trigger"))
+        if "start_trigger_args" in kwargs:
+            self.start_trigger_args = kwargs.pop("start_trigger_args")
         if kwargs:  # Airflow arguments Updraft lacks get a precise "not supported by Updraft"
             from updraft.compat.kwargs import check_airflow_kwargs
 
@@ -510,6 +519,39 @@ class BaseOperator(DAGNode, metaclass=BaseOperatorMeta):
     def execute(self, context: dict) -> Any:
         """Do the task's work; the return value is pushed as the ``return_value`` XCom."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute(context)")
+
+    def defer(self, *, trigger, method_name: str | None, kwargs: dict | None = None,
+              timeout=None) -> NoReturn:
+        """Give up this try's slot until ``trigger`` fires; the try then resumes in
+        ``method_name(context, event=<payload>, **kwargs)`` (with the same try number).
+        ``timeout`` (a timedelta) fails the task if the trigger has not fired by then."""
+        from updraft.exceptions import TaskDeferred
+
+        raise TaskDeferred(trigger=trigger, method_name=method_name, kwargs=kwargs,
+                           timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context: dict):
+        """Continue a deferred task in ``next_method`` (``__fail__``: its trigger failed or
+        timed out, so the try fails with the reason)."""
+        from updraft.exceptions import (
+            DEFERRAL_TIMEOUT_ERROR,
+            TaskDeferralError,
+            TaskDeferralTimeout,
+        )
+
+        next_kwargs = dict(next_kwargs or {})
+        if next_method == "__fail__":
+            error = next_kwargs.get("error", "Unknown")
+            traceback = next_kwargs.get("traceback")
+            if traceback:
+                self.log.error("Trigger failed:\n%s", "\n".join(traceback))
+            if error == DEFERRAL_TIMEOUT_ERROR or next_kwargs.get("timeout"):
+                raise TaskDeferralTimeout(error)
+            raise TaskDeferralError(error)
+        if next_method == "__trigger_exit__":  # deferred with method_name=None
+            return None
+        method = getattr(self, next_method)
+        return method(context=context, **next_kwargs)
 
     def pre_execute(self, context: dict) -> None:
         if self._pre_execute_hook is not None:

@@ -8,17 +8,63 @@ from datetime import datetime, time, timedelta
 from updraft.sensors.base import BaseSensorOperator
 
 
-class TimeDeltaSensor(BaseSensorOperator):
-    """Waits until ``delta`` after the end of the run's data interval."""
+def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger: bool):
+    """Defer ``sensor`` until ``moment`` (ADR 11); a moment already past needs no wait."""
+    from updraft.exceptions import UpdraftSkipException
+    from updraft.triggers.temporal import DateTimeTrigger
 
-    def __init__(self, *, delta: timedelta, **kwargs) -> None:
+    if sensor._now() >= moment:
+        sensor.log.info("The time (%s) has come already", moment)
+        return None
+    try:
+        trigger = DateTimeTrigger(moment=moment, end_from_trigger=end_from_trigger)
+    except (TypeError, ValueError) as exc:
+        if sensor.soft_fail:
+            raise UpdraftSkipException("Skipping due to soft_fail is set to True.") from exc
+        raise
+    sensor.log.info("Deferring until %s", moment)
+    sensor.defer(trigger=trigger, method_name="execute_complete")
+
+
+class TimeDeltaSensor(BaseSensorOperator):
+    """Waits until ``delta`` after the end of the run's data interval; with
+    ``deferrable=True`` it waits in a triggerer, holding no worker slot."""
+
+    def __init__(self, *, delta: timedelta, deferrable: bool = False,
+                 end_from_trigger: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.delta = delta
+        self.deferrable = deferrable
+        self.end_from_trigger = end_from_trigger
+
+    def _target(self, context: dict) -> datetime:
+        base = context.get("data_interval_end") or context.get("logical_date") or \
+            self._now()
+        return base + self.delta
+
+    def execute(self, context: dict):
+        if self.deferrable:
+            return _defer_until(self, self._target(context), self.end_from_trigger)
+        return super().execute(context)
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The trigger fired: the time has come."""
+        self.log.info("%s has passed", event)
+        return None
 
     def poke(self, context: dict) -> bool:
-        target = context["data_interval_end"] + self.delta
+        target = self._target(context)
         self.log.info("Checking if the time (%s) has come", target)
         return self._now() > target
+
+
+class TimeDeltaSensorAsync(TimeDeltaSensor):
+    """``TimeDeltaSensor(deferrable=True)``, Airflow's async class."""
+
+    def __init__(self, *, delta: timedelta, end_from_trigger: bool = False, **kwargs) -> None:
+        kwargs.pop("deferrable", None)
+        super().__init__(delta=delta, deferrable=True, end_from_trigger=end_from_trigger,
+                         **kwargs)
 
 
 class DateTimeSensor(BaseSensorOperator):
@@ -27,8 +73,11 @@ class DateTimeSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("target_time",)
 
-    def __init__(self, *, target_time: str | datetime, **kwargs) -> None:
+    def __init__(self, *, target_time: str | datetime, deferrable: bool = False,
+                 end_from_trigger: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.end_from_trigger = end_from_trigger
         # A templated field: kept as a string so it can be rendered.
         if isinstance(target_time, datetime):
             self.target_time = target_time.isoformat()
@@ -38,21 +87,56 @@ class DateTimeSensor(BaseSensorOperator):
             raise TypeError(f"Expected str or datetime.datetime type for target_time. Got "
                             f"{type(target_time)}")
 
-    def poke(self, context: dict) -> bool:
+    def _target(self) -> datetime:
         from updraft.config import conf
         from updraft.schedules import coerce_datetime
 
+        return coerce_datetime(self.target_time, conf.get("core", "default_timezone"))
+
+    def execute(self, context: dict):
+        if self.deferrable:
+            return _defer_until(self, self._target(), self.end_from_trigger)
+        return super().execute(context)
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The trigger fired: the time has come."""
+        return None
+
+    def poke(self, context: dict) -> bool:
         self.log.info("Checking if the time (%s) has come", self.target_time)
-        target = coerce_datetime(self.target_time, conf.get("core", "default_timezone"))
-        return self._now() > target
+        return self._now() > self._target()
+
+
+class DateTimeSensorAsync(DateTimeSensor):
+    """``DateTimeSensor(deferrable=True)``, Airflow's async class."""
+
+    def __init__(self, *, target_time: str | datetime, end_from_trigger: bool = False,
+                 **kwargs) -> None:
+        kwargs.pop("deferrable", None)
+        super().__init__(target_time=target_time, deferrable=True,
+                         end_from_trigger=end_from_trigger, **kwargs)
 
 
 class TimeSensor(BaseSensorOperator):
     """Waits until the time of day is past ``target_time``, in the DAG's timezone."""
 
-    def __init__(self, *, target_time: time, **kwargs) -> None:
+    def __init__(self, *, target_time: time, deferrable: bool = False,
+                 end_from_trigger: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.target_time = target_time
+        self.deferrable = deferrable
+        self.end_from_trigger = end_from_trigger
+
+    def execute(self, context: dict):
+        if self.deferrable:
+            local = self._now().astimezone(self.dag.timezone)
+            moment = datetime.combine(local.date(), self.target_time, tzinfo=local.tzinfo)
+            return _defer_until(self, moment, self.end_from_trigger)
+        return super().execute(context)
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The trigger fired: the time has come."""
+        return None
 
     def poke(self, context: dict) -> bool:
         self.log.info("Checking if the time (%s) has come", self.target_time)
@@ -60,4 +144,14 @@ class TimeSensor(BaseSensorOperator):
         return local_now.time() > self.target_time
 
 
-__all__ = ["DateTimeSensor", "TimeDeltaSensor", "TimeSensor"]
+class TimeSensorAsync(TimeSensor):
+    """``TimeSensor(deferrable=True)``, Airflow's async class."""
+
+    def __init__(self, *, target_time: time, end_from_trigger: bool = False, **kwargs) -> None:
+        kwargs.pop("deferrable", None)
+        super().__init__(target_time=target_time, deferrable=True,
+                         end_from_trigger=end_from_trigger, **kwargs)
+
+
+__all__ = ["DateTimeSensor", "DateTimeSensorAsync", "TimeDeltaSensor", "TimeDeltaSensorAsync",
+           "TimeSensor", "TimeSensorAsync"]

@@ -307,6 +307,9 @@ def _compare_and_set(session: Session, dag_id: str, run_id: str, ti, verb: str,
     """Update one task instance only if it still holds the state and try number read before;
     ConcurrentStateChange if another writer changed it in between."""
     values = dict(values)
+    # A clear or a mark ends a deferral: the next try starts in execute (ADR 11); the
+    # trigger row left behind is dropped by a triggerer.
+    values.update(trigger_id=None, trigger_timeout=None, next_method=None, next_kwargs=None)
     changed = write_state(
         session, ti.state, values.pop("state"),
         TaskInstanceModel.dag_id == dag_id, TaskInstanceModel.run_id == run_id,

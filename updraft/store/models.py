@@ -225,12 +225,19 @@ class TaskInstanceModel(Base):
     rendered_fields: Mapped[dict | None] = mapped_column(json_type())
     note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    #: Deferral (ADR 11): the trigger a deferred task waits for, when the wait fails it,
+    #: and where the resumed try continues (``next_kwargs``: XCom-style JSON text).
+    trigger_id: Mapped[int | None] = mapped_column(Integer)
+    trigger_timeout: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_method: Mapped[str | None] = mapped_column(String(1000))
+    next_kwargs: Mapped[str | None] = mapped_column(long_text())
 
     __table_args__ = (
         Index(None, "state", "dag_id"),
         Index(None, "dag_id", "task_id", "state"),
         Index(None, "pool", "state"),
         Index(None, "state", "worker"),
+        Index(None, "trigger_id"),
     )
 
 
@@ -254,6 +261,23 @@ class TaskInstanceTry(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("dag_id", "run_id", "task_id", "map_index", "try_number"),)
+
+
+class TriggerModel(Base):
+    """A deferred task's trigger (ADR 11): what to run (class path and kwargs, XCom-style
+    JSON text) and which triggerer runs it until when (``lease_until``: once past, another
+    triggerer takes it over)."""
+
+    __tablename__ = "trigger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    classpath: Mapped[str] = mapped_column(String(1000), nullable=False)
+    kwargs: Mapped[str] = mapped_column(long_text(), nullable=False)
+    created_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    triggerer_id: Mapped[str | None] = mapped_column(String(250))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "triggerer_id"), Index(None, "lease_until"))
 
 
 class TaskReschedule(Base):
@@ -329,6 +353,8 @@ class PoolModel(Base):
     pool: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
     slots: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     description: Mapped[str | None] = mapped_column(Text)
+    #: Deferred tasks hold a slot of this pool too (Airflow's ``include_deferred``).
+    include_deferred: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
 
 class UserModel(Base):

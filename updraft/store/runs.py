@@ -174,7 +174,7 @@ def _current_rows(session: Session, dag_id: str, run_id: str,
     """State and try number of the given task instances of one run, in one query."""
     task_ids = sorted({task_id for task_id, _ in keys})
     rows = session.execute(select(_TI.c.task_id, _TI.c.map_index, _TI.c.state,
-                                  _TI.c.try_number).where(
+                                  _TI.c.try_number, _TI.c.next_method).where(
         _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id.in_(task_ids)))
     wanted = set(keys)
     return {(r.task_id, r.map_index): r for r in rows if (r.task_id, r.map_index) in wanted}
@@ -216,8 +216,8 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
     """Move ready task instances to queued, starting their next try; return each queued
     try's number and identity (``try_id``, which the worker's claim must name).
 
-    A reschedule continues the same try; anything else starts a new one. Only rows still in
-    a schedulable state are queued (a concurrent clear or mark wins).
+    A reschedule or a resumed deferral continues the same try; anything else starts a new
+    one. Only rows still in a schedulable state are queued (a concurrent clear or mark wins).
     """
     now = now or utcnow()
     keys = list(keys)
@@ -232,7 +232,10 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         row = current.get(key)
         if row is None or row.state not in SCHEDULABLE_STATES:
             continue
-        continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled
+        # A reschedule continues the same try, and so does a deferred try resuming
+        # (next_method set: Airflow keeps the try number across a deferral).
+        continues = row.state == str(TI.UP_FOR_RESCHEDULE) or key in rescheduled or \
+            (row.state == str(TI.SCHEDULED) and bool(row.next_method))
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
         planned.append((key, row.state, row.try_number, dict(
             state=str(TI.QUEUED), try_number=try_number, try_id=new_try_id(), worker=None,
@@ -248,7 +251,9 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         events.append(dict(dag_id=dag_id, run_id=run_id, task_id=key[0], map_index=key[1],
                            try_number=try_number, old_state=old_state,
                            new_state=str(TI.QUEUED),
-                           cause=f"dependencies met; try {try_number} queued", node=node,
+                           cause=(f"trigger fired; try {try_number} queued to resume"
+                                  if current[key].next_method else
+                                  f"dependencies met; try {try_number} queued"), node=node,
                            timestamp=now))
     add_events(session, events)
     return queued
