@@ -6,15 +6,14 @@ itself, and audits every change. Connection passwords are write-only: no answer 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import jsonify, request
 from sqlalchemy import func, select
 
 from updraft.store.engine import session_scope
-from updraft.store.models import ConnectionModel, ImportError_, PoolModel, VariableModel
-from web import queries
+from updraft.store.models import ImportError_
+from web import crud, queries
 from web.api import bp
 from web.api.common import ApiError, json_body, not_found, page, page_args
 from web.auth.audit import audit
@@ -31,37 +30,13 @@ from web.auth.permissions import (
     require,
 )
 
-MASK = "***"
-
 
 def _who() -> str | None:
     user = current_user()
     return user.username if user else None
 
 
-def _same_name(body: dict, field: str, url_value: str, what: str) -> None:
-    """409 when the body names another resource than the URL (nothing is ever renamed)."""
-    if field in body and body[field] != url_value:
-        raise ApiError(409, f"the {field} in the body ({body[field]!r}) differs from the URL "
-                            f"({url_value!r}): {what} cannot be renamed")
-
-
-# -- variables -------------------------------------------------------------------------------
-
-def _variable_json(row: VariableModel) -> dict[str, Any]:
-    from updraft.secrets import decrypt, should_hide_value_for_key
-
-    value = row.val
-    if value is not None and row.is_encrypted:
-        value = decrypt(value, what=f"variable {row.key}")
-    if value is not None and should_hide_value_for_key(row.key):
-        value = MASK
-    return {"key": row.key, "value": value, "description": row.description}
-
-
-def _variable_row(session, key: str) -> VariableModel | None:
-    return session.scalar(select(VariableModel).where(VariableModel.key == key))
-
+# -- variables, connections, pools: validated, masked and written by web.crud ----------------
 
 @bp.get("/variables")
 @require(VARIABLE_READ)
@@ -69,10 +44,7 @@ def list_variables():
     """A page of variables, by key (values of sensitive keys are masked)."""
     limit, offset = page_args()
     with session_scope() as session:
-        total = session.scalar(select(func.count()).select_from(VariableModel)) or 0
-        rows = session.scalars(select(VariableModel).order_by(VariableModel.key)
-                               .limit(limit).offset(offset))
-        return page("variables", [_variable_json(r) for r in rows], total)
+        return page("variables", *crud.list_variables(session, limit, offset))
 
 
 @bp.get("/variables/<path:key>")
@@ -80,25 +52,18 @@ def list_variables():
 def get_variable(key: str):
     """One variable."""
     with session_scope() as session:
-        row = _variable_row(session, key)
-        if row is None:
-            raise not_found(f"variable {key!r}")
-        return jsonify(_variable_json(row))
+        return jsonify(crud.get_variable(session, key))
 
 
 @bp.post("/variables")
 @require(VARIABLE_EDIT)
 def create_variable():
     """Create a variable (409 if the key exists)."""
-    from updraft.models.variable import Variable
-
     body = json_body("VariableCreate")
     key = body["key"]
     with session_scope() as session:
-        if _variable_row(session, key) is not None:
-            raise ApiError(409, f"variable {key!r} already exists")
-        Variable.set(key, body["value"], description=body.get("description"), session=session)
-        result = _variable_json(_variable_row(session, key))
+        result = crud.set_variable(session, key, body["value"], body.get("description"),
+                                   replace=False)
     audit("variable.create", extra={"key": key})
     return jsonify(result), 201
 
@@ -107,19 +72,10 @@ def create_variable():
 @require(VARIABLE_EDIT)
 def update_variable(key: str):
     """Change the value and/or description of a variable."""
-    from updraft.models.variable import Variable
-
     body = json_body("VariableUpdate")
-    _same_name(body, "key", key, "variables")
+    crud.same_name(body, "key", key, "variables")
     with session_scope() as session:
-        row = _variable_row(session, key)
-        if row is None:
-            raise not_found(f"variable {key!r}")
-        if "value" in body:
-            Variable.set(key, body["value"], session=session)
-        if "description" in body:
-            row.description = body["description"]
-        result = _variable_json(row)
+        result = crud.update_variable(session, key, body)
     audit("variable.update", extra={"key": key, "fields": sorted(body)})
     return jsonify(result)
 
@@ -129,55 +85,10 @@ def update_variable(key: str):
 def delete_variable(key: str):
     """Delete a variable."""
     with session_scope() as session:
-        row = _variable_row(session, key)
-        if row is None:
+        if not crud.delete_variable(session, key):
             raise not_found(f"variable {key!r}")
-        session.delete(row)
     audit("variable.delete", extra={"key": key})
     return "", 204
-
-
-# -- connections -----------------------------------------------------------------------------
-
-def _mask_sensitive(value: Any) -> Any:
-    """``value`` with whatever sits under a sensitive key (password, token...) as ***, at any
-    depth."""
-    from updraft.secrets import should_hide_value_for_key
-
-    if isinstance(value, dict):
-        return {k: MASK if should_hide_value_for_key(k) and v not in (None, "")
-                else _mask_sensitive(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_sensitive(v) for v in value]
-    return value
-
-
-def _masked_extra(row: ConnectionModel) -> str | None:
-    from updraft.secrets import decrypt
-
-    extra = row.extra
-    if extra is None:
-        return None
-    if row.is_extra_encrypted:
-        extra = decrypt(extra, what=f"the extra of connection {row.conn_id}")
-    try:
-        parsed = json.loads(extra)
-    except ValueError:
-        return extra
-    if isinstance(parsed, (dict, list)):
-        return json.dumps(_mask_sensitive(parsed))
-    return extra
-
-
-def _connection_json(row: ConnectionModel) -> dict[str, Any]:
-    """A connection without its password (only whether it has one)."""
-    return {"conn_id": row.conn_id, "conn_type": row.conn_type, "description": row.description,
-            "host": row.host, "login": row.login, "schema": row.schema, "port": row.port,
-            "extra": _masked_extra(row), "has_password": row.password is not None}
-
-
-def _connection_row(session, conn_id: str) -> ConnectionModel | None:
-    return session.scalar(select(ConnectionModel).where(ConnectionModel.conn_id == conn_id))
 
 
 @bp.get("/connections")
@@ -186,10 +97,7 @@ def list_connections():
     """A page of connections, by id (never with passwords)."""
     limit, offset = page_args()
     with session_scope() as session:
-        total = session.scalar(select(func.count()).select_from(ConnectionModel)) or 0
-        rows = session.scalars(select(ConnectionModel).order_by(ConnectionModel.conn_id)
-                               .limit(limit).offset(offset))
-        return page("connections", [_connection_json(r) for r in rows], total)
+        return page("connections", *crud.list_connections(session, limit, offset))
 
 
 @bp.get("/connections/<path:conn_id>")
@@ -197,28 +105,17 @@ def list_connections():
 def get_connection(conn_id: str):
     """One connection (never with its password)."""
     with session_scope() as session:
-        row = _connection_row(session, conn_id)
-        if row is None:
-            raise not_found(f"connection {conn_id!r}")
-        return jsonify(_connection_json(row))
+        return jsonify(crud.get_connection(session, conn_id))
 
 
 @bp.post("/connections")
 @require(CONNECTION_EDIT)
 def create_connection():
     """Create a connection (409 if the id exists); the password is stored encrypted."""
-    from updraft.models.connection import Connection, add_connection
-
     body = json_body("ConnectionCreate")
     conn_id = body["conn_id"]
     with session_scope() as session:
-        if _connection_row(session, conn_id) is not None:
-            raise ApiError(409, f"connection {conn_id!r} already exists")
-        try:
-            add_connection(Connection(**body), session=session)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        result = _connection_json(_connection_row(session, conn_id))
+        result = crud.save_connection(session, conn_id, body, replace=False)
     audit("connection.create", extra={"conn_id": conn_id})
     return jsonify(result), 201
 
@@ -227,26 +124,10 @@ def create_connection():
 @require(CONNECTION_EDIT)
 def update_connection(conn_id: str):
     """Change fields of a connection; fields left out (the password too) keep their value."""
-    from updraft.models.connection import get_connection as load
-    from updraft.models.connection import update_connection as save
-
     body = json_body("ConnectionUpdate")
-    _same_name(body, "conn_id", conn_id, "connections")
+    crud.same_name(body, "conn_id", conn_id, "connections")
     with session_scope() as session:
-        conn = load(conn_id, session=session)
-        if conn is None:
-            raise not_found(f"connection {conn_id!r}")
-        for name, value in body.items():
-            if name == "conn_id":
-                continue
-            if name == "extra" and isinstance(value, dict):
-                value = json.dumps(value)
-            setattr(conn, name, value)
-        try:
-            save(conn, session=session)
-        except (ValueError, KeyError) as exc:
-            raise ApiError(400, str(exc)) from None
-        result = _connection_json(_connection_row(session, conn_id))
+        result = crud.save_connection(session, conn_id, body, create=False)
     audit("connection.update", extra={"conn_id": conn_id, "fields": sorted(body)})
     return jsonify(result)
 
@@ -256,41 +137,10 @@ def update_connection(conn_id: str):
 def delete_connection(conn_id: str):
     """Delete a connection."""
     with session_scope() as session:
-        row = _connection_row(session, conn_id)
-        if row is None:
+        if not crud.delete_connection(session, conn_id):
             raise not_found(f"connection {conn_id!r}")
-        session.delete(row)
     audit("connection.delete", extra={"conn_id": conn_id})
     return "", 204
-
-
-# -- pools -----------------------------------------------------------------------------------
-
-def pool_usage(session) -> dict[str, dict[str, int]]:
-    """Per pool, the slots taken by running and queued task instances."""
-    from updraft.store.models import TaskInstanceModel
-
-    usage: dict[str, dict[str, int]] = {}
-    for pool, state, slots in session.execute(
-            select(TaskInstanceModel.pool, TaskInstanceModel.state,
-                   func.sum(TaskInstanceModel.pool_slots))
-            .where(TaskInstanceModel.state.in_(["running", "queued", "scheduled"]))
-            .group_by(TaskInstanceModel.pool, TaskInstanceModel.state)):
-        usage.setdefault(pool, {})[state] = int(slots or 0)
-    return usage
-
-
-def _pool_json(row: PoolModel, usage: dict[str, dict[str, int]]) -> dict[str, Any]:
-    used = usage.get(row.pool, {})
-    running, queued = used.get("running", 0), used.get("queued", 0)
-    return {"name": row.pool, "slots": row.slots, "description": row.description or "",
-            "running_slots": running, "queued_slots": queued,
-            "scheduled_slots": used.get("scheduled", 0),
-            "occupied_slots": running + queued, "open_slots": row.slots - running - queued}
-
-
-def _pool_row(session, name: str) -> PoolModel | None:
-    return session.scalar(select(PoolModel).where(PoolModel.pool == name))
 
 
 @bp.get("/pools")
@@ -299,11 +149,7 @@ def list_pools():
     """A page of pools with their slot usage."""
     limit, offset = page_args()
     with session_scope() as session:
-        total = session.scalar(select(func.count()).select_from(PoolModel)) or 0
-        usage = pool_usage(session)
-        rows = session.scalars(select(PoolModel).order_by(PoolModel.pool).limit(limit)
-                               .offset(offset))
-        return page("pools", [_pool_json(r, usage) for r in rows], total)
+        return page("pools", *crud.list_pools(session, limit, offset))
 
 
 @bp.get("/pools/<path:name>")
@@ -311,10 +157,7 @@ def list_pools():
 def get_pool(name: str):
     """One pool with its slot usage."""
     with session_scope() as session:
-        row = _pool_row(session, name)
-        if row is None:
-            raise not_found(f"pool {name!r}")
-        return jsonify(_pool_json(row, pool_usage(session)))
+        return jsonify(crud.get_pool(session, name))
 
 
 @bp.post("/pools")
@@ -324,11 +167,7 @@ def create_pool():
     body = json_body("PoolCreate")
     name = body["name"]
     with session_scope() as session:
-        if _pool_row(session, name) is not None:
-            raise ApiError(409, f"pool {name!r} already exists")
-        session.add(PoolModel(pool=name, slots=body["slots"], description=body.get("description")))
-        session.flush()
-        result = _pool_json(_pool_row(session, name), pool_usage(session))
+        result = crud.save_pool(session, name, body, replace=False)
     audit("pool.create", extra={"pool": name, "slots": body["slots"]})
     return jsonify(result), 201
 
@@ -338,17 +177,9 @@ def create_pool():
 def update_pool(name: str):
     """Change a pool's slots and/or description."""
     body = json_body("PoolUpdate")
-    _same_name(body, "name", name, "pools")
+    crud.same_name(body, "name", name, "pools")
     with session_scope() as session:
-        row = _pool_row(session, name)
-        if row is None:
-            raise not_found(f"pool {name!r}")
-        if "slots" in body:
-            row.slots = body["slots"]
-        if "description" in body:
-            row.description = body["description"]
-        session.flush()
-        result = _pool_json(row, pool_usage(session))
+        result = crud.save_pool(session, name, body, create=False)
     audit("pool.update", extra={"pool": name, "fields": sorted(body)})
     return jsonify(result)
 
@@ -357,15 +188,9 @@ def update_pool(name: str):
 @require(POOL_EDIT)
 def delete_pool(name: str):
     """Delete a pool (never the default pool)."""
-    from updraft.store.migrate import DEFAULT_POOL
-
-    if name == DEFAULT_POOL:
-        raise ApiError(409, f"{DEFAULT_POOL} cannot be deleted: tasks without a pool run in it")
     with session_scope() as session:
-        row = _pool_row(session, name)
-        if row is None:
+        if not crud.delete_pool(session, name):
             raise not_found(f"pool {name!r}")
-        session.delete(row)
     audit("pool.delete", extra={"pool": name})
     return "", 204
 

@@ -11,6 +11,7 @@ from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import ApiError
+from web.crud import ResourceError
 from web.auth.permissions import READ, require
 from web.errors import problem
 
@@ -18,6 +19,11 @@ from web.errors import problem
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError):
     return problem(exc.status, exc.detail, title=exc.title)
+
+
+@bp.errorhandler(ResourceError)
+def _resource_error(exc: ResourceError):
+    return problem(exc.status, str(exc))
 
 
 def updraft_version() -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from updraft.store.models import ImportError_, LogEvent, NodeModel, XComModel
 from web.auth.audit import audit
@@ -21,15 +21,32 @@ from web.auth.permissions import (
     VARIABLE_READ,
     require,
 )
+from web import crud
 from web.ui.blueprint import bp
 from web.ui.helpers import MAX_INT, age_seconds, int_param, owner_name, store
 
 PAGE = 100
 
 
-# -- variables -----------------------------------------------------------------------------
+# -- variables, connections, pools: validated, masked and written by web.crud, as the API ---
 
-MASK = "***"
+def _flash_saved(what: str, apply, ok: str, audit_event: str, audit_extra: dict) -> None:
+    """Run ``apply(session)``; flash why not if crud refused it, else audit and flash ``ok``."""
+    try:
+        with store() as session:
+            apply(session)
+    except crud.ResourceError as exc:
+        flash(f"{what} not saved: {exc}", "error")
+    else:
+        audit(audit_event, owner=owner_name(), extra=audit_extra)
+        flash(ok, "success")
+
+
+def _flash_deleted(what: str, name: str, gone: bool, audit_event: str, audit_extra: dict
+                   ) -> None:
+    audit(audit_event, owner=owner_name(), extra=audit_extra)
+    flash(f"{what} {name} deleted" if gone else f"{what} {name} did not exist",
+          "success" if gone else "error")
 
 
 @bp.route("/variables")
@@ -37,211 +54,113 @@ MASK = "***"
 def variables():
     """Every variable; values of keys that look secret (password, secret, token...) are shown
     masked, as the API shows them."""
-    from updraft.models.variable import list_variables
-    from updraft.secrets import should_hide_value_for_key
-
     with store() as session:
-        rows = [dict(row, val=MASK if should_hide_value_for_key(row["key"])
-                     and row["val"] is not None else row["val"])
-                for row in list_variables(session)]
+        rows, _total = crud.list_variables(session)
     return render_template("variables.html", rows=rows)
 
 
 @bp.route("/variables/save", methods=["POST"])
 @require(VARIABLE_EDIT)
 def variable_save():
-    from updraft.models.variable import Variable
-
     key = (request.form.get("key") or "").strip()
-    problem = _name_problem(key, "the key", 250)
-    if problem:
-        flash(f"Variable not saved: {problem}", "error")
-        return redirect(url_for("ui.variables"))
-    try:
-        with store() as session:
-            Variable.set(key, request.form.get("val", ""),
-                         description=request.form.get("description") or None, session=session)
-    except (ValueError, TypeError) as exc:
-        flash(f"Variable not saved: {exc}", "error")
-    else:
-        audit("variable.set", owner=owner_name(), extra={"key": key})
-        flash(f"Variable {key} saved", "success")
+    _flash_saved("Variable", lambda session: crud.set_variable(
+        session, key, request.form.get("val", ""), request.form.get("description") or None),
+        f"Variable {key} saved", "variable.set", {"key": key})
     return redirect(url_for("ui.variables"))
 
 
 @bp.route("/variables/delete", methods=["POST"])
 @require(VARIABLE_EDIT)
 def variable_delete():
-    from updraft.models.variable import Variable
-
     key = request.form.get("key", "")
     with store() as session:
-        gone = Variable.delete(key, session=session)
-    audit("variable.delete", owner=owner_name(), extra={"key": key})
-    flash(f"Variable {key} deleted" if gone else f"Variable {key} did not exist",
-          "success" if gone else "error")
+        gone = crud.delete_variable(session, key)
+    _flash_deleted("Variable", key, gone, "variable.delete", {"key": key})
     return redirect(url_for("ui.variables"))
 
-
-def _name_problem(name: str, what: str, max_length: int) -> str | None:
-    """Why ``name`` cannot be a variable key, connection id or pool name (the API's rule)."""
-    import re
-
-    from web.api.openapi import NAME_PATTERN
-
-    if not name:
-        return f"{what} must not be empty"
-    if len(name) > max_length:
-        return f"{what} must have at most {max_length} characters, got {len(name)}"
-    if not re.fullmatch(NAME_PATTERN[1:-1], name):
-        return f"{what} must be printable ASCII characters"
-    return None
-
-
-# -- connections ---------------------------------------------------------------------------
 
 @bp.route("/connections")
 @require(CONNECTION_READ)
 def connections():
-    from updraft.models.connection import list_connections
-
+    """Every connection, as the API shows them: never a password, its extra masked."""
     with store() as session:
-        rows = list_connections(session)
+        rows, _total = crud.list_connections(session)
     edit = request.args.get("edit")
-    current = next((c for c in rows if c.conn_id == edit), None)
+    current = next((c for c in rows if c["conn_id"] == edit), None)
     return render_template("connections.html", rows=rows, current=current)
 
 
 @bp.route("/connections/save", methods=["POST"])
 @require(CONNECTION_EDIT)
 def connection_save():
-    from updraft.models.connection import Connection, get_connection, update_connection
-
     form = request.form
     conn_id = (form.get("conn_id") or "").strip()
-    conn_type = (form.get("conn_type") or "").strip()
-    problem = (_name_problem(conn_id, "the conn_id", 250)
-               or _name_problem(conn_type, "the type", 500) or _port_problem(form.get("port")))
+    fields = {"conn_type": (form.get("conn_type") or "").strip(),
+              "description": form.get("description") or None,
+              "host": form.get("host") or None, "login": form.get("login") or None,
+              "schema": form.get("schema") or None, "port": form.get("port")}
+    # An empty password or extra keeps the stored one, unless asked to remove it.
+    if form.get("password") or form.get("clear_password"):
+        fields["password"] = form.get("password") or None
     extra = (form.get("extra") or "").strip() or None
-    if problem is None and extra is not None:
+    problem = None
+    if extra is not None:
         from web.ui.forms import load_json
 
         _value, problem = load_json(extra, "extra")
+    if extra is not None or form.get("clear_extra"):
+        fields["extra"] = extra
     if problem:
         flash(f"Connection not saved: {problem}", "error")
         return redirect(url_for("ui.connections", edit=conn_id or None))
-    try:
-        with store() as session:
-            existing = get_connection(conn_id, session=session)
-            password = form.get("password") or None
-            if password is None and existing is not None and not form.get("clear_password"):
-                password = existing.password  # an empty field keeps the stored password
-            if extra is None and existing is not None and not form.get("clear_extra"):
-                extra = existing.extra  # an empty field keeps the stored extra, as a password
-            conn = Connection(conn_id=conn_id, conn_type=conn_type,
-                              description=form.get("description") or None,
-                              host=form.get("host") or None, login=form.get("login") or None,
-                              password=password, schema=form.get("schema") or None,
-                              port=(form.get("port") or "").strip() or None, extra=extra)
-            update_connection(conn, session=session, create=True)
-    except (ValueError, TypeError, KeyError) as exc:
-        flash(f"Connection not saved: {exc}", "error")
-    else:
-        audit("connection.set", owner=owner_name(), extra={"conn_id": conn_id})
-        flash(f"Connection {conn_id} saved", "success")
+    _flash_saved("Connection", lambda session: crud.save_connection(session, conn_id, fields),
+                 f"Connection {conn_id} saved", "connection.set", {"conn_id": conn_id})
     return redirect(url_for("ui.connections"))
-
-
-def _port_problem(raw: str | None) -> str | None:
-    text = (raw or "").strip()
-    if not text:
-        return None
-    if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 65535:
-        return f"the port must be a whole number from 0 to 65535, got {text[:20]!r}"
-    return None
 
 
 @bp.route("/connections/delete", methods=["POST"])
 @require(CONNECTION_EDIT)
 def connection_delete():
-    from updraft.models.connection import delete_connection
-
     conn_id = request.form.get("conn_id", "")
     with store() as session:
-        gone = delete_connection(conn_id, session=session)
-    audit("connection.delete", owner=owner_name(), extra={"conn_id": conn_id})
-    flash(f"Connection {conn_id} deleted" if gone else f"Connection {conn_id} did not exist",
-          "success" if gone else "error")
+        gone = crud.delete_connection(session, conn_id)
+    _flash_deleted("Connection", conn_id, gone, "connection.delete", {"conn_id": conn_id})
     return redirect(url_for("ui.connections"))
-
-
-# -- pools ---------------------------------------------------------------------------------
-
-def _pool_usage(session) -> dict[str, dict[str, int]]:
-    from updraft.store.models import TaskInstanceModel
-
-    usage: dict[str, dict[str, int]] = {}
-    for pool, state, slots in session.execute(
-            select(TaskInstanceModel.pool, TaskInstanceModel.state,
-                   func.sum(TaskInstanceModel.pool_slots))
-            .where(TaskInstanceModel.state.in_(("running", "queued", "scheduled")))
-            .group_by(TaskInstanceModel.pool, TaskInstanceModel.state)):
-        usage.setdefault(pool, {})[state] = int(slots or 0)
-    return usage
 
 
 @bp.route("/pools")
 @require(READ)
 def pools():
-    from updraft.cli.pools import list_pools
-
     with store() as session:
-        rows = list_pools(session)
-        usage = _pool_usage(session)
-    return render_template("pools.html", rows=rows, usage=usage)
+        rows, _total = crud.list_pools(session)
+    return render_template("pools.html", rows=rows)
 
 
 @bp.route("/pools/save", methods=["POST"])
 @require(POOL_EDIT)
 def pool_save():
-    from updraft.cli.pools import set_pool
-
     name = (request.form.get("pool") or "").strip()
-    text = (request.form.get("slots") or "").strip()
-    problem = _name_problem(name, "the name", 256)
-    if problem is None and not (text.isascii() and text.isdigit() and int(text) <= MAX_INT):
-        problem = f"slots must be a whole number from 0 to {MAX_INT}, got {text[:20]!r}"
-    if problem:
-        flash(f"Pool not saved: {problem}", "error")
-        return redirect(url_for("ui.pools"))
-    slots = int(text)
-    try:
-        with store() as session:
-            set_pool(session, name, slots, request.form.get("description") or None)
-    except ValueError as exc:
-        flash(f"Pool not saved: {exc}", "error")
-    else:
-        audit("pool.set", owner=owner_name(), extra={"pool": name, "slots": slots})
-        flash(f"Pool {name} saved with {slots} slots", "success")
+    slots = (request.form.get("slots") or "").strip()
+    description = request.form.get("description") or None
+    fields = {"slots": slots} if description is None else {"slots": slots,
+                                                           "description": description}
+    _flash_saved("Pool", lambda session: crud.save_pool(session, name, fields),
+                 f"Pool {name} saved with {slots} slots", "pool.set",
+                 {"pool": name, "slots": int(slots) if slots.isdigit() else slots})
     return redirect(url_for("ui.pools"))
 
 
 @bp.route("/pools/delete", methods=["POST"])
 @require(POOL_EDIT)
 def pool_delete():
-    from sqlalchemy import delete
-
-    from updraft.store.models import PoolModel
-
     name = request.form.get("pool", "")
-    if name == "default_pool":
+    try:
+        with store() as session:
+            gone = crud.delete_pool(session, name)
+    except crud.ResourceError:
         flash("The default pool cannot be deleted", "error")
         return redirect(url_for("ui.pools"))
-    with store() as session:
-        gone = session.execute(delete(PoolModel).where(PoolModel.pool == name)).rowcount
-    audit("pool.delete", owner=owner_name(), extra={"pool": name})
-    flash(f"Pool {name} deleted" if gone else f"Pool {name} did not exist",
-          "success" if gone else "error")
+    _flash_deleted("Pool", name, gone, "pool.delete", {"pool": name})
     return redirect(url_for("ui.pools"))
 
 
