@@ -31,7 +31,7 @@ from updraft.exceptions import (
     XComForMappedNotFound,
 )
 from updraft.retries import RetryPolicy, failure_state
-from updraft.state import TaskInstanceState as TI
+from updraft.state import FAILED_TRY_STATES, TaskInstanceState as TI
 
 log = logging.getLogger("updraft.runtime")
 
@@ -519,7 +519,7 @@ def _send_alert_email(task, ti, state: TI, exception, context) -> None:
         return
     if state == TI.UP_FOR_RETRY and not task.email_on_retry:
         return
-    if state not in (TI.FAILED, TI.UP_FOR_RETRY) or not task.email:
+    if state not in FAILED_TRY_STATES or not task.email:
         return
     try:
         from updraft.alerts import send_task_alert
