@@ -38,7 +38,7 @@ web_env, app, tokens = web_helpers.web_env, web_helpers.app, web_helpers.tokens
 DAG_ID = "web_dag"
 WEB_DAG = '''
 from datetime import datetime
-from updraft import DAG, Param, task
+from updraft import DAG, Asset, Param, task
 from updraft.operators.empty import EmptyOperator
 
 with DAG("web_dag", schedule=None, start_date=datetime(2024, 1, 1), tags=["web", "test"],
@@ -48,7 +48,7 @@ with DAG("web_dag", schedule=None, start_date=datetime(2024, 1, 1), tags=["web",
         print("hello from produce")
         return {"n": 1}
 
-    produce() >> EmptyOperator(task_id="end")
+    produce() >> EmptyOperator(task_id="end", outlets=[Asset("web_asset")])
 '''
 
 
@@ -231,6 +231,12 @@ def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
         (READ, "GET", "/api/v1/importErrors", None, 200),
         (READ, "GET", "/api/v1/eventLogs", None, 200),
         (READ, "GET", "/api/v1/version", None, 200),
+        (READ, "GET", "/api/v1/assets", None, 200),
+        (READ, "GET", "/api/v1/assets/web_asset", None, 200),
+        (READ, "GET", "/api/v1/assets/events", None, 200),
+        (READ, "GET", f"{dag}/dagRuns/base/upstreamAssetEvents", None, 200),
+        (RUN_TRIGGER, "POST", "/api/v1/assets/events",
+         {"asset_name": "web_asset", "extra": {"role": r}}, 201),
         (DAG_PAUSE, "PATCH", dag, {"is_paused": False}, 200),
         (RUN_TRIGGER, "POST", f"{dag}/dagRuns", {"conf": {"size": 2}}, 200),
         (RUN_CLEAR, "POST", f"{dag}/dagRuns/base/clear", {"dry_run": True}, 200),
@@ -299,7 +305,7 @@ def test_every_endpoint_with_every_role(app, tokens, web_env):
         denied = 0
         # every route of the API must appear in the matrix
         covered = {(m, re.sub(r"/(base|del_\w+|viewer|target|shared|default_pool|produce|end|"
-                               r"return_value|web_dag|~)(?=/|$)", "/{}", p))
+                               r"return_value|web_dag|web_asset|~)(?=/|$)", "/{}", p))
                    for _, m, p, _, _ in matrix("x")}
         for role in ROLES:
             for permission, method, path, body, ok_status in matrix(role):

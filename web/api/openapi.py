@@ -136,6 +136,29 @@ SCHEMAS: dict[str, dict] = {
                            "note": _text(description="accepted for Airflow clients; not "
                                                      "stored")},
                           extra=False),
+    "Asset": _obj({"id": _INT, "name": _STR, "uri": _STR, "group": _STR, "extra": _OBJ,
+                   "watchers": {"type": "array", "items": _OBJ}, "created_at": _DATE,
+                   "updated_at": _DATE, "events": _INT, "last_event": _DATE,
+                   "aliases": {"type": "array", "items": _STR},
+                   "producing_tasks": {"type": "array", "items": _OBJ},
+                   "consuming_dags": {"type": "array", "items": _OBJ},
+                   "reading_tasks": {"type": "array", "items": _OBJ}},
+                  required=("name", "uri")),
+    "AssetEvent": _obj({"id": _INT, "asset_name": _STR, "asset_uri": _NSTR, "extra": _OBJ,
+                        "source": _NSTR, "source_dag_id": _NSTR, "source_run_id": _NSTR,
+                        "source_task_id": _NSTR, "source_map_index": _NINT,
+                        "source_aliases": {"type": "array", "items": _STR, "nullable": True},
+                        "timestamp": _DATE, "duplicate": _BOOL},
+                       required=("id", "asset_name")),
+    "AssetEventCreate": _obj({"asset_name": {"type": "string", "minLength": 1,
+                                             "maxLength": 1000},
+                              "extra": dict(_OBJ, description="the event's extra (a JSON "
+                                                               "object)"),
+                              "id": {"type": "string", "minLength": 1, "maxLength": 250,
+                                     "nullable": True,
+                                     "description": "makes the event idempotent: an event "
+                                                    "with this id is recorded once"}},
+                             required=("asset_name",), extra=False),
     "DAGRunState": _obj({"state": {"type": "string", "enum": ["queued", "success", "failed"]}},
                         required=("state",), extra=False),
     "ClearRequest": _obj({"dry_run": _BOOL, "only_failed": _BOOL, "only_running": _BOOL,
@@ -227,6 +250,8 @@ for _name_, _item, _key in (("DAGCollection", "DAG", "dags"),
                             ("TaskCollection", "Task", "tasks"),
                             ("TagCollection", "Tag", "tags"),
                             ("DAGRunCollection", "DAGRun", "dag_runs"),
+                            ("AssetCollection", "Asset", "assets"),
+                            ("AssetEventCollection", "AssetEvent", "asset_events"),
                             ("TaskInstanceCollection", "TaskInstance", "task_instances"),
                             ("TryCollection", "Try", "tries"),
                             ("TiEventCollection", "TiEvent", "events"),
@@ -443,6 +468,28 @@ def _paths() -> dict:
                 update_conflict="you cannot change your own role or active flag, nor leave "
                                 "no active Admin",
                 delete_conflict="you cannot delete yourself, nor the last active Admin"),
+        "/assets": {"get": _op("List assets", _json("AssetCollection"), tag="Asset",
+                               params=PAGE + [_query("search", _STR,
+                                                     "part of the name or URI")])},
+        "/assets/events": {
+            "get": _op("List asset events, newest first", _json("AssetEventCollection"),
+                       tag="Asset", errors=("404",), params=PAGE + [
+                           _query("asset_name", _STR), _query("source_dag_id", _STR),
+                           _query("source_run_id", _STR),
+                           _query("timestamp_gte", _FILTER_DATE, "RFC 3339 with a timezone"),
+                           _query("timestamp_lte", _FILTER_DATE, "RFC 3339 with a timezone")]),
+            "post": _op("Record an asset event (over the bus)",
+                        _json("AssetEvent", "recorded"), status="201", body="AssetEventCreate",
+                        tag="Asset", errors=("404",) + _BUS, permission="run.trigger",
+                        description="The scheduler records the event and starts the runs of "
+                                    "the DAGs scheduled on the asset (ADR 10). With an id "
+                                    "already recorded: 200 and duplicate true.")},
+        "/assets/{asset_name}": {"get": _op(
+            "Get an asset with its producers, consumers and waiting events", _json("Asset"),
+            tag="Asset", errors=("404",), params=[_path_param("asset_name")])},
+        run + "/upstreamAssetEvents": {"get": _op(
+            "The asset events that triggered a run", _json("AssetEventCollection"),
+            tag="Asset", errors=("404",), params=[DAG_ID, RUN_ID])},
         "/importErrors": {"get": _op("List import errors", _json("ImportErrorCollection"),
                                      params=PAGE, tag="ImportError")},
         "/importErrors/{import_error_id}": {"get": _op(

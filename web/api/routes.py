@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from web.api import dags, resources, runs, system, task_instances  # noqa: F401
+from web.api import assets, dags, resources, runs, system, task_instances  # noqa: F401

@@ -179,8 +179,12 @@ def run_page(dag_id: str, run_id: str):
             .order_by(TaskInstanceModel.start_date.is_(None), TaskInstanceModel.start_date,
                       TaskInstanceModel.task_id, TaskInstanceModel.map_index)))
         dag = read_dag(session, dag_id)
+        from web.ui.assets import triggering_events
+
+        asset_events = triggering_events(session, dag_id, run_id)
     return render_template("run.html", dag_id=dag_id, run=run, tis=tis, dag=dag,
-                           conf_text=json.dumps(shown(run.conf or {}), indent=2, default=str))
+                           conf_text=json.dumps(shown(run.conf or {}), indent=2, default=str),
+                           asset_events=asset_events)
 
 
 ACTIONS = {

@@ -8,7 +8,7 @@ this module gathers them.
 
 from __future__ import annotations
 
-from web.ui import admin, dags, live, runs  # noqa: F401  (they add their routes to bp)
+from web.ui import admin, assets, dags, live, runs  # noqa: F401  (they add their routes to bp)
 from web.ui.blueprint import bp
 from web.ui.helpers import install
 
