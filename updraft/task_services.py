@@ -128,6 +128,10 @@ class TaskServices(abc.ABC):
         """A page of the events of an asset (by name or URI) or of an alias's assets."""
         raise NotImplementedError(f"{type(self).__name__} does not serve asset events")
 
+    def get_asset(self, *, name: str) -> dict[str, Any] | None:
+        """The asset named ``name`` (name, uri, group, extra), or None if none is known."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve assets")
+
     def count_asset_events(self, *, name: str | None = None, uri: str | None = None,
                            alias: str | None = None, after: Any = None,
                            before: Any = None) -> int:
@@ -148,7 +152,7 @@ class NoTaskServices(TaskServices):
     trigger_dag_run = get_dag_run = scheduler_alive = run_dag_run_here = _fail  # type: ignore
     count_dag_runs = count_task_instances = task_instance_keys = _fail  # type: ignore
     dag_info = stored_task_ids = first_reschedule_at = _fail  # type: ignore
-    triggering_asset_events = asset_events = count_asset_events = _fail  # type: ignore
+    triggering_asset_events = asset_events = count_asset_events = get_asset = _fail  # type: ignore
 
 
 def task_services(context: Mapping[str, Any]) -> TaskServices:

@@ -64,6 +64,13 @@ class StoreTaskServices(TaskServices):
         with self._session() as session:
             return list_events(session, **query)
 
+    def get_asset(self, *, name: str) -> dict[str, Any] | None:
+        from updraft.store.assets import asset_json, find_asset
+
+        with self._session() as session:
+            row = find_asset(session, name=name)
+            return asset_json(row) if row is not None else None
+
     def count_asset_events(self, **query: Any) -> int:
         from updraft.store.assets import count_events
 
