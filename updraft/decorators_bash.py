@@ -1,12 +1,13 @@
 """``@task.bash``: the decorated function returns the bash command to run.
 
 The returned string is rendered as a template (like ``bash_command``) and run by
-BashOperator; the last line of output is the XCom.
+BashOperator; the last line of output, through ``output_processor``, is the XCom. With
+``multiple_outputs=True`` (and an ``output_processor`` that returns a dict, such as
+``json.loads``) each key is an XCom of its own too, as in Airflow 3.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -32,12 +33,9 @@ class BashDecoratedOperator(DecoratedOperatorMixin, BashOperator):
         op_kwargs = dict(op_kwargs or {})
         if not _skip_signature_check:
             self.check_call(python_callable, op_args, op_kwargs, kwargs.get("task_id", "?"))
-        if kwargs.pop("multiple_outputs", None):
-            warnings.warn(f"`multiple_outputs=True` is not supported in "
-                          f"{self.custom_operator_name} tasks. Ignoring.", UserWarning,
-                          stacklevel=3)
         kwargs.setdefault("bash_command", SET_DURING_EXECUTION)
-        super().__init__(multiple_outputs=False, **kwargs)
+        kwargs.setdefault("multiple_outputs", False)
+        super().__init__(**kwargs)
         self.python_callable = python_callable
         self.op_args = op_args
         self.op_kwargs = op_kwargs
@@ -55,11 +53,11 @@ class BashDecoratedOperator(DecoratedOperatorMixin, BashOperator):
 
 
 def bash_task(python_callable: Callable | None = None, **kwargs: Any):
-    """``@task.bash(env=..., cwd=..., ...)``."""
-    kwargs.pop("multiple_outputs", None)
+    """``@task.bash(env=..., cwd=..., output_processor=..., multiple_outputs=...)``."""
+    multiple_outputs = bool(kwargs.pop("multiple_outputs", False))
 
     def wrap(func: Callable) -> TaskDecorator:
-        return TaskDecorator(func, BashDecoratedOperator, False, kwargs)
+        return TaskDecorator(func, BashDecoratedOperator, multiple_outputs, kwargs)
 
     if python_callable is not None:
         return wrap(python_callable)

@@ -31,7 +31,17 @@ class XComNotFound(UpdraftException):
 
 
 class XComArg(DependencyOperators):
-    """Base of every reference to task output; behaves like its operator in dependencies."""
+    """Base of every reference to task output; behaves like its operator in dependencies.
+
+    ``XComArg(operator, key="x")`` builds the plain reference, as in Airflow."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "XComArg":
+        if cls is XComArg:
+            if not args and "operator" not in kwargs:
+                raise TypeError("XComArg() needs the operator whose XCom it refers to: "
+                                "XComArg(operator, key='return_value')")
+            return PlainXComArg(*args, **kwargs)
+        return super().__new__(cls)
 
     def iter_references(self) -> Iterator[tuple["DAGNode", str]]:
         raise NotImplementedError
@@ -102,6 +112,11 @@ class PlainXComArg(XComArg):
         if self.key == XCOM_RETURN_KEY:
             return f"XComArg({self.operator!r})"
         return f"XComArg({self.operator!r}, {self.key!r})"
+
+    def __str__(self) -> str:
+        """A template that pulls this XCom, as Airflow's ``str(XComArg(...))`` is."""
+        return (f"{{{{ task_instance.xcom_pull(task_ids='{self.operator.task_id}', "
+                f"dag_id='{self.operator.dag_id}', key='{self.key}') }}}}")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlainXComArg) and other.operator is self.operator and \

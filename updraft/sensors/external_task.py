@@ -194,11 +194,31 @@ class ExternalTaskSensor(BaseSensorOperator):
             group_tis = services.task_instance_keys(self.external_dag_id, dttm_filter[0],
                                                     prefix)
             if not group_tis:
+                self._fail_if_group_missing(services)
                 return 0
             count = services.count_task_instances(self.external_dag_id, dttm_filter, states,
                                                   task_id_prefix=prefix)
             return count / len(group_tis) * len(dttm_filter)
         return services.count_dag_runs(self.external_dag_id, dttm_filter, states)
+
+    def _fail_if_group_missing(self, services: TaskServices) -> None:
+        """A group the other DAG does not have fails the sensor at once, as in Airflow 3 (a
+        DAG not known yet, or not run yet, may still bring it: keep waiting then)."""
+        info = services.dag_info(self.external_dag_id)
+        task_ids: set[str] | None = None
+        if info.fileloc and os.path.exists(info.fileloc):
+            from updraft.dagbag import DagBag
+
+            dag = DagBag(dag_folder=info.fileloc, include_examples=False).dags.get(
+                self.external_dag_id)
+            if dag is not None:
+                task_ids = set(dag.task_dict)
+        if task_ids is None and info.has_runs:
+            task_ids = services.stored_task_ids(self.external_dag_id)
+        if task_ids is not None and not any(
+                t.startswith(f"{self.external_task_group_id}.") for t in task_ids):
+            raise UpdraftException(f"The external task group '{self.external_task_group_id}' "
+                                   f"in DAG '{self.external_dag_id}' does not exist.")
 
     def _check_for_existence(self, services: TaskServices) -> None:
         """Fail at once if the other DAG (or the tasks or group waited on) does not exist."""
