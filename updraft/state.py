@@ -98,7 +98,6 @@ def state_values(states) -> list[str]:
 
 # -- the transition table ----------------------------------------------------------------------
 
-_ALL = frozenset(TI)
 #: Marking by hand (the UI, the API, the CLI): success, failed or skipped from any state.
 MARKED_STATES = frozenset({TI.SUCCESS, TI.FAILED, TI.SKIPPED})
 
