@@ -1,11 +1,12 @@
 """The triggerer node's loop: lease triggers from the store, run them on the runner's event
 loop, write what they produced, and nudge the schedulers (ADR 11).
 
-Each pass (every ``[triggerer] poll_interval`` seconds, or at once when a trigger produced
-something): renew this node's leases and cancel the triggers it no longer holds; write the
-events and failures the runner collected (``deferred -> scheduled``, compare-and-set) and
-publish ``P.wake.scheduler``; resume deferrals past their timeout in ``__fail__``; claim
-free triggers up to ``capacity``. A trigger whose lease passed (its triggerer died) is free:
+A pass runs as soon as a trigger produced something, and at least every ``[triggerer]
+poll_interval`` seconds: it writes the events and failures the runner collected (``deferred
+-> scheduled``, compare-and-set, in batches) and publishes ``P.wake.scheduler``; once per
+``poll_interval`` it also renews this node's leases and cancels the triggers it no longer
+holds, resumes deferrals past their timeout in ``__fail__``, and claims free triggers up to
+``capacity``. A trigger whose lease passed (its triggerer died) is free:
 the next triggerer to look takes it, so a dead node's triggers resume elsewhere within about
 one lease. A triggerer that stops releases its triggers at once.
 
@@ -34,7 +35,9 @@ from triggerer.runner import TriggerRunner
 log = logging.getLogger("updraft.triggerer")
 
 #: Seconds between two sweeps of triggers no task waits for any more.
-CLEAN_INTERVAL = 10.0
+CLEAN_INTERVAL = 5.0
+#: Seconds a pass waits after the first event of a burst, to write the burst at once.
+BATCH_WINDOW = 0.02
 #: Seconds between two heartbeats in the node table.
 HEARTBEAT_INTERVAL = 5.0
 
@@ -61,6 +64,7 @@ class Triggerer:
         self._pending: list[tuple] = []
         self._last_clean = 0.0
         self._last_beat = 0.0
+        self._next_housekeeping = 0.0
         #: counters, for logs, tests and the benchmark
         self.stats = {"claimed": 0, "fired": 0, "failed": 0, "timed_out": 0, "lost": 0}
 
@@ -92,7 +96,7 @@ class Triggerer:
         try:
             while not self._stop.is_set():
                 try:
-                    self.loop_once()
+                    wait = self.loop_once()
                 except Exception as exc:  # noqa: BLE001  (the next pass starts over)
                     if is_store_unavailable(exc):
                         self._outage.failed(exc)
@@ -105,7 +109,9 @@ class Triggerer:
                 if self._outage.in_outage:
                     self._outage.succeeded()
                 backoff = 0.2
-                self._wake.wait(self.poll_interval)
+                if self._wake.wait(wait) and not self._stop.is_set():
+                    # Events come in bursts: gather a few milliseconds' worth per write.
+                    time.sleep(BATCH_WINDOW)
                 self._wake.clear()
         finally:
             self.shutdown()
@@ -127,19 +133,17 @@ class Triggerer:
 
     # -- one pass --------------------------------------------------------------------------
 
-    def loop_once(self) -> None:
-        """One pass (see the module docstring)."""
+    def loop_once(self) -> float:
+        """One pass (see the module docstring); returns how long to wait for the next.
+
+        What the triggers produced is written at once; the rest (leases, timeouts, claims)
+        waits for its turn every ``poll_interval``, so a burst of events is written in
+        batches instead of paying for the housekeeping each time."""
         from updraft.store import triggers as store
 
         now = utcnow()
         self._pending.extend(self.runner.take_results())
         woken: list = []
-        with session_scope(self.store_url) as session:
-            held = store.renew_leases(session, self.node_id, now=now, lease=self.lease)
-        lost = self.runner.running_ids() - held
-        if lost:
-            self.stats["lost"] += len(lost)
-            self.runner.cancel(lost)
         if self._pending:
             events = [(r[1], r[2]) for r in self._pending if r[0] == "event"]
             failures = [(r[1], r[2], r[3]) for r in self._pending if r[0] == "failure"]
@@ -151,12 +155,26 @@ class Triggerer:
             self._pending = []
             self.stats["fired"] += len(events)
             self.stats["failed"] += len(failures)
+        due = time.monotonic() >= self._next_housekeeping
+        if due:
+            self._next_housekeeping = time.monotonic() + self.poll_interval
+            woken += self._housekeeping(now)
+        if woken:
+            self._nudge_schedulers()
+        return max(0.0, self._next_housekeeping - time.monotonic())
+
+    def _housekeeping(self, now) -> list:
+        from updraft.store import triggers as store
+
+        with session_scope(self.store_url) as session:
+            held = store.renew_leases(session, self.node_id, now=now, lease=self.lease)
+        lost = self.runner.running_ids() - held
+        if lost:
+            self.stats["lost"] += len(lost)
+            self.runner.cancel(lost)
         with session_scope(self.store_url) as session:
             timed_out = store.time_out_deferred(session, now, self.node_id)
         self.stats["timed_out"] += len(timed_out)
-        woken += timed_out
-        if woken:
-            self._nudge_schedulers()
         with session_scope(self.store_url) as session:
             claimed = store.claim_triggers(session, self.node_id, capacity=self.capacity,
                                            now=now, lease=self.lease)
@@ -169,6 +187,7 @@ class Triggerer:
         if time.monotonic() - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = time.monotonic()
             self._heartbeat(now)
+        return timed_out
 
     def _start(self, claimed, now) -> None:
         from types import SimpleNamespace

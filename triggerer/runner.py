@@ -174,8 +174,11 @@ class TriggerRunner:
             late = time.monotonic() - self._beat - BEAT
             if late > self.block_threshold:
                 if blocked_by is None:
+                    culprit, where = self._culprit()
+                    if culprit is None:  # waiting in select: the process was starved
+                        continue
                     blocked_since = self._beat + BEAT
-                    blocked_by, where = self._culprit()
+                    blocked_by = culprit
                     log.warning("The triggers' event loop is blocked (%.2f s so far) by %s, "
                                 "at %s: a trigger must await, never block (use "
                                 "asyncio.to_thread for a blocking call)", late, blocked_by, where)
@@ -186,13 +189,19 @@ class TriggerRunner:
                 self.blocks.append((seconds, blocked_by))
                 blocked_by = None
 
-    def _culprit(self) -> tuple[str, str]:
+    def _culprit(self) -> tuple[str | None, str]:
+        """Who holds the loop: the label of the trigger on the loop thread's stack, and
+        where it is; None if the loop is only waiting for I/O (a loaded machine, not a
+        trigger, made it late)."""
         thread = self._thread
         frame = sys._current_frames().get(thread.ident) if thread is not None else None
         top = frame
         where = "?"
         if top is not None:
             where = f"{top.f_code.co_filename}:{top.f_lineno} in {top.f_code.co_name}"
+            if top.f_code.co_name in ("select", "poll", "_run_once") and \
+                    "selectors" in top.f_code.co_filename:
+                return None, where
         while frame is not None:
             if frame.f_code is TriggerRunner._run_trigger.__code__:
                 return str(frame.f_locals.get("label")), where

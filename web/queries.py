@@ -246,7 +246,25 @@ def ti_json(row: TaskInstanceModel) -> dict[str, Any]:
         "operator": row.operator,
         "rendered_fields": shown(row.rendered_fields or {}),
         "note": row.note,
+        # Deferral (ADR 11): the trigger a deferred task waits for, until when.
+        "trigger_id": row.trigger_id,
+        "trigger_timeout": iso(row.trigger_timeout),
+        "next_method": row.next_method,
     }
+
+
+def trigger_json(session: Session, row: TaskInstanceModel) -> dict[str, Any] | None:
+    """What a deferred task instance waits for: its trigger (class path, kwargs), since
+    when, its timeout and the triggerer running it; None if it is not deferred."""
+    from updraft.store.triggers import deferral_info
+
+    info = deferral_info(session, row)
+    if info is None:
+        return None
+    return {"id": info["trigger_id"], "classpath": info.get("classpath"),
+            "kwargs": shown(info.get("kwargs") or {}), "created_date": iso(info.get("since")),
+            "timeout": iso(info.get("timeout")), "triggerer_id": info.get("triggerer_id"),
+            "lease_until": iso(info.get("lease_until")), "next_method": info.get("next_method")}
 
 
 def list_task_instances(session: Session, dag_id: str, run_id: str, *,

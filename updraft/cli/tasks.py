@@ -182,6 +182,27 @@ def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
         for event in events:
             click.echo(f"{iso(event.timestamp)} try {event.try_number}: {event.old_state} -> "
                        f"{event.new_state}: {event.cause}")
+        _explain_deferral(session, dag_id, run.run_id, task_id, map_index)
+
+
+def _explain_deferral(session, dag_id: str, run_id: str, task_id: str, map_index: int) -> None:
+    """What a deferred task instance waits for (ADR 11)."""
+    from updraft.store.models import TaskInstanceModel
+    from updraft.store.triggers import deferral_info
+
+    row = session.get(TaskInstanceModel, (dag_id, run_id, task_id, map_index))
+    info = deferral_info(session, row)
+    if info is None:
+        return
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in (info.get("kwargs") or {}).items())
+    click.echo(f"Deferred: waits for trigger {info['trigger_id']} "
+               f"{info.get('classpath', '(gone)')}({kwargs})"
+               + (f" since {iso(info['since'])}" if info.get("since") else ""))
+    click.echo("  timeout: " + (iso(info["timeout"]) if info.get("timeout") else "none"))
+    holder = info.get("triggerer_id")
+    click.echo(f"  run by: {holder} (lease until {iso(info.get('lease_until'))})" if holder
+               else "  run by: no triggerer yet (is `updraft triggerer` running?)")
+    click.echo(f"  resumes in: {info.get('next_method')}")
 
 
 def clear_in_store(dag_id: str, options: dict, yes: bool) -> None:

@@ -134,6 +134,10 @@ TIME_TRIGGERS: dict[str, str | Unsupported] = {
     "DateTimeTrigger": "updraft.triggers.temporal:DateTimeTrigger",
     "TimeDeltaTrigger": "updraft.triggers.temporal:TimeDeltaTrigger",
 }
+FILE_TRIGGERS: dict[str, str | Unsupported] = {
+    "FileTrigger": "updraft.triggers.file:FileTrigger",
+    "FileDeleteTrigger": _u("FileDeleteTrigger (an asset watcher trigger)"),
+}
 
 SDK: dict[str, str | Unsupported] = {
     **DECORATORS,
@@ -379,6 +383,7 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.triggers": {},
     "airflow.triggers.base": TRIGGER_BASE,
     "airflow.triggers.temporal": TIME_TRIGGERS,
+    "airflow.triggers.file": FILE_TRIGGERS,
     # hooks
     "airflow.hooks": {},
     "airflow.hooks.base": {"BaseHook": "updraft.hooks.base:BaseHook"},
@@ -422,6 +427,7 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
        for name, names in _STANDARD_SENSORS.items() if name != "base"},
     "airflow.providers.standard.triggers": {},
     "airflow.providers.standard.triggers.temporal": TIME_TRIGGERS,
+    "airflow.providers.standard.triggers.file": FILE_TRIGGERS,
     "airflow.providers.standard.hooks": {},
     "airflow.providers.standard.hooks.filesystem": {"FSHook": "updraft.hooks.filesystem:FSHook"},
     "airflow.providers.standard.hooks.subprocess": {

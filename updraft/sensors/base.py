@@ -145,6 +145,22 @@ class BaseSensorOperator(BaseOperator):
             self._sleep(interval)
             poke_count += 1
 
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context: dict):
+        """A deferred sensor resuming (ADR 11): a deferral that timed out is the sensor's
+        timeout; with soft_fail a failed or timed-out wait skips the task (Airflow)."""
+        from updraft.exceptions import TaskDeferralError, TaskDeferralTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:
+            if self.soft_fail:
+                raise UpdraftSkipException(f"Skipping due to soft_fail: {exc}") from exc
+            raise UpdraftSensorTimeout(f"Sensor has timed out while deferred: {exc}") from exc
+        except (UpdraftException, TaskDeferralError) as exc:
+            if isinstance(exc, UpdraftSkipException) or not self.soft_fail:
+                raise
+            raise UpdraftSkipException(f"Skipping due to soft_fail: {exc}") from exc
+
     def _poke_once(self, context: dict) -> bool | PokeReturnValue:
         """One poke, with soft_fail, silent_fail and never_fail applied to its errors."""
         try:

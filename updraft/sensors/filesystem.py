@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from glob import glob
 
+from updraft.exceptions import UpdraftException
 from updraft.sensors.base import BaseSensorOperator
 
 
@@ -21,17 +22,40 @@ class FileSensor(BaseSensorOperator):
     ui_color = "#91818a"
 
     def __init__(self, *, filepath: str, fs_conn_id: str = "fs_default",
-                 recursive: bool = False, **kwargs) -> None:
+                 recursive: bool = False, deferrable: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.filepath = filepath
         self.fs_conn_id = fs_conn_id
         self.recursive = recursive
+        self.deferrable = deferrable
 
-    def poke(self, context: dict) -> bool:
+    @property
+    def path(self) -> str:
         from updraft.hooks.filesystem import FSHook
 
-        hook = FSHook(self.fs_conn_id)
-        full_path = os.path.join(hook.get_path(), self.filepath)
+        return os.path.join(FSHook(self.fs_conn_id).get_path(), self.filepath)
+
+    def execute(self, context: dict):
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        from updraft.triggers.file import FileTrigger
+
+        # Waits in a triggerer, holding no worker slot (ADR 11).
+        self.defer(trigger=FileTrigger(filepath=self.path, recursive=self.recursive,
+                                       poke_interval=self.poke_interval),
+                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The file trigger fired."""
+        if not event:
+            raise UpdraftException("Stop sensing: the file trigger fired without a file")
+        self.log.info("%s found", self.filepath)
+        return None
+
+    def poke(self, context: dict) -> bool:
+        full_path = self.path
         self.log.info("Poking for file %s", full_path)
         for path in glob(full_path, recursive=self.recursive):
             if os.path.isfile(path):

@@ -213,7 +213,7 @@ def _wake(session: Session, trigger_id: int, *, now: datetime, node: str | None,
     ``trigger_id``; returns its (dag_id, run_id) if it moved."""
     ti = session.execute(select(
         _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.try_number,
-        _TI.c.next_method, _TI.c.next_kwargs).where(
+        _TI.c.next_method, _TI.c.next_kwargs, _TI.c.start_date).where(
         _TI.c.trigger_id == trigger_id, _TI.c.state == str(TI.DEFERRED))).first()
     if ti is None:
         return None
@@ -235,6 +235,16 @@ def _wake(session: Session, trigger_id: int, *, now: datetime, node: str | None,
                           scheduled_dttm=now, **values)
     if not changed:
         return None
+    if end_state is not None:
+        # The try ends here, in the triggerer: it counts once, as any try (ADR 2).
+        from updraft.store.models import TaskInstanceTry
+
+        started = ti.start_date or now
+        session.execute(insert(TaskInstanceTry.__table__).values(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index,
+            try_number=ti.try_number, state=str(end_state), start_date=started, end_date=now,
+            duration=(now - started).total_seconds(), hostname=node, executor="triggerer",
+            error=None if end_state != TI.FAILED else cause[:4000]))
     if xcoms:
         from updraft.models.xcom import set_xcom
 
@@ -248,37 +258,109 @@ def _wake(session: Session, trigger_id: int, *, now: datetime, node: str | None,
     return (ti.dag_id, ti.run_id)
 
 
-def _owned(session: Session, trigger_id: int, triggerer_id: str | None) -> bool:
-    """Delete the trigger if this triggerer still holds it (None: whoever holds it)."""
-    query = delete(_T).where(_T.c.id == trigger_id)
-    if triggerer_id is not None:
-        query = query.where(_T.c.triggerer_id == triggerer_id)
-    return bool(session.execute(query).rowcount)
+def _chunks(items: list, size: int = 500):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _take_owned(session: Session, ids: list[int], triggerer_id: str | None) -> set[int]:
+    """Delete the triggers of ``ids`` this triggerer holds (None: whoever holds them);
+    return their ids."""
+    owned: set[int] = set()
+    for chunk in _chunks(ids):
+        if triggerer_id is None:
+            owned.update(session.scalars(select(_T.c.id).where(_T.c.id.in_(chunk))))
+        else:
+            owned.update(session.scalars(select(_T.c.id).where(
+                _T.c.id.in_(chunk), _T.c.triggerer_id == triggerer_id)))
+    for chunk in _chunks(sorted(owned)):
+        session.execute(delete(_T).where(_T.c.id.in_(chunk)))
+    return owned
+
+
+_RESUME: dict[str, Any] = {}
+
+
+def _resume_statement():
+    """``deferred -> scheduled`` for one task instance and trigger, with its next_kwargs:
+    built once, run as one executemany for a batch of events."""
+    if not _RESUME:
+        from sqlalchemy import bindparam
+
+        from updraft.store.ti_state import cas_update
+
+        _RESUME["stmt"] = cas_update(
+            TI.DEFERRED, TI.SCHEDULED,
+            _TI.c.dag_id == bindparam("k_dag"), _TI.c.run_id == bindparam("k_run"),
+            _TI.c.task_id == bindparam("k_task"), _TI.c.map_index == bindparam("k_index"),
+            _TI.c.trigger_id == bindparam("k_trigger"),
+            trigger_id=None, trigger_timeout=None,
+            next_method=bindparam("v_method"), next_kwargs=bindparam("v_kwargs"),
+            updated_at=bindparam("v_now", type_=_TI.c.updated_at.type),
+            scheduled_dttm=bindparam("v_now"))
+    return _RESUME["stmt"]
 
 
 def fire(session: Session, events: Iterable[tuple[int, Any]], *, triggerer_id: str | None,
          now: datetime, node: str | None = None) -> list[tuple[str, str]]:
     """Hand each trigger's event to its task instance; returns the runs that changed. A
     trigger this triggerer no longer holds (its lease passed) changes nothing: the triggerer
-    that took it over fires it."""
+    that took it over fires it. Plain events are written in batches (a statement per 500
+    triggers and one executemany), so thousands of triggers firing at once cost little."""
+    from updraft.store.ti_state import execute
     from updraft.triggers.base import BaseTaskEndEvent
 
+    events = list(events)
+    owned = _take_owned(session, [trigger_id for trigger_id, _e in events], triggerer_id)
+    plain = {trigger_id: getattr(event, "payload", event) for trigger_id, event in events
+             if trigger_id in owned and not isinstance(event, BaseTaskEndEvent)}
     woken: list[tuple[str, str]] = []
     for trigger_id, event in events:
-        if not _owned(session, trigger_id, triggerer_id):
-            continue
-        if isinstance(event, BaseTaskEndEvent):
+        if trigger_id in owned and isinstance(event, BaseTaskEndEvent):
             state = _END_STATES.get(str(event.task_instance_state), TI.FAILED)
             run = _wake(session, trigger_id, now=now, node=node, end_state=state,
                         xcoms=event.xcoms, cause=f"trigger {trigger_id} ended the task: "
                                                  f"{state} ({_short(event.payload)})")
-        else:
-            payload = getattr(event, "payload", event)
-            run = _wake(session, trigger_id, now=now, node=node, event=payload,
-                        cause=f"trigger {trigger_id} fired ({_short(payload)}); "
-                              "resumes in a new run of the same try")
-        if run is not None:
-            woken.append(run)
+            if run is not None:
+                woken.append(run)
+    rows = []
+    for chunk in _chunks(sorted(plain)):
+        rows.extend(session.execute(select(
+            _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.try_number,
+            _TI.c.trigger_id, _TI.c.next_method, _TI.c.next_kwargs).where(
+            _TI.c.trigger_id.in_(chunk), _TI.c.state == str(TI.DEFERRED))))
+    if not rows:
+        return woken
+    params = []
+    for row in rows:
+        kwargs = dict(decode(row.next_kwargs) or {})
+        kwargs["event"] = plain[row.trigger_id]
+        params.append({"k_dag": row.dag_id, "k_run": row.run_id, "k_task": row.task_id,
+                       "k_index": row.map_index, "k_trigger": row.trigger_id,
+                       "v_method": row.next_method, "v_kwargs": encode(kwargs), "v_now": now})
+    moves = [(TI.DEFERRED, TI.SCHEDULED)]
+    done = execute(session, _resume_statement(), params, moves, where="trigger wake-up").rowcount
+    if done != len(params) or not dialect_of(session).supports_sane_multi_rowcount:
+        # Some task instance may have changed between the read and the write (a clear, a
+        # mark): keep the rows that hold what was written (scheduled at ``now``).
+        still: set[tuple] = set()
+        by_run: dict[tuple[str, str], list[str]] = {}
+        for r in rows:
+            by_run.setdefault((r.dag_id, r.run_id), []).append(r.task_id)
+        for (dag_id, run_id), task_ids in by_run.items():
+            for chunk in _chunks(sorted(set(task_ids))):
+                still.update((dag_id, run_id, t, i) for t, i in session.execute(select(
+                    _TI.c.task_id, _TI.c.map_index).where(
+                    _TI.c.dag_id == dag_id, _TI.c.run_id == run_id, _TI.c.task_id.in_(chunk),
+                    _TI.c.state == str(TI.SCHEDULED), _TI.c.updated_at == now)))
+        rows = [r for r in rows if (r.dag_id, r.run_id, r.task_id, r.map_index) in still]
+    add_events(session, [dict(
+        dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id, map_index=r.map_index,
+        try_number=r.try_number, old_state=str(TI.DEFERRED), new_state=str(TI.SCHEDULED),
+        node=node, timestamp=now,
+        cause=f"trigger {r.trigger_id} fired ({_short(plain[r.trigger_id])}); resumes in "
+              "a new run of the same try") for r in rows])
+    woken.extend(sorted({(r.dag_id, r.run_id) for r in rows}))
     return woken
 
 
@@ -287,9 +369,11 @@ def fail(session: Session, failures: Iterable[tuple[int, str, list[str] | None]]
          node: str | None = None) -> list[tuple[str, str]]:
     """Each trigger failed (raised, or ended without an event): its task resumes in
     ``__fail__`` and fails with the reason (under its retry policy, as in Airflow)."""
+    failures = list(failures)
+    owned = _take_owned(session, [f[0] for f in failures], triggerer_id)
     woken: list[tuple[str, str]] = []
     for trigger_id, error, traceback in failures:
-        if not _owned(session, trigger_id, triggerer_id):
+        if trigger_id not in owned:
             continue
         run = _wake(session, trigger_id, now=now, node=node,
                     failure={"error": error, "traceback": traceback},

@@ -119,6 +119,8 @@ AIRFLOW_CLASSPATHS = {
         "updraft.triggers.temporal.DateTimeTrigger",
     "airflow.providers.standard.triggers.temporal.TimeDeltaTrigger":
         "updraft.triggers.temporal.TimeDeltaTrigger",
+    "airflow.triggers.file.FileTrigger": "updraft.triggers.file.FileTrigger",
+    "airflow.providers.standard.triggers.file.FileTrigger": "updraft.triggers.file.FileTrigger",
 }
 
 

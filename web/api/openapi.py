@@ -176,7 +176,13 @@ SCHEMAS: dict[str, dict] = {
                           "pool": _STR, "operator": _NSTR,
                           "rendered_fields": dict(_OBJ, description=(
                               "the rendered template fields, with every secret the task read "
-                              "(sensitive variables, connection passwords) masked as ***"))},
+                              "(sensitive variables, connection passwords) masked as ***")),
+                          "trigger_id": {"type": "integer", "nullable": True},
+                          "trigger_timeout": _DATE, "next_method": _NSTR,
+                          "trigger": {"type": "object", "nullable": True, "description": (
+                              "a deferred task instance's trigger: id, classpath, kwargs, "
+                              "created_date, timeout, triggerer_id, lease_until, "
+                              "next_method (GET of one task instance only)")}},
                          required=("dag_id", "dag_run_id", "task_id", "map_index", "state")),
     "TaskInstanceState": _obj({"new_state": {"type": "string",
                                              "enum": ["success", "failed", "skipped"]},

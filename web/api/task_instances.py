@@ -57,7 +57,7 @@ def get_task_instance(dag_id: str, run_id: str, task_id: str):
     """One task instance (``map_index`` for a mapped task)."""
     with session_scope() as session:
         ti = _ti_or_404(session, dag_id, run_id, task_id, _map_index())
-        return jsonify(queries.ti_json(ti))
+        return jsonify({**queries.ti_json(ti), "trigger": queries.trigger_json(session, ti)})
 
 
 @bp.get(_TI + "/<task_id>/tries")

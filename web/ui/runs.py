@@ -80,9 +80,11 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         log_text = shown(read_try_log(ti, chosen)) if chosen else None
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
+        from web.queries import trigger_json
+
         return render_template(
             "ti.html", dag_id=dag_id, run=run, ti=ti, task=task, tries=all_tries, xcoms=xcoms,
-            story=story, chosen_try=chosen, log_text=log_text, live=live,
+            story=story, trigger=trigger_json(session, ti), chosen_try=chosen, log_text=log_text, live=live,
             map_indexes=map_indexes, rendered=_rendered(ti, task), xcom_value=_xcom_value,
             reports=_dask_reports(ti, [t["try_number"] for t in all_tries]))
 
