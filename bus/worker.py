@@ -58,12 +58,9 @@ from typing import Any
 from bus import subjects
 from bus.schemas import Heartbeat, SchemaError, TaskMessage, decode, encode
 from bus.work_queue import TryEnded, done_subject, ensure_consumer
-from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI
+from updraft.state import IN_FLIGHT_STATES, UNCLAIMED_STATES
 
 log = logging.getLogger("updraft.worker")
-
-#: A try not claimed yet: its deliveries are counted against max_deliver.
-_UNCLAIMED = frozenset({TI.QUEUED, TI.SCHEDULED})
 
 _parse_lock = threading.Lock()
 
@@ -423,13 +420,13 @@ class Worker:
             return Verdict("ack", note=f"redelivered, but the try is over ({state})")
         last = delivered >= self.max_deliver
         now = utcnow()
-        if row.state in _UNCLAIMED:
+        if row.state in UNCLAIMED_STATES:
             if not last:
                 return None
             reason = (f"the task was delivered {delivered} times and no worker finished it "
                       f"(max_deliver {self.max_deliver}); last delivery to {self.node_id}")
             state = fail_undelivered_try(request, reason=reason, node=self.node_id, now=now,
-                                         from_states=_UNCLAIMED)
+                                         from_states=UNCLAIMED_STATES)
             self.stats["failed_lost"] += state is not None
             return Verdict("ack", ended=self._ended(request, state, error=reason),
                            note=f"failed ({state}): {reason}" if state else "")

@@ -44,7 +44,7 @@ from typing import Any
 
 from executors.base import BaseExecutor, TryKey, try_key
 from updraft.runtime import TryOutcome, TryRequest
-from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI
+from updraft.state import IN_FLIGHT_STATES, UNCLAIMED_STATES, TaskInstanceState as TI
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class NatsQueueExecutor(BaseExecutor):
         """Tries in flight that no worker has claimed yet (as of the last store poll)."""
         with self._lock:
             return sum(1 for token in self._in_flight
-                       if self._states.get(token) in (TI.QUEUED, TI.SCHEDULED))
+                       if self._states.get(token) in UNCLAIMED_STATES)
 
     def stop(self, wait: bool = True) -> None:
         """Wait for the tries in flight (or cancel them), then close the connection."""

@@ -77,6 +77,8 @@ SCHEDULABLE_STATES = frozenset({TI.NONE, TI.SCHEDULED, TI.UP_FOR_RETRY, TI.UP_FO
 ACTIVE_STATES = frozenset({TI.QUEUED, TI.RUNNING})
 #: On its way to a worker or running: the run is not over and the try's process may appear.
 IN_FLIGHT_STATES = frozenset({TI.SCHEDULED, TI.QUEUED, TI.RUNNING})
+#: On its way to a worker and not claimed yet (a NATS delivery of it may still run).
+UNCLAIMED_STATES = frozenset({TI.SCHEDULED, TI.QUEUED})
 #: The run goes on while one of its task instances is in one of these: a try is on its way,
 #: running, or deferred (it resumes when its trigger fires).
 RUN_GOES_ON_STATES = IN_FLIGHT_STATES | {TI.DEFERRED}

@@ -122,6 +122,7 @@ def test_the_sets_of_states_agree():
     assert states.FINISHED_STATES | states.UNFINISHED_STATES == every
     assert not states.FINISHED_STATES & states.UNFINISHED_STATES
     assert states.ACTIVE_STATES < states.IN_FLIGHT_STATES < states.UNFINISHED_STATES
+    assert states.UNCLAIMED_STATES < states.IN_FLIGHT_STATES
     assert states.SCHEDULABLE_STATES < states.UNFINISHED_STATES
     assert states.FAILED_STATES < states.FINISHED_STATES
     assert states.SUCCESS_LIKE_STATES < states.FINISHED_STATES
