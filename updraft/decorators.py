@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from updraft.dag import DagContext, dag
 from updraft.exceptions import DagDefinitionError, NotSupportedByUpdraft
@@ -153,6 +155,12 @@ class TaskDecorator:
     def __call__(self, *args, **kwargs) -> XComArg:
         from updraft.xcom_arg import find_xcom_args
 
+        in_mapped_group = _mapped_group_call(self.function, args, kwargs)
+        if in_mapped_group is not None:
+            fixed, mapped = in_mapped_group
+            result = self.partial(**fixed).expand(**mapped)
+            _MAPPED_GROUPS[-1].add(id(result.operator))
+            return result
         op = self.operator_class(python_callable=self.function, op_args=args, op_kwargs=kwargs,
                                  **self._operator_kwargs())
         for arg in find_xcom_args([list(args), kwargs]):
@@ -291,8 +299,81 @@ def teardown(python_callable: Callable | None = None, *, on_failure_fail_dagrun:
     return decorator(python_callable, **kwargs)
 
 
+#: While a mapped task group is built: the ids of its mapped tasks (innermost group last).
+_MAPPED_GROUPS: list[set[int]] = []
+
+
+class MappedArgument:
+    """A ``@task_group`` function's argument while the group is mapped: each TaskFlow task
+    given it runs once per item of ``source``."""
+
+    def __init__(self, source: Any, name: str) -> None:
+        self.source = source
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"MappedArgument({self.name!r})"
+
+
+def _mapped_group_call(function: Callable, args: tuple, kwargs: dict):
+    """Inside a mapped task group: (fixed, mapped) arguments of a TaskFlow call whose
+    arguments are the group's mapped argument or the output of a task mapped with the group
+    (item i of a task feeds item i of the next, as in Airflow); None for a plain call."""
+    if not _MAPPED_GROUPS:
+        return None
+    from updraft.xcom_arg import PlainXComArg
+
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        return None
+    fixed, mapped = {}, {}
+    for name, value in bound.items():
+        if isinstance(value, MappedArgument):
+            mapped[name] = value.source
+        elif isinstance(value, PlainXComArg) and id(value.operator) in _MAPPED_GROUPS[-1]:
+            mapped[name] = value
+        else:
+            fixed[name] = value
+    if not mapped:
+        return None
+    if len(mapped) > 1:
+        from updraft.exceptions import NotSupportedByUpdraft
+
+        raise NotSupportedByUpdraft(
+            f"not supported by Updraft: task {function.__name__!r} in a mapped task group "
+            f"takes more than one mapped value ({', '.join(mapped)}); pass one and fix the "
+            "others")
+    return fixed, mapped
+
+
+def _expand_group(factory: Callable, fixed: dict, mapped: dict):
+    from updraft.exceptions import DagDefinitionError, NotSupportedByUpdraft
+    from updraft.xcom_arg import XComArg
+
+    if len(mapped) != 1:
+        if not mapped:
+            raise DagDefinitionError("expand() needs at least one keyword argument")
+        raise NotSupportedByUpdraft(
+            "not supported by Updraft: mapping a task group over more than one argument (a "
+            f"cross product of {', '.join(mapped)}); map it over one list of dicts instead")
+    (name, source), = mapped.items()
+    if not isinstance(source, (list, tuple, dict, XComArg)):
+        raise DagDefinitionError(f"Cannot map task group over argument {name!r}: expand() "
+                                 f"takes lists, dicts or XComArgs, got "
+                                 f"{type(source).__name__}")
+    _MAPPED_GROUPS.append(set())
+    try:
+        return factory(**fixed, **{name: MappedArgument(source, name)})
+    finally:
+        _MAPPED_GROUPS.pop()
+
+
 def task_group(python_callable: Callable | None = None, **group_kwargs):
-    """``@task_group``: calling the function builds its tasks inside a TaskGroup."""
+    """``@task_group``: calling the function builds its tasks inside a TaskGroup;
+    ``.expand(x=[...])`` (or ``.partial(...).expand(...)``) maps it: each TaskFlow task given
+    ``x`` runs once per item, and a task given such a task's output runs once per item of it
+    (item i feeds item i)."""
 
     def wrap(func: Callable):
         @functools.wraps(func)
@@ -312,6 +393,9 @@ def task_group(python_callable: Callable | None = None, **group_kwargs):
             return group if result is None else result
 
         factory.override = lambda **kw: task_group(func, **{**group_kwargs, **kw})  # type: ignore
+        factory.expand = lambda **mapped: _expand_group(factory, {}, mapped)  # type: ignore
+        factory.partial = lambda **fixed: types.SimpleNamespace(  # type: ignore
+            expand=lambda **mapped: _expand_group(factory, fixed, mapped))
         return factory
 
     if python_callable is not None:

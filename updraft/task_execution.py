@@ -211,7 +211,9 @@ def _has_mapped_dependants(task) -> bool:
 
 def _collect_xcoms(task, ti, result: Any) -> None:
     """Queue the return value (and each key with multiple_outputs) as XComs."""
-    if _has_mapped_dependants(task):
+    # A mapped copy's value is one item of what its mapped dependants expand over (a task
+    # mapped over a mapped task's output); an unmapped task must push a collection.
+    if getattr(ti, "map_index", -1) < 0 and _has_mapped_dependants(task):
         if result is None:
             raise XComForMappedNotFound(
                 f"Task {task.task_id!r} feeds a mapped task but returned None; return a list "

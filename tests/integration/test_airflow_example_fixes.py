@@ -102,3 +102,103 @@ def test_external_task_sensor_on_a_missing_task_group_fails_at_once():
     assert time.monotonic() - started < 30  # at once, not after the 120 s timeout
     states = {t.task_id: t.state for t in run.get_task_instances()}
     assert states == {"wait": "failed", "wait_ok": "success"}
+
+
+def test_a_task_group_can_be_mapped():
+    from updraft.decorators import task_group
+    from updraft.exceptions import DagDefinitionError, NotSupportedByUpdraft
+
+    with DAG("mapped_task_group", schedule=None, start_date=DAY) as dag:
+        @task
+        def numbers():
+            return [1, 2, 3]
+
+        @task
+        def add_one(x):
+            return x + 1
+
+        @task
+        def double(y):
+            return y * 2
+
+        @task_group
+        def transform(x):
+            return double(add_one(x))
+
+        @task
+        def collect(values):
+            return list(values)
+
+        collect(transform.expand(x=[1, 2, 3]))
+
+        @task_group(group_id="shifted")
+        def shift(x, offset):
+            return add_one.override(task_id="shift_one")(x)
+
+        collect.override(task_id="collect_shifted")(
+            shift.partial(offset=5).expand(x=numbers()))
+        with pytest.raises(NotSupportedByUpdraft, match="more than one argument"):
+            shift.expand(x=[1], offset=[2])
+        with pytest.raises(DagDefinitionError, match="takes lists, dicts or XComArgs, got int"):
+            transform.expand(x=3)
+    run = dag.test(logical_date=DAY)
+    assert run.state == DagRunState.SUCCESS
+    assert xcom(run, "collect") == [4, 6, 8]  # item i of add_one fed item i of double
+    assert xcom(run, "collect_shifted") == [2, 3, 4]
+    assert sorted((t.task_id, t.map_index) for t in run.get_task_instances()
+                  if t.task_id.startswith("transform.")) == [
+        ("transform.add_one", 0), ("transform.add_one", 1), ("transform.add_one", 2),
+        ("transform.double", 0), ("transform.double", 1), ("transform.double", 2)]
+
+
+MAPPED_GROUP_DAG = '''
+from datetime import datetime
+from updraft import DAG, task
+from updraft.decorators import task_group
+
+with DAG("mapped_group_on_scheduler", schedule=None, start_date=datetime(2024, 1, 1)):
+    @task
+    def numbers():
+        return [1, 2, 3]
+
+    @task
+    def add_one(x):
+        return x + 1
+
+    @task
+    def double(y):
+        return y * 2
+
+    @task_group
+    def transform(x):
+        return double(add_one(x))
+
+    @task
+    def collect(values):
+        return list(values)
+
+    collect(transform.expand(x=numbers()))
+'''
+
+
+def test_a_mapped_task_group_on_the_scheduler(tmp_path, monkeypatch, updraft_home):
+    import scheduler_helpers as h
+
+    from updraft.config import conf
+    from updraft.models.xcom import get_xcom
+
+    dags = tmp_path / "dags"
+    for name, value in h.FAST_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UPDRAFT__CORE__DAGS_FOLDER", str(dags))
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN",
+                       f"sqlite:///{updraft_home / 'updraft.db'}")
+    conf.reload()
+    h.write_dag(dags, "mapped_group_on_scheduler", MAPPED_GROUP_DAG)
+    with h.running_scheduler(dags, "local"):
+        h.wait_parsed("mapped_group_on_scheduler")
+        run_id = h.trigger("mapped_group_on_scheduler")
+        assert h.wait_run("mapped_group_on_scheduler", run_id) == "success"
+    with h.session() as s:
+        assert get_xcom(s, dag_id="mapped_group_on_scheduler", run_id=run_id,
+                        task_id="collect") == [4, 6, 8]
