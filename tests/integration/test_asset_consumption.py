@@ -229,3 +229,28 @@ def test_a_backlog_of_50000_events_is_consumed_with_bounded_memory(updraft_home,
             AssetDelivery.run_id.is_(None))) == 0
     # Chunks of 1,000 rows, never the 50,000 events (each ORM event costs ~1 KB and more).
     assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_asset_and_time_schedule_ticks_wait_for_events(store_url):
+    """AssetAndTimeSchedule: a due tick starts no run until the assets had events; then one
+    run consumes them all, and ticks that passed meanwhile fold into it."""
+    from scheduler.runs import create_due_runs
+    from updraft import AssetAndTimeSchedule, CronTriggerTimetable
+
+    store_dag(store_url, "gated", AssetAndTimeSchedule(
+        timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
+        assets=[ORDERS, CUSTOMERS]), catchup=False)
+
+    def due(when):
+        with session_scope(store_url) as session:
+            return create_due_runs(session, when, read_dag)
+
+    assert due(NOW + timedelta(minutes=1)) == []
+    o1 = event(store_url, "orders")
+    assert due(NOW + timedelta(hours=2, minutes=1)) == []  # customers has had no event
+    c2 = event(store_url, "customers")
+    o3 = event(store_url, "orders")
+    [(dag_id, run_id)] = due(NOW + timedelta(hours=3, minutes=1))
+    assert consumed(store_url, "gated") == {run_id: [o1, c2, o3]}
+    finish_runs(store_url, "gated")
+    assert due(NOW + timedelta(hours=4, minutes=1)) == []  # no new events since

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import null as sql_null
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -227,7 +228,8 @@ def record_event(session: Session, *, asset_id: int, extra: Mapping[str, Any] | 
         asset_id=asset_id, extra=dict(extra or {}), source=source,
         source_dag_id=source_dag_id, source_run_id=source_run_id,
         source_task_id=source_task_id, source_map_index=source_map_index,
-        source_try_number=source_try_number, source_aliases=sorted(set(aliases)) or None,
+        source_try_number=source_try_number,
+        source_aliases=sorted(set(aliases)) or sql_null(),
         msg_id=msg_id, timestamp=now)).inserted_primary_key[0]
     consumers = _consumers(asset_id, name, uri).subquery()
     session.execute(insert(_D).from_select(
