@@ -569,5 +569,3 @@ class AssetDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
 
     __table_args__ = (Index(None, "dag_id", "run_id", "event_id"), Index(None, "event_id"))
-
-
