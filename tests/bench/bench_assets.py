@@ -13,6 +13,13 @@ dispatch and the executor picking the task up. The same for an outside event pub
 the asset's JetStream subject (``P.asset.<name>``): publish time to the first task running.
 The trigger latency (``bench_trigger_latency.py``) is printed beside them, measured the same
 way in the same run. Figures are printed, never asserted (target: median under 100 ms).
+
+    .venv/bin/python tests/bench/bench_assets.py --backlog 50000 [--batch 1000]
+
+instead times one scheduler pass over a backlog of that many waiting events (written
+straight into a fresh SQLite store) and prints the runs it made, the time and the peak of
+Python memory it allocated (tracemalloc): the pass reads the deliveries in chunks and never
+holds the events.
 """
 
 from __future__ import annotations
@@ -65,7 +72,12 @@ def main() -> None:
     parser.add_argument("--executor", default="sequential")
     parser.add_argument("--nats", default=os.environ.get("UPDRAFT_TEST_NATS_URL",
                                                          "nats://127.0.0.1:4222"))
+    parser.add_argument("--backlog", type=int, help="time a pass over this many events")
+    parser.add_argument("--batch", type=int, default=1000, help="asset_batch_size (backlog)")
     args = parser.parse_args()
+    if args.backlog:
+        backlog(args.backlog, args.batch)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="updraft-bench-assets-"))
     dags = work / "dags"
@@ -196,6 +208,58 @@ def main() -> None:
     client.stop()
     if embedded is not None:
         embedded.stop()
+
+
+def backlog(total: int, batch: int) -> None:
+    """One scheduler pass over ``total`` waiting events of one consuming DAG."""
+    import tracemalloc
+    from datetime import UTC, datetime
+
+    os.environ["UPDRAFT_HOME"] = tempfile.mkdtemp(prefix="updraft-bench-backlog-")
+    from updraft.config import conf
+
+    conf.reload()
+    from sqlalchemy import func, insert, select
+
+    from scheduler.assets import AssetRuns
+    from updraft import DAG, Asset
+    from updraft.operators.empty import EmptyOperator
+    from updraft.store.assets import record_outside_event
+    from updraft.store.dags import read_dag, write_dag
+    from updraft.store.engine import session_scope
+    from updraft.store.migrate import migrate
+    from updraft.store.models import AssetDelivery, AssetEventModel, DagModel
+
+    migrate(conf.sql_alchemy_conn())
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    with DAG("backlog", schedule=[Asset("orders")], start_date=now, asset_batch_size=batch,
+             max_active_runs=max(1, total // batch + 1)) as dag:
+        EmptyOperator(task_id="consume")
+    with session_scope() as session:
+        write_dag(session, dag, file_hash="bench", now=now)
+        session.get(DagModel, "backlog").is_paused = False
+    with session_scope() as session:
+        record_outside_event(session, name="orders", extra={}, source="api", now=now)
+    with session_scope() as session:
+        asset_id = session.scalar(select(AssetEventModel.asset_id))
+        first = session.scalar(select(func.max(AssetEventModel.id))) + 1
+        for start in range(first, first + total - 1, 10_000):
+            ids = range(start, min(start + 10_000, first + total - 1))
+            session.execute(insert(AssetEventModel.__table__), [
+                {"id": i, "asset_id": asset_id, "extra": {"n": i}, "source": "api",
+                 "timestamp": now} for i in ids])
+            session.execute(insert(AssetDelivery.__table__), [
+                {"dag_id": "backlog", "event_id": i, "asset_id": asset_id, "created_at": now}
+                for i in ids])
+    tracemalloc.start()
+    started = time.monotonic()
+    with session_scope(write=True) as session:
+        runs = AssetRuns().create_runs(session, now, read_dag)
+    took = time.monotonic() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"{total:,} waiting events, asset_batch_size={batch}: {len(runs)} runs in "
+          f"{took:.1f} s, peak Python allocation {peak / 1e6:.1f} MB")
 
 
 def _end(first_start, run_id: str):
