@@ -192,8 +192,10 @@ class Triggerer:
     def _start(self, claimed, now) -> None:
         from types import SimpleNamespace
 
+        from updraft.store.task_services import StoreTaskServices
         from updraft.triggers.base import build_trigger
 
+        services = StoreTaskServices(self.store_url)
         self.stats["claimed"] += len(claimed)
         batch = []
         broken = []
@@ -206,6 +208,8 @@ class Triggerer:
                                None))
                 continue
             trigger.trigger_id = row.id
+            # What triggers waiting for other runs read the store through (ADR 8).
+            trigger.task_services = services
             trigger.task_instance = SimpleNamespace(
                 dag_id=row.dag_id, run_id=row.run_id, task_id=row.task_id,
                 map_index=row.map_index, try_number=row.try_number)

@@ -1,8 +1,8 @@
-"""A deferrable sensor, which Updraft does not run."""
-from datetime import datetime, timedelta
+"""A deferrable HTTP operator, which Updraft does not run (it runs HttpOperator synchronously)."""
+from datetime import datetime
 
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+from airflow.providers.http.operators.http import HttpOperator
 from airflow.sdk import DAG
 
 with DAG("unsupported_deferrable", start_date=datetime(2024, 1, 1), schedule=None) as dag:
-    TimeDeltaSensor(task_id="wait", delta=timedelta(minutes=5), deferrable=True)
+    HttpOperator(task_id="call", endpoint="/jobs", method="POST", deferrable=True)

@@ -26,7 +26,7 @@ UNSUPPORTED_FILES = {
     # file: (line of the offending statement, what the message names)
     "unsupported_kubernetes.py": (5, "airflow.providers.cncf.kubernetes.operators.pod"),
     "unsupported_asset_partitions.py": (5, "airflow.sdk.PartitionedAssetTimetable"),
-    "unsupported_deferrable.py": (8, "deferrable=True on TimeDeltaSensor 'wait'"),
+    "unsupported_deferrable.py": (8, "deferrable=True on HttpOperator"),
 }
 
 
@@ -371,8 +371,9 @@ def test_check_compat_exit_zero_when_all_supported_and_json():
     by_path = {Path(f["path"]).name: f for f in data["files"]}
     assert by_path["unsupported_deferrable.py"]["unsupported"] == [
         {"line": 8, "name": "deferrable=True", "supported": False,
-         "reason": "deferrable operators and triggers; use the non-async class with "
-                   "mode='reschedule'"}]
+         "reason": "deferral for this operator or trigger; Updraft defers the time, file, "
+                   "external task, HTTP and SQL sensors and TriggerDagRunOperator (README, "
+                   "Deferrable tasks); use mode='reschedule' here"}]
     assert {"line": 5, "name": "airflow.exceptions.AirflowFailException", "supported": True,
             "reason": ""} in by_path["a2_retries_skip.py"]["supported"]
 

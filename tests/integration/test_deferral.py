@@ -410,3 +410,127 @@ def test_failed_deps_the_api_and_the_ui_show_what_a_deferred_task_waits_for(env)
     assert trigger["triggerer_id"] == triggerer.node_id and "moment" in trigger["kwargs"]
     ti = h.tis("waiting_dag", run_id)["wait_long"]
     assert ti.state == "success" and ti.next_method is None and ti.trigger_id is None
+
+
+POLLED_DAG = """
+from datetime import datetime, timedelta
+from updraft import DAG
+from updraft.operators.base import BaseOperator
+from updraft.sensors.http import HttpSensor
+from updraft.sensors.sql import SqlSensor
+from updraft.triggers.base import StartTriggerArgs
+
+
+class StartsDeferred(BaseOperator):
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls="updraft.triggers.temporal.TimeDeltaTrigger",
+        trigger_kwargs={"delta": timedelta(seconds=1)}, next_method="execute_complete")
+
+    def execute(self, context):
+        raise AssertionError("start_from_trigger: execute never runs")
+
+    def execute_complete(self, context, event=None):
+        return "started from the trigger"
+
+
+with DAG("polled", start_date=datetime(2024, 1, 1), schedule=None):
+    HttpSensor(task_id="http", http_conn_id="api", endpoint="ready", deferrable=True,
+               poke_interval=0.3, timeout=60)
+    SqlSensor(task_id="sql", conn_id="db", sql="SELECT COUNT(*) FROM items",
+              deferrable=True, poke_interval=0.3, timeout=60)
+    StartsDeferred(task_id="from_trigger")
+"""
+
+
+def test_http_and_sql_sensors_and_start_from_trigger_wait_deferred(env, tmp_path, monkeypatch):
+    """The HTTP and SQL triggers poll in the triggerer's threads, not in a worker slot."""
+    import sqlite3
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ready = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if ready.is_set() else 404)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("UPDRAFT_CONN_API", f"http://127.0.0.1:{server.server_address[1]}/")
+    data = tmp_path / "data.db"
+    with sqlite3.connect(data) as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+    monkeypatch.setenv("UPDRAFT_CONN_DB", f"sqlite:///{data}")
+    h.write_dag(env, "polled", POLLED_DAG)
+    try:
+        with h.running_scheduler(env, "local") as scheduler, running_triggerer(scheduler):
+            h.wait_parsed("polled")
+            run_id = h.trigger("polled")
+            h.wait_for(lambda: h.states("polled", run_id)["http"][0] == "deferred" and
+                       h.states("polled", run_id)["sql"][0] == "deferred", 60,
+                       what="the HTTP and SQL sensors to defer",
+                       describe=lambda: h.states("polled", run_id))
+            time.sleep(1.0)
+            assert count("polled", "deferred") >= 2
+            ready.set()
+            with sqlite3.connect(data) as db:
+                db.execute("INSERT INTO items (id) VALUES (1)")
+            assert h.wait_run("polled", run_id, timeout=60) == "success", \
+                h.states("polled", run_id)
+    finally:
+        server.shutdown()
+    from updraft.models.xcom import get_xcom
+
+    with h.session() as s:
+        started = get_xcom(s, dag_id="polled", run_id=run_id, task_id="from_trigger")
+    assert started == "started from the trigger"
+    assert all(try_number == 1 for _state, try_number in h.states("polled", run_id).values())
+    assert any("deferred" in line for line in story("polled", run_id, "from_trigger"))
+
+
+ASYNC_TASK_DAG = """
+import asyncio
+from datetime import datetime
+from updraft import DAG
+from updraft.decorators import task
+from updraft.runtime_context import get_current_context
+
+with DAG("async_tasks", start_date=datetime(2024, 1, 1), schedule=None):
+    @task
+    async def fetch_all():
+        async def fetch(i):
+            await asyncio.sleep(0.2)
+            return i * i
+        started = asyncio.get_running_loop().time()
+        values = await asyncio.gather(*(fetch(i) for i in range(5)))
+        elapsed = asyncio.get_running_loop().time() - started
+        return {"values": values, "concurrent": elapsed < 0.9,
+                "run_id": get_current_context()["run_id"]}
+
+    @task
+    async def total(result):
+        return sum(result["values"])
+
+    total(fetch_all())
+"""
+
+
+def test_an_async_task_body_runs_on_an_event_loop_in_the_try_process(env):
+    from updraft.models.xcom import get_xcom
+
+    h.write_dag(env, "async_tasks", ASYNC_TASK_DAG)
+    with h.running_scheduler(env, "local"):
+        h.wait_parsed("async_tasks")
+        run_id = h.trigger("async_tasks")
+        assert h.wait_run("async_tasks", run_id, timeout=60) == "success", \
+            h.try_rows("async_tasks", run_id)
+    with h.session() as s:
+        fetched = get_xcom(s, dag_id="async_tasks", run_id=run_id, task_id="fetch_all")
+        summed = get_xcom(s, dag_id="async_tasks", run_id=run_id, task_id="total")
+    assert fetched == {"values": [0, 1, 4, 9, 16], "concurrent": True, "run_id": run_id}
+    assert summed == 30

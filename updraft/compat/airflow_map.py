@@ -138,6 +138,10 @@ FILE_TRIGGERS: dict[str, str | Unsupported] = {
     "FileTrigger": "updraft.triggers.file:FileTrigger",
     "FileDeleteTrigger": _u("FileDeleteTrigger (an asset watcher trigger)"),
 }
+EXTERNAL_TRIGGERS: dict[str, str | Unsupported] = {
+    "DagStateTrigger": "updraft.triggers.external:DagStateTrigger",
+    "WorkflowTrigger": "updraft.triggers.external:WorkflowTrigger",
+}
 
 SDK: dict[str, str | Unsupported] = {
     **DECORATORS,
@@ -384,6 +388,7 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.triggers.base": TRIGGER_BASE,
     "airflow.triggers.temporal": TIME_TRIGGERS,
     "airflow.triggers.file": FILE_TRIGGERS,
+    "airflow.triggers.external_task": EXTERNAL_TRIGGERS,
     # hooks
     "airflow.hooks": {},
     "airflow.hooks.base": {"BaseHook": "updraft.hooks.base:BaseHook"},
@@ -428,6 +433,7 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.providers.standard.triggers": {},
     "airflow.providers.standard.triggers.temporal": TIME_TRIGGERS,
     "airflow.providers.standard.triggers.file": FILE_TRIGGERS,
+    "airflow.providers.standard.triggers.external_task": EXTERNAL_TRIGGERS,
     "airflow.providers.standard.hooks": {},
     "airflow.providers.standard.hooks.filesystem": {"FSHook": "updraft.hooks.filesystem:FSHook"},
     "airflow.providers.standard.hooks.subprocess": {
@@ -475,6 +481,10 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     },
     "airflow.providers.http.sensors": {},
     "airflow.providers.http.sensors.http": {"HttpSensor": "updraft.sensors.http:HttpSensor"},
+    "airflow.providers.http.triggers": {},
+    "airflow.providers.http.triggers.http": {
+        "HttpSensorTrigger": "updraft.triggers.http:HttpSensorTrigger",
+        "HttpTrigger": _u(_DEFERRABLE)},
     "airflow.providers.http.hooks": {},
     "airflow.providers.http.hooks.http": {"HttpHook": "updraft.hooks.http:HttpHook",
                                           "HttpAsyncHook": _u(_DEFERRABLE)},
@@ -621,6 +631,13 @@ def lookup(module: str, name: str) -> str | Unsupported | None:
         return f"{ALIASES[module]}:{name}"
     return None
 
+
+#: The operators and sensors that take ``deferrable=True`` in Updraft (ADR 11); any other
+#: refuses it.
+DEFERRABLE_OPERATORS = frozenset({
+    "TimeDeltaSensor", "DateTimeSensor", "TimeSensor", "FileSensor", "ExternalTaskSensor",
+    "TriggerDagRunOperator", "HttpSensor", "SqlSensor", "TimeDeltaSensorAsync",
+    "DateTimeSensorAsync", "TimeSensorAsync", "NatsMessageSensor"})
 
 # Operator arguments Airflow has that change behaviour and that Updraft does not support.
 # The value is the only setting that is harmless (dropped); any other raises.

@@ -15,7 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from updraft.compat import airflow_map
-from updraft.compat.airflow_map import UNSUPPORTED_OPERATOR_KWARGS, Unsupported
+from updraft.compat.airflow_map import (
+    DEFERRABLE_OPERATORS,
+    UNSUPPORTED_OPERATOR_KWARGS,
+    Unsupported,
+)
 
 #: ``@task.<name>`` variants Updraft has.
 TASK_DECORATOR_VARIANTS = frozenset({"python", "branch", "short_circuit", "bash", "sensor",
@@ -167,20 +171,25 @@ class _Visitor(ast.NodeVisitor):
             return
 
     def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         for keyword in node.keywords:
+            if keyword.arg == "deferrable" and called in DEFERRABLE_OPERATORS:
+                continue  # deferred in a triggerer (ADR 11)
             self._check_keyword(keyword.arg, keyword.value, node)
         self.generic_visit(node)
 
     def visit_Dict(self, node: ast.Dict) -> None:
-        # default_args={"deferrable": True, ...}
+        # default_args={"deferrable": True, ...} reaches only the operators that take it.
         for key, value in zip(node.keys, node.values):
+            if isinstance(key, ast.Constant) and key.value == "deferrable":
+                continue
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 self._check_keyword(key.value, value, node)
         self.generic_visit(node)
 
     def _check_keyword(self, name: str | None, value: ast.AST, node: ast.AST) -> None:
-        # deferrable=True is refused at parse time only by operators that cannot defer.
-        if name in UNSUPPORTED_OPERATOR_KWARGS and name != "deferrable":
+        if name in UNSUPPORTED_OPERATOR_KWARGS:
             harmless, reason = UNSUPPORTED_OPERATOR_KWARGS[name]
             if isinstance(value, ast.Constant) and (value.value == harmless or
                                                     (harmless is False and not value.value)):

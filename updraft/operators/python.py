@@ -68,7 +68,10 @@ class PythonOperator(BaseOperator):
 
     def execute_callable(self) -> Any:
         """Call the function with the resolved arguments (a generator function is run to its
-        end; each ``Metadata`` it yields annotates an asset event)."""
+        end; each ``Metadata`` it yields annotates an asset event; an ``async def`` runs on
+        an event loop of its own in the try's process, as Airflow 3 allows)."""
+        if inspect.iscoroutinefunction(self.python_callable):
+            return run_coroutine(self.python_callable(*self.op_args, **self.op_kwargs))
         if inspect.isgeneratorfunction(self.python_callable):
             from updraft.assets import run_generator_with_metadata
 
@@ -76,6 +79,21 @@ class PythonOperator(BaseOperator):
                 self.python_callable(*self.op_args, **self.op_kwargs),
                 getattr(self, "_outlet_events", None), self.log)
         return self.python_callable(*self.op_args, **self.op_kwargs)
+
+
+def run_coroutine(coroutine) -> Any:
+    """Run an async task body to its end on a new event loop (the try's thread has none;
+    one already running here, as in a notebook, gets a helper thread)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class BranchPythonOperator(PythonOperator, SkipMixin):

@@ -59,7 +59,8 @@ class TriggerDagRunOperator(BaseOperator):
         self.failed_states = ([DagRunState(str(s)) for s in failed_states]
                               if failed_states is not None else [DagRunState.FAILED])
         self.skip_when_already_exists = skip_when_already_exists
-        # Waiting happens in the task either way; deferral would only free the worker slot.
+        # With wait_for_completion, deferrable=True waits in a triggerer, woken by the run's
+        # state events (ADR 11), holding no worker slot.
         self.deferrable = deferrable
         self.logical_date = logical_date if logical_date is not None else execution_date
         if self.logical_date is not None and not isinstance(
@@ -93,8 +94,24 @@ class TriggerDagRunOperator(BaseOperator):
         services = task_services(context)
         run_id = self._trigger(services, run_id, logical_date)
         context["ti"].xcom_push(key=XCOM_RUN_ID, value=run_id)
+        if self.wait_for_completion and self.deferrable and services.scheduler_alive():
+            from updraft.triggers.external import DagStateTrigger
+
+            self.defer(trigger=DagStateTrigger(
+                dag_id=self.trigger_dag_id, run_ids=[run_id],
+                states=[str(s) for s in self.allowed_states + self.failed_states],
+                poll_interval=self.poke_interval),
+                method_name="execute_complete", kwargs={"run_id": run_id})
         if self.wait_for_completion:
             self._wait(services, run_id)
+
+    def execute_complete(self, context: dict, event=None, run_id: str | None = None) -> None:
+        """The triggered run reached an allowed or failed state (deferrable=True)."""
+        states = (event or {}).get("states") or {}
+        state = DagRunState(states.get(run_id) or next(iter(states.values()), "failed"))
+        if state in self.failed_states:
+            raise UpdraftException(f"{self.trigger_dag_id} failed with failed state {state}")
+        self.log.info("%s finished with allowed state %s", self.trigger_dag_id, state)
 
     # -- creating the run ---------------------------------------------------------------
 

@@ -48,11 +48,7 @@ class ExternalTaskSensor(BaseSensorOperator):
                  execution_date_fn: Callable | None = None, check_existence: bool = False,
                  poll_interval: float = 2.0, deferrable: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if deferrable:
-            from updraft.exceptions import NotSupportedByUpdraft
-
-            raise NotSupportedByUpdraft("not supported by Updraft: deferrable=True on "
-                                        "ExternalTaskSensor (use mode='reschedule')")
+        self.deferrable = deferrable
         self.allowed_states = ([_state_name(s) for s in allowed_states] if allowed_states
                                else [str(TaskInstanceState.SUCCESS)])
         self.skipped_states = [_state_name(s) for s in skipped_states or []]
@@ -121,6 +117,37 @@ class ExternalTaskSensor(BaseSensorOperator):
         available["context"] = context
         kwargs = determine_kwargs(self.execution_date_fn, [logical_date], available)
         return self.execution_date_fn(logical_date, **kwargs)
+
+    # -- deferring (ADR 11) ------------------------------------------------------------------
+
+    def execute(self, context: dict):
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):  # done already: no need to wait in a triggerer
+            return None
+        from updraft.triggers.external import WorkflowTrigger
+
+        dates = [d.astimezone(datetime.UTC) for d in self._get_dttm_filter(context)]
+        self.defer(trigger=WorkflowTrigger(
+            external_dag_id=self.external_dag_id, logical_dates=dates,
+            external_task_ids=self.external_task_ids,
+            external_task_group_id=self.external_task_group_id,
+            allowed_states=self.allowed_states, failed_states=self.failed_states,
+            skipped_states=self.skipped_states, poll_interval=self.poll_interval),
+            method_name="execute_complete", timeout=datetime.timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The trigger saw the external tasks (or run) reach a final answer."""
+        status = (event or {}).get("status")
+        if status == "success":
+            self.log.info("External tasks %s have executed successfully.",
+                          self.external_task_ids or self.external_dag_id)
+            return None
+        if status == "skipped":
+            self._skip()
+        if status == "failed":
+            self._fail()
+        raise UpdraftException(f"Error occurred while trying to retrieve task status: {event}")
 
     # -- poking -----------------------------------------------------------------------------
 

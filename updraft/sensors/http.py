@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from updraft.exceptions import NotSupportedByUpdraft, UpdraftException
+from updraft.exceptions import UpdraftException
 from updraft.hooks.http import HttpHook
 from updraft.operators.python import determine_kwargs
 from updraft.sensors.base import BaseSensorOperator
@@ -31,9 +31,7 @@ class HttpSensor(BaseSensorOperator):
                  tcp_keep_alive_interval: int = 30, deferrable: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if deferrable:
-            raise NotSupportedByUpdraft("not supported by Updraft: deferrable=True on "
-                                        "HttpSensor (use mode='reschedule')")
+        self.deferrable = deferrable
         self.endpoint = endpoint
         self.http_conn_id = http_conn_id
         self.method = method
@@ -46,6 +44,27 @@ class HttpSensor(BaseSensorOperator):
             else tuple(str(c) for c in response_error_codes_allowlist))
         self.response_check = response_check
         self.tcp_keep_alive = tcp_keep_alive
+
+    def execute(self, context: dict):
+        # As Airflow: a response_check runs in the task, so it pokes instead of deferring.
+        if not self.deferrable or self.response_check is not None:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        from datetime import timedelta
+
+        from updraft.triggers.http import HttpSensorTrigger
+
+        self.defer(trigger=HttpSensorTrigger(
+            endpoint=self.endpoint, http_conn_id=self.http_conn_id, method=self.method,
+            data=self.request_params, headers=self.headers, extra_options=self.extra_options,
+            poke_interval=self.poke_interval,
+            response_error_codes_allowlist=list(self.response_error_codes_allowlist)),
+            method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The endpoint answered."""
+        self.log.info("%s completed successfully.", self.task_id)
 
     def poke(self, context: dict) -> bool:
         hook = HttpHook(method=self.method, http_conn_id=self.http_conn_id,

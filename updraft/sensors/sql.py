@@ -29,8 +29,10 @@ class SqlSensor(BaseSensorOperator):
                  success: Callable[[Any], bool] | None = None,
                  failure: Callable[[Any], bool] | None = None,
                  selector: Callable[[tuple], Any] = itemgetter(0), fail_on_empty: bool = False,
-                 hook_params: dict | None = None, **kwargs: Any) -> None:
+                 hook_params: dict | None = None, deferrable: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
         self.conn_id = conn_id
         self.sql = sql
         self.parameters = parameters
@@ -47,6 +49,29 @@ class SqlSensor(BaseSensorOperator):
                 f"The connection type is not supported by {type(self).__name__}. The associated "
                 f"hook should be a subclass of `DbApiHook`. Got {type(hook).__name__}")
         return hook
+
+    def execute(self, context: dict):
+        # Callables cannot travel to a triggerer: with success/failure/a selector of its
+        # own the sensor pokes in its task instead of deferring.
+        plain = self.success is None and self.failure is None and \
+            repr(self.selector) == "operator.itemgetter(0)"
+        if not self.deferrable or not plain:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        from datetime import timedelta
+
+        from updraft.triggers.sql import SqlSensorTrigger
+
+        self.defer(trigger=SqlSensorTrigger(
+            conn_id=self.conn_id, sql=self.sql, parameters=self.parameters,
+            hook_params=self.hook_params, fail_on_empty=self.fail_on_empty,
+            poke_interval=self.poke_interval),
+            method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: dict, event=None) -> None:
+        """The query's first row said so."""
+        self.log.info("Success criteria met: %s", event)
 
     def poke(self, context: dict) -> bool:
         hook = self._get_hook()

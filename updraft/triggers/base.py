@@ -120,6 +120,12 @@ AIRFLOW_CLASSPATHS = {
     "airflow.providers.standard.triggers.temporal.TimeDeltaTrigger":
         "updraft.triggers.temporal.TimeDeltaTrigger",
     "airflow.triggers.file.FileTrigger": "updraft.triggers.file.FileTrigger",
+    "airflow.providers.http.triggers.http.HttpSensorTrigger":
+        "updraft.triggers.http.HttpSensorTrigger",
+    "airflow.triggers.external_task.DagStateTrigger":
+        "updraft.triggers.external.DagStateTrigger",
+    "airflow.triggers.external_task.WorkflowTrigger":
+        "updraft.triggers.external.WorkflowTrigger",
     "airflow.providers.standard.triggers.file.FileTrigger": "updraft.triggers.file.FileTrigger",
 }
 

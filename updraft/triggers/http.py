@@ -1,0 +1,59 @@
+"""The HTTP trigger: fires when an endpoint answers with a success status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from updraft.triggers.base import BaseTrigger, TriggerEvent
+
+
+class HttpSensorTrigger(BaseTrigger):
+    """Requests ``endpoint`` of the ``http_conn_id`` connection every ``poke_interval``
+    seconds until it answers 2xx/3xx (payload ``True``); a status in
+    ``response_error_codes_allowlist`` (default 404) means "not yet", any other error fails
+    the trigger (and the task). The request runs in a thread, never on the loop."""
+
+    def __init__(self, endpoint: str, http_conn_id: str = "http_default", method: str = "GET",
+                 data: dict[str, Any] | str | None = None,
+                 headers: dict[str, Any] | None = None,
+                 extra_options: dict[str, Any] | None = None, poke_interval: float = 5.0,
+                 response_error_codes_allowlist: list[str] | None = None) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.http_conn_id = http_conn_id
+        self.method = method
+        self.data = data
+        self.headers = headers
+        self.extra_options = extra_options
+        self.poke_interval = float(poke_interval)
+        self.response_error_codes_allowlist = list(response_error_codes_allowlist or ["404"])
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("updraft.triggers.http.HttpSensorTrigger", {
+            "endpoint": self.endpoint, "http_conn_id": self.http_conn_id,
+            "method": self.method, "data": self.data, "headers": self.headers,
+            "extra_options": self.extra_options, "poke_interval": self.poke_interval,
+            "response_error_codes_allowlist": self.response_error_codes_allowlist})
+
+    def _answered(self) -> bool:
+        from updraft.exceptions import UpdraftException
+        from updraft.hooks.http import HttpHook
+
+        hook = HttpHook(method=self.method, http_conn_id=self.http_conn_id)
+        try:
+            hook.run(self.endpoint, data=self.data, headers=self.headers,
+                     extra_options=self.extra_options or {})
+        except UpdraftException as exc:
+            if str(exc).startswith(tuple(self.response_error_codes_allowlist)):
+                return False
+            raise
+        return True
+
+    async def run(self):
+        while not await asyncio.to_thread(self._answered):
+            await asyncio.sleep(self.poke_interval)
+        yield TriggerEvent(True)
+
+
+__all__ = ["HttpSensorTrigger"]
