@@ -534,3 +534,40 @@ def test_an_async_task_body_runs_on_an_event_loop_in_the_try_process(env):
         summed = get_xcom(s, dag_id="async_tasks", run_id=run_id, task_id="total")
     assert fetched == {"values": [0, 1, 4, 9, 16], "concurrent": True, "run_id": run_id}
     assert summed == 30
+
+
+POOLED_DAG = """
+from datetime import datetime, timedelta
+from updraft import DAG
+from updraft.sensors.time import TimeDeltaSensorAsync
+
+with DAG("pooled", start_date=datetime(2024, 1, 1), schedule=None, max_active_tasks=1):
+    for i in range(2):
+        TimeDeltaSensorAsync(task_id=f"wait_{i}", delta=timedelta(seconds=3), pool="narrow")
+"""
+
+
+@pytest.mark.parametrize("include_deferred", [False, True])
+def test_deferred_tasks_hold_pool_slots_only_if_the_pool_says_so(env, include_deferred):
+    """A pool of one slot and max_active_tasks=1: two sensors defer side by side, unless
+    the pool counts deferred tasks (Airflow's include_deferred)."""
+    from updraft.cli.pools import set_pool
+
+    with h.session() as s:
+        set_pool(s, "narrow", 1, "one slot", include_deferred=include_deferred)
+    h.write_dag(env, "pooled", POOLED_DAG)
+    seen: set[tuple[str, ...]] = set()
+    with h.running_scheduler(env, "local") as scheduler, running_triggerer(scheduler):
+        h.wait_parsed("pooled")
+        run_id = h.trigger("pooled")
+
+        def done():
+            seen.add(tuple(sorted(s for s, _n in h.states("pooled", run_id).values())))
+            return h.run_state("pooled", run_id) in h.TERMINAL_RUN_STATES
+
+        h.wait_for(done, 60, interval=0.05, what="the run to end")
+    assert h.run_state("pooled", run_id) == "success"
+    both_deferred = ("deferred", "deferred") in seen
+    assert both_deferred is not include_deferred, seen
+    if include_deferred:
+        assert ("deferred", "scheduled") in seen  # the second waits for the pool's slot

@@ -370,8 +370,13 @@ def test_cli_connections(store_url, tmp_path):
 def test_cli_pools(store_url):
     cli("pools", "set", "etl", "4", "ETL jobs")
     rows = json.loads(cli("pools", "list", "-o", "json").output)
-    assert rows == [{"pool": "default_pool", "slots": 128, "description": "Default pool"},
-                    {"pool": "etl", "slots": 4, "description": "ETL jobs"}]
+    assert rows == [{"pool": "default_pool", "slots": 128, "description": "Default pool",
+                     "include_deferred": False},
+                    {"pool": "etl", "slots": 4, "description": "ETL jobs",
+                     "include_deferred": False}]
+    cli("pools", "set", "etl", "4", "ETL jobs", "--include-deferred")
+    assert json.loads(cli("pools", "get", "etl", "-o", "json").output)[0][
+        "include_deferred"] is True
     cli("pools", "set", "etl", "6", "ETL jobs")
     assert json.loads(cli("pools", "get", "etl", "-o", "json").output)[0]["slots"] == 6
     refused = cli("pools", "delete", "default_pool", ok=False)

@@ -16,11 +16,13 @@ from updraft.cli.options import output_option, print_rows
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-COLUMNS = ["pool", "slots", "description"]
+COLUMNS = ["pool", "slots", "description", "include_deferred"]
 
 
-def set_pool(session: Session, name: str, slots: int, description: str | None = None) -> None:
-    """Create pool ``name`` or change its slots and description; does not commit."""
+def set_pool(session: Session, name: str, slots: int, description: str | None = None,
+             include_deferred: bool | None = None) -> None:
+    """Create pool ``name`` or change its slots and description (and whether deferred
+    tasks hold its slots, Airflow's ``include_deferred``); does not commit."""
     from sqlalchemy import select
 
     from updraft.store.models import PoolModel
@@ -36,6 +38,10 @@ def set_pool(session: Session, name: str, slots: int, description: str | None = 
     row.slots = slots
     if description is not None:
         row.description = description
+    if include_deferred is not None:
+        row.include_deferred = include_deferred
+    elif row.include_deferred is None:
+        row.include_deferred = False
     session.flush()
 
 
@@ -47,7 +53,8 @@ def get_pool(session: Session, name: str) -> dict | None:
 
     row = session.scalars(select(PoolModel).where(PoolModel.pool == name)).first()
     return None if row is None else {"pool": row.pool, "slots": row.slots,
-                                     "description": row.description or ""}
+                                     "description": row.description or "",
+                                     "include_deferred": bool(row.include_deferred)}
 
 
 def list_pools(session: Session) -> list[dict]:
@@ -56,7 +63,8 @@ def list_pools(session: Session) -> list[dict]:
 
     from updraft.store.models import PoolModel
 
-    return [{"pool": r.pool, "slots": r.slots, "description": r.description or ""}
+    return [{"pool": r.pool, "slots": r.slots, "description": r.description or "",
+             "include_deferred": bool(r.include_deferred)}
             for r in session.scalars(select(PoolModel).order_by(PoolModel.pool))]
 
 
@@ -82,14 +90,17 @@ def pools() -> None:
 @click.argument("name")
 @click.argument("slots", type=click.IntRange(min=0))
 @click.argument("description")
+@click.option("--include-deferred/--exclude-deferred", default=None,
+              help="Whether deferred tasks hold this pool's slots (default: unchanged; a new "
+                   "pool excludes them).")
 @store_command
-def set_command(name: str, slots: int, description: str) -> None:
+def set_command(name: str, slots: int, description: str, include_deferred: bool | None) -> None:
     """Create pool NAME with SLOTS slots, or change it."""
     from updraft.store.engine import session_scope
 
     try:
         with session_scope() as session:
-            set_pool(session, name, slots, description)
+            set_pool(session, name, slots, description, include_deferred)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Pool {name} set to {slots} slot(s)")
