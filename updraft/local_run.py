@@ -118,6 +118,13 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
                                  dag.fileloc, store_url, try_id=try_id)
             outcome = run_task_try(request, dag, node=NODE, executor="dag.test",
                                    echo_log=echo_log)
+            while outcome.state == TI.DEFERRED:
+                # As Airflow's dag.test: the trigger runs here, then the same try resumes.
+                request = _run_trigger_inline(dag, run_id, task_id, map_index, store_url)
+                if request is None:
+                    break
+                outcome = run_task_try(request, dag, node=NODE, executor="dag.test",
+                                       echo_log=echo_log)
             if progress:
                 progress("try_finished", (request, outcome))
             if outcome.state == TI.FAILED and dag.fail_stop:
@@ -131,6 +138,69 @@ def run_dag_locally(dag, logical_date: datetime | str | None = None, conf: dict 
     if progress:
         progress("run_finished", (result, reason))
     return result
+
+
+def _run_trigger_inline(dag, run_id: str, task_id: str, map_index: int,
+                        store_url: str | None):
+    """Run a deferred task instance's trigger in this process until its first event (or
+    its timeout), record it as a triggerer would, and queue the resumed try; its request."""
+    import asyncio
+    import traceback
+
+    from updraft.exceptions import DEFERRAL_TIMEOUT_ERROR
+    from updraft.runtime import TryRequest
+    from updraft.store import triggers as store
+    from updraft.store.engine import session_scope
+    from updraft.store.models import TaskInstanceModel, TriggerModel
+    from updraft.store.runs import queue_task_instances
+    from updraft.store.task_services import StoreTaskServices
+    from updraft.triggers.base import build_trigger
+    from updraft.utils.timezone import utcnow
+
+    with session_scope(store_url) as session:
+        ti = session.get(TaskInstanceModel, (dag.dag_id, run_id, task_id, map_index))
+        row = session.get(TriggerModel, ti.trigger_id) if ti and ti.trigger_id else None
+        if row is None:
+            return None
+        trigger_id, classpath, kwargs = row.id, row.classpath, store.decode(row.kwargs)
+        timeout = ti.trigger_timeout
+
+    async def first_event(trigger):
+        events = trigger.run()
+        try:
+            return await events.__anext__()
+        finally:
+            await events.aclose()
+            await trigger.cleanup()
+
+    event = failure = None
+    try:
+        trigger = build_trigger(classpath, kwargs)
+        trigger.trigger_id = trigger_id
+        trigger.task_services = StoreTaskServices(store_url)
+        log.info("Running trigger %s inline: %r", trigger_id, trigger)
+        seconds = (timeout - utcnow()).total_seconds() if timeout else None
+        event = asyncio.run(asyncio.wait_for(first_event(trigger), seconds))
+    except TimeoutError:
+        failure = (trigger_id, DEFERRAL_TIMEOUT_ERROR, None)
+    except StopAsyncIteration:
+        failure = (trigger_id, "Trigger exited without sending an event", None)
+    except Exception as exc:  # noqa: BLE001  (the task resumes in __fail__ with it)
+        failure = (trigger_id, f"Trigger failure: {type(exc).__name__}: {exc}",
+                   traceback.format_exception(exc))
+    now = utcnow()
+    with session_scope(store_url) as session:
+        if failure is not None:
+            store.fail(session, [failure], triggerer_id=None, now=now, node=NODE)
+        else:
+            store.fire(session, [(trigger_id, event)], triggerer_id=None, now=now, node=NODE)
+        queued = queue_task_instances(session, dag.dag_id, run_id, [(task_id, map_index)],
+                                      NODE, executor="dag.test", now=now)
+    if (task_id, map_index) not in queued:
+        return None  # ended in the trigger (end_from_trigger), or changed meanwhile
+    try_number, try_id = queued[(task_id, map_index)]
+    return TryRequest(dag.dag_id, run_id, task_id, map_index, try_number, dag.fileloc,
+                      store_url, try_id=try_id)
 
 
 def _fail_stop(dag, run_id: str, failed_task_id: str, store_url: str | None) -> None:

@@ -94,11 +94,12 @@ with DAG("resume_dag", start_date=datetime(2024, 1, 1), schedule=None):
 """
 
 
-def test_deferred_try_resumes_in_next_method_with_the_same_try_number(env):
+@pytest.mark.parametrize("executor", ["local", pytest.param("dask", marks=pytest.mark.slow)])
+def test_deferred_try_resumes_in_next_method_with_the_same_try_number(env, executor):
     from updraft.models.xcom import get_xcom
 
     h.write_dag(env, "resume_dag", RESUME_DAG)
-    with h.running_scheduler(env, "local") as scheduler, running_triggerer(scheduler):
+    with h.running_scheduler(env, executor) as scheduler, running_triggerer(scheduler):
         h.wait_parsed("resume_dag")
         run_id = h.trigger("resume_dag")
         h.wait_for(lambda: count("resume_dag", "deferred"), 30, what="the task to defer")
@@ -571,3 +572,40 @@ def test_deferred_tasks_hold_pool_slots_only_if_the_pool_says_so(env, include_de
     assert both_deferred is not include_deferred, seen
     if include_deferred:
         assert ("deferred", "scheduled") in seen  # the second waits for the pool's slot
+
+
+def test_dag_test_runs_triggers_inline_as_airflow_does(updraft_home):
+    """``dag.test()`` has no triggerer: it runs each trigger in its own process, then the
+    same try resumes (Airflow's dag.test does the same); a deferral's timeout still fails."""
+    from datetime import UTC, datetime
+
+    from updraft import DAG
+    from updraft.operators.base import BaseOperator
+    from updraft.sensors.time import TimeDeltaSensorAsync
+    from updraft.triggers.temporal import TimeDeltaTrigger
+
+    class Waits(BaseOperator):
+        def execute(self, context):
+            self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=0.5)), method_name="back",
+                       kwargs={"n": 1})
+
+        def back(self, context, event=None, n=0):
+            return n + 1
+
+    class TooLate(BaseOperator):
+        def execute(self, context):
+            self.defer(trigger=TimeDeltaTrigger(timedelta(hours=1)), method_name="back",
+                       timeout=timedelta(seconds=0.5))
+
+        def back(self, context, event=None):
+            return "never"
+
+    with DAG("inline", start_date=datetime(2024, 1, 1, tzinfo=UTC), schedule=None) as dag:
+        Waits(task_id="waits") >> TimeDeltaSensorAsync(task_id="sensor",
+                                                        delta=timedelta(days=-1))
+        TooLate(task_id="too_late", retries=0)
+    run = dag.test()
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    assert states == {"waits": ("success", 1), "sensor": ("success", 1),
+                      "too_late": ("failed", 1)}
+    assert run.get_task_instance("waits").xcom_pull(task_ids="waits") == 2
