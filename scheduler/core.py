@@ -45,6 +45,7 @@ from updraft.store.runs import (
 
 from scheduler import dispatch, runs, zombies
 from scheduler.assets import AssetRuns
+from updraft.store.assets import newest_event_id
 from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
 
@@ -115,6 +116,9 @@ class Scheduler:
         #: events or freed a run: a try ended, an outside event came, a run ended, a timer.
         self.asset_runs = AssetRuns()
         self._check_assets = True
+        #: A try ended: look only if an event was recorded since (the newest event id).
+        self._assets_maybe = False
+        self._newest_event = -1
         self._outage = OutageReporter("scheduler", log)
         self._zombies_paused_until = 0.0
         #: Lost workers whose running tries are failed once their heartbeats stop
@@ -313,7 +317,7 @@ class Scheduler:
         """One pass of the loop; returns how long to wait before the next."""
         self._pending_events.extend(self.executor.events())
         if self._pending_events:
-            self._check_assets = True  # a finished try may have recorded asset events
+            self._assets_maybe = True  # a finished try may have recorded asset events
         while self._pending_events:
             event = self._pending_events[0]
             self._dirty.add((event.key[0], event.key[1]))
@@ -333,6 +337,12 @@ class Scheduler:
                 self.mark_dirty(*key)
         with session_scope(self.store_url) as session:
             self.snapshots.ingest(session)
+            if self._assets_maybe:
+                self._assets_maybe = False
+                newest = newest_event_id(session)
+                if newest != self._newest_event:
+                    self._newest_event = newest
+                    self._check_assets = True
         self._dirty |= self.snapshots.take_touched()
         if self._warm_due:
             self._warm_workers()
