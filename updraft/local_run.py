@@ -162,7 +162,7 @@ def _run_trigger_inline(dag, run_id: str, task_id: str, map_index: int,
         row = session.get(TriggerModel, ti.trigger_id) if ti and ti.trigger_id else None
         if row is None:
             return None
-        trigger_id, classpath, kwargs = row.id, row.classpath, store.decode(row.kwargs)
+        trigger_id, classpath, kwargs = row.id, row.classpath, store.open_kwargs(row.kwargs)
         timeout = ti.trigger_timeout
 
     async def first_event(trigger):

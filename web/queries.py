@@ -607,8 +607,17 @@ def health(session: Session, now: datetime | None = None) -> dict[str, Any]:
         "latest_scheduler_heartbeat": schedulers[0]["latest_heartbeat"] if schedulers else None,
         "schedulers": schedulers,
     }
-    result["workers"] = [n for n in nodes if n["kind"] not in ("scheduler", "web")]
+    result["workers"] = [n for n in nodes if n["kind"] not in ("scheduler", "web",
+                                                               "triggerer")]
     result["web"] = [n for n in nodes if n["kind"] == "web"]
+    # Airflow's health answer names the triggerer (ADR 11): unknown without one running.
+    triggerers = [n for n in nodes if n["kind"] == "triggerer" and n["state"] != "stopped"]
+    result["triggerer"] = {
+        "status": ("healthy" if any(n["healthy"] for n in triggerers) else "unhealthy")
+        if triggerers else "unknown",
+        "latest_triggerer_heartbeat": triggerers[0]["latest_heartbeat"] if triggerers else None,
+        "triggerers": triggerers,
+    }
     result["nats"] = nats_status()
     result["dask"] = {"dashboard_link": dashboard}
     return result

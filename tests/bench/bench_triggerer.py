@@ -47,7 +47,7 @@ def _seed(url: str, n: int, lead: float, spread: float):
 
     from updraft.store.engine import session_scope
     from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel, TriggerModel
-    from updraft.store.triggers import encode
+    from updraft.store.triggers import encode, seal_kwargs
     from updraft.utils.timezone import utcnow
 
     start = utcnow() + timedelta(seconds=lead)
@@ -59,7 +59,7 @@ def _seed(url: str, n: int, lead: float, spread: float):
         session.flush()
         session.execute(insert(TriggerModel.__table__), [
             {"id": i + 1, "classpath": "updraft.triggers.temporal.DateTimeTrigger",
-             "kwargs": encode({"moment": moment, "end_from_trigger": False}),
+             "kwargs": seal_kwargs(encode({"moment": moment, "end_from_trigger": False})),
              "created_date": utcnow()} for i, moment in enumerate(moments)])
         session.execute(insert(TaskInstanceModel.__table__), [
             {"dag_id": "bench_triggerer", "run_id": "bench", "task_id": f"wait_{i}",

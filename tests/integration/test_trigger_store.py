@@ -32,7 +32,8 @@ def seed(url: str, n: int, now, *, timeout_at=None) -> None:
         for i in range(n):
             classpath, kwargs = DateTimeTrigger(now + timedelta(hours=1)).serialize()
             trigger_id = session.execute(insert(TriggerModel.__table__).values(
-                classpath=classpath, kwargs=store.encode(kwargs), created_date=now,
+                classpath=classpath, kwargs=store.seal_kwargs(store.encode(kwargs)),
+                created_date=now,
             )).inserted_primary_key[0]
             session.execute(insert(TaskInstanceModel.__table__).values(
                 dag_id="d", run_id="r", task_id=f"t{i}", map_index=-1, state="deferred",

@@ -265,8 +265,8 @@ class TaskInstanceTry(Base):
 
 class TriggerModel(Base):
     """A deferred task's trigger (ADR 11): what to run (class path and kwargs, XCom-style
-    JSON text) and which triggerer runs it until when (``lease_until``: once past, another
-    triggerer takes it over)."""
+    JSON text encrypted with the Fernet key) and which triggerer runs it until when
+    (``lease_until``: once past, another triggerer takes it over)."""
 
     __tablename__ = "trigger"
 

@@ -40,8 +40,8 @@ _TI = TaskInstanceModel.__table__
 
 
 def encode(value: Any) -> str:
-    """Trigger kwargs and next_kwargs as stored: XCom-style JSON text (datetimes,
-    timedeltas, tuples... come back as such)."""
+    """Trigger kwargs (before ``seal_kwargs``) and next_kwargs as stored: XCom-style JSON
+    text (datetimes, timedeltas, tuples... come back as such)."""
     from updraft.models.xcom import serialize_value
 
     return serialize_value(value)
@@ -53,6 +53,21 @@ def decode(text: str | None) -> Any:
     return deserialize_value(text)
 
 
+def seal_kwargs(text: str) -> str:
+    """A trigger's kwargs (``encode``d) as stored: encrypted with the Fernet key, as
+    Airflow does (they may name hosts, paths or tokens)."""
+    from updraft.secrets import encrypt
+
+    return encrypt(text)
+
+
+def open_kwargs(token: str) -> Any:
+    """A trigger's kwargs from their stored form."""
+    from updraft.secrets import decrypt
+
+    return decode(decrypt(token, what="a trigger's kwargs"))
+
+
 # -- a try defers ------------------------------------------------------------------------------
 
 def record_deferral(session: Session, request, deferral: dict[str, Any], *, now: datetime,
@@ -60,7 +75,8 @@ def record_deferral(session: Session, request, deferral: dict[str, Any], *, now:
     """Store the trigger and move the try ``running -> deferred``; False if the store
     refused the move (the task instance changed meanwhile: nothing is written)."""
     trigger_id = session.execute(insert(_T).values(
-        classpath=deferral["classpath"], kwargs=deferral["kwargs"], created_date=now,
+        classpath=deferral["classpath"], kwargs=seal_kwargs(deferral["kwargs"]),
+        created_date=now,
     )).inserted_primary_key[0]
     changed = write_state(
         session, TI.RUNNING, TI.DEFERRED,
@@ -170,7 +186,7 @@ def load_triggers(session: Session, ids: Iterable[int]) -> list[ClaimedTrigger]:
                 _T.c.id.in_(chunk))):
             ti = tis.get(row.id)
             found.append(ClaimedTrigger(
-                row.id, row.classpath, decode(row.kwargs) or {},
+                row.id, row.classpath, open_kwargs(row.kwargs) or {},
                 ti.dag_id if ti else None, ti.run_id if ti else None,
                 ti.task_id if ti else None, ti.map_index if ti else None,
                 ti.try_number if ti else None))
@@ -419,12 +435,13 @@ def deferral_info(session: Session, ti_row) -> dict[str, Any] | None:
         "trigger_id": ti_row.trigger_id, "timeout": ti_row.trigger_timeout,
         "next_method": ti_row.next_method}
     if trigger is not None:
-        info.update(classpath=trigger.classpath, kwargs=decode(trigger.kwargs),
+        info.update(classpath=trigger.classpath, kwargs=open_kwargs(trigger.kwargs),
                     since=trigger.created_date, triggerer_id=trigger.triggerer_id,
                     lease_until=trigger.lease_until)
     return info
 
 
 __all__ = ["ClaimedTrigger", "TIMEOUT_ERROR", "claim_triggers", "clean_unused", "decode",
-           "deferral_info", "encode", "fail", "fire", "load_triggers", "record_deferral",
+           "deferral_info", "encode", "fail", "fire", "load_triggers", "open_kwargs",
+           "record_deferral", "seal_kwargs",
            "release", "renew_leases", "start_resumed_try", "time_out_deferred"]

@@ -248,6 +248,7 @@ SCHEMAS: dict[str, dict] = {
                            "nobody changes their own role or active flag, and the last active "
                            "Admin stays an active Admin (409)")),
     "Health": _obj({"metadatabase": _OBJ, "scheduler": _OBJ, "nats": _OBJ, "dask": _OBJ,
+                    "triggerer": _OBJ,
                     "workers": {"type": "array", "items": _OBJ},
                     "web": {"type": "array", "items": _OBJ}}, required=("metadatabase",)),
     "Version": _obj({"version": _STR, "git_version": _NSTR}, required=("version",)),
