@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 import scheduler_helpers as h
+import services
 from test_bus import _delete_stream
 from test_deferral import count, holders, story
 
@@ -28,12 +29,14 @@ def bus_env(updraft_home, tmp_path, monkeypatch, _sqlite_template, nats_url):
     monkeypatch.setenv("UPDRAFT__TRIGGERER__POLL_INTERVAL", "0.5")
     dags = h.prepare_bus_env(monkeypatch, tmp_path, updraft_home, _sqlite_template, nats_url,
                              "d")
+    prefix = subjects.prefix()
     yield dags
     from bus.connection import close_shared_bus
 
     close_shared_bus()
     _delete_stream(nats_url, subjects.triggers_stream())
     _delete_stream(nats_url, subjects.assets_stream())
+    services.delete_nats_streams(nats_url, prefix)  # the work queue's streams
 
 
 @contextmanager
@@ -187,3 +190,29 @@ def test_waiting_for_another_run_is_woken_by_its_state_events(bus_env, monkeypat
         lag = (tis[task_id].end_date - target_end).total_seconds()
         print(f"\n{task_id} ended {lag:.2f} s after the target's task (poll interval 60 s)")
         assert lag < 20  # woken by the state events, not the 60 s checks
+
+
+def test_a_deferred_try_resumes_on_the_nats_work_queue_executor(bus_env, nats_url):
+    """The same try, deferred on an ``updraft worker`` slot and resumed on one: its
+    queueings have distinct Nats-Msg-Ids, so the work queue keeps both."""
+    from test_deferral import RESUME_DAG, running_triggerer
+    from test_nats_queue import WorkerThread
+
+    from executors import get_executor
+    from updraft.models.xcom import get_xcom
+
+    h.write_dag(bus_env, "resume_dag", RESUME_DAG)
+    with WorkerThread(queues=["default"], concurrency=2), \
+            h.running_scheduler(bus_env, get_executor("nats_queue", parallelism=2)) as sched, \
+            running_triggerer(sched):
+        h.wait_parsed("resume_dag")
+        run_id = h.trigger("resume_dag")
+        sched.wake()
+        assert h.wait_run("resume_dag", run_id, timeout=90) == "success", \
+            story("resume_dag", run_id, "wait")
+    ti = h.tis("resume_dag", run_id)["wait"]
+    assert (ti.state, ti.try_number, ti.executor) == ("success", 1, "nats_queue")
+    with h.session() as s:
+        assert get_xcom(s, dag_id="resume_dag", run_id=run_id, task_id="wait")["carried"] == 42
+    lines = story("resume_dag", run_id, "wait")
+    assert any(line.startswith("running->deferred") for line in lines), lines
