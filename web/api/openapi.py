@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from updraft.state import DagRunState, TaskInstanceState
 from web.auth.users import USERNAME_MAX, USERNAME_PATTERN
 
 #: The largest integer the store's INTEGER columns hold (offsets, map indexes, slots...).
@@ -271,10 +272,10 @@ for _name_, _item, _key in (("DAGCollection", "DAG", "dags"),
                             ("UserCollection", "User", "users")):
     SCHEMAS[_name_] = _collection(_key, _item)
 
-#: Run and task instance states, as the filters accept them.
-RUN_STATES = ["queued", "running", "success", "failed"]
-TI_STATES = ["none", "scheduled", "queued", "running", "deferred", "success", "failed",
-             "up_for_retry", "up_for_reschedule", "upstream_failed", "skipped", "removed"]
+#: Run and task instance states, as the filters accept them (every state updraft/state.py
+#: defines, in its order).
+RUN_STATES = [str(s) for s in DagRunState]
+TI_STATES = [str(s) for s in TaskInstanceState]
 
 
 def _path_param(name: str, schema: dict | None = None) -> dict:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from flask import abort, flash, request
 
-from updraft.state import FINISHED_STATES
+from updraft.state import FINISHED_STATES, DagRunState
 
 TI_STATES = ("success", "running", "failed", "upstream_failed", "up_for_retry",
              "up_for_reschedule", "queued", "scheduled", "skipped", "removed", "none")
-RUN_STATES = ("queued", "running", "success", "failed")
+RUN_STATES = tuple(str(s) for s in DagRunState)
 FINISHED_TI = FINISHED_STATES
 
 
