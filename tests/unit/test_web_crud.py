@@ -80,9 +80,9 @@ def test_a_connection_never_shows_its_password_and_masks_its_extra(session):
 
 def test_pools_show_their_usage_and_the_default_pool_stays(session):
     shown = crud.save_pool(session, "gpu", {"slots": "4", "description": "cards"})
-    assert shown == {"name": "gpu", "slots": 4, "description": "cards", "running_slots": 0,
-                     "queued_slots": 0, "scheduled_slots": 0, "occupied_slots": 0,
-                     "open_slots": 4}
+    assert shown.items() >= {"name": "gpu", "slots": 4, "description": "cards",
+                             "running_slots": 0, "queued_slots": 0, "scheduled_slots": 0,
+                             "occupied_slots": 0, "open_slots": 4}.items()
     assert crud.save_pool(session, "gpu", {"slots": 2})["description"] == "cards"
     assert _status(lambda: crud.save_pool(session, "gpu", {"slots": 1}, replace=False)) == 409
     assert _status(lambda: crud.save_pool(session, "cpu", {"description": "d"})) == 400
