@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from updraft.state import IN_FLIGHT_STATES, state_values
+from updraft.state import IN_FLIGHT_STATES, TaskInstanceState as TI, state_values
 from updraft.store.models import ConnectionModel, PoolModel, TaskInstanceModel, VariableModel
 
 MASK = "***"
@@ -276,12 +276,12 @@ def delete_connection(session: Session, conn_id: str) -> bool:
 # -- pools ---------------------------------------------------------------------------------
 
 def pool_usage(session: Session) -> dict[str, dict[str, int]]:
-    """Per pool, the slots taken by task instances scheduled, queued and running."""
+    """Per pool, the slots taken by task instances scheduled, queued, running and deferred."""
     usage: dict[str, dict[str, int]] = {}
     for pool, state, slots in session.execute(
             select(TaskInstanceModel.pool, TaskInstanceModel.state,
                    func.sum(TaskInstanceModel.pool_slots))
-            .where(TaskInstanceModel.state.in_(state_values(IN_FLIGHT_STATES)))
+            .where(TaskInstanceModel.state.in_(state_values(IN_FLIGHT_STATES | {TI.DEFERRED})))
             .group_by(TaskInstanceModel.pool, TaskInstanceModel.state)):
         usage.setdefault(pool, {})[state] = int(slots or 0)
     return usage
@@ -291,10 +291,14 @@ def pool_json(row: PoolModel, usage: dict[str, dict[str, int]]) -> dict[str, Any
     """A pool as shown, with its slots in use."""
     used = usage.get(row.pool, {})
     running, queued = used.get("running", 0), used.get("queued", 0)
+    # Deferred tasks hold the pool's slots only if it says so (ADR 11, Airflow's rule).
+    deferred = used.get("deferred", 0)
+    occupied = running + queued + (deferred if row.include_deferred else 0)
     return {"name": row.pool, "slots": row.slots, "description": row.description or "",
             "running_slots": running, "queued_slots": queued,
-            "scheduled_slots": used.get("scheduled", 0),
-            "occupied_slots": running + queued, "open_slots": row.slots - running - queued}
+            "scheduled_slots": used.get("scheduled", 0), "deferred_slots": deferred,
+            "include_deferred": bool(row.include_deferred),
+            "occupied_slots": occupied, "open_slots": row.slots - occupied}
 
 
 def pool_row(session: Session, name: str) -> PoolModel | None:
