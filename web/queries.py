@@ -311,7 +311,7 @@ def grid(session: Session, dag_id: str, run_ids: Sequence[str]
 
 
 _STATE_PRIORITY = ("failed", "upstream_failed", "up_for_retry", "up_for_reschedule", "running",
-                   "queued", "scheduled", "none", "removed", "skipped", "success")
+                   "queued", "deferred", "scheduled", "none", "removed", "skipped", "success")
 
 
 def _summary_state(states: dict[str, int]) -> str:

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var STATE_CLASS = /\bstate-[a-z_]+\b/g;
-  var PRIORITY = ["failed", "upstream_failed", "up_for_retry", "running", "queued",
+  var PRIORITY = ["failed", "upstream_failed", "up_for_retry", "running", "queued", "deferred",
                   "up_for_reschedule", "scheduled", "removed", "skipped", "none", "success"];
 
   function setState(el, state) {
