@@ -121,3 +121,23 @@ def test_events_recorded_while_the_scheduler_is_down_are_consumed_after_a_restar
             assert h.wait_run("consumer", run.run_id) == "success"
     assert [xcom("consumer", r.run_id, "read")[0][0] for r in runs] == [
         {"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_airflow_2_datasets_trigger_the_consumer_with_its_events(env):
+    """tests/compat_dags/a2_datasets.py, unchanged: Airflow 2 names (Dataset,
+    triggering_dataset_events) through the compat hook."""
+    from pathlib import Path
+
+    from updraft.models.xcom import get_xcom
+
+    corpus = Path(__file__).resolve().parents[1] / "compat_dags" / "a2_datasets.py"
+    shutil.copyfile(corpus, env / "a2_datasets.py")
+    with h.running_scheduler(env, "local"):
+        h.wait_parsed("a2_datasets_consumer")
+        producer = h.trigger("a2_datasets_producer")
+        assert h.wait_run("a2_datasets_producer", producer) == "success"
+        run = h.wait_for(lambda: h.runs("a2_datasets_consumer"), what="the consumer run")[0]
+        assert h.wait_run("a2_datasets_consumer", run.run_id) == "success"
+    with h.session() as s:
+        assert get_xcom(s, dag_id="a2_datasets_consumer", run_id=run.run_id,
+                        task_id="read_orders") == ["s3://bucket/orders.csv"]
