@@ -56,12 +56,12 @@ SECRETS = (DB_PASSWORD, API_SECRET, CONN_PASSWORD, JSON_TOKEN, "Conn%2FS3cret%3A
 SECRET_DAG_ID = "secret_dag"
 SECRET_DAG = '''
 from datetime import datetime
-from updraft import DAG
+from updraft import DAG, Asset
 from updraft.operators.bash import BashOperator
 
 with DAG("secret_dag", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     BashOperator(
-        task_id="use_secrets",
+        task_id="use_secrets", outlets=[Asset("secret_out")],
         bash_command=("echo {{ var.value.db_password }} {{ conn.c.password }} $S "
                       "{{ var.json.api_token.key }} {{ conn.c.get_uri() }}"),
         env={"S": "{{ var.value.api_secret }}"})
@@ -127,7 +127,8 @@ def test_viewer_never_receives_a_secret(app, tokens, secret_run):
     # Every GET operation of the document, as a Viewer.
     values = {"dag_id": SECRET_DAG_ID, "dag_run_id": secret_run, "task_id": "use_secrets",
               "xcom_key": "return_value", "variable_key": "db_password", "connection_id": "c",
-              "pool_name": "default_pool", "username": "viewer", "import_error_id": "1"}
+              "pool_name": "default_pool", "username": "viewer", "import_error_id": "1",
+              "asset_name": "secret_out"}
     swept = 0
     for path, item in openapi_document()["paths"].items():
         if "get" not in item:
@@ -150,7 +151,7 @@ def test_viewer_never_receives_a_secret(app, tokens, secret_run):
             continue
         url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: {
             "dag_id": SECRET_DAG_ID, "run_id": secret_run, "task_id": "use_secrets",
-            "map_index": "-1", "try_number": "1"}[m.group(1)], rule.rule)
+            "map_index": "-1", "try_number": "1", "name": "secret_out"}[m.group(1)], rule.rule)
         response = client.get(url)
         assert response.status_code < 500, (url, response.status_code)
         _assert_no_secret(response.get_data().decode("utf-8", "replace"), f"page {url}")
@@ -728,6 +729,7 @@ BODIES = {
     "PoolUpdate": {"slots": 3},
     "UserCreate": {"username": "u_{who}", "password": PASSWORD, "role": "Viewer"},
     "UserUpdate": {"email": "x@example.com"},
+    "AssetEventCreate": {"asset_name": "secret_out", "extra": {"by": "{who}"}},
 }
 CALLERS = ("anonymous", *ROLES)
 
@@ -768,7 +770,7 @@ def test_every_operation_of_the_document_with_every_caller(app, tokens, web_env)
                               "task_id": "use_secrets", "xcom_key": "return_value",
                               "variable_key": f"d_{who}", "connection_id": f"d_{who}",
                               "pool_name": f"d_{who}", "username": f"d_{who}",
-                              "import_error_id": "1"}
+                              "import_error_id": "1", "asset_name": "secret_out"}
                     body = None
                     if body_ref:
                         template = json.dumps(BODIES[body_ref.rsplit("/", 1)[1]])
@@ -834,7 +836,7 @@ with DAG("junk", schedule=None, start_date=datetime(2024, 1, 1),
     client = app.test_client()
     login(client, "admin")
     names = {"dag_id": "junk", "run_id": "r", "task_id": "g.t", "map_index": "-1",
-             "try_number": "1"}
+             "try_number": "1", "name": "no_such_asset"}
     failures = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("ui.") or rule.endpoint in ("ui.static",
