@@ -317,7 +317,8 @@ def test_a_killed_triggerer_s_triggers_resume_on_another(env, tmp_path):
     import signal
 
     n, seconds = 20, 12
-    h.write_dag(env, "many_sensors", SENSORS_DAG.format(n=n, seconds=seconds))
+    h.write_dag(env, "many_sensors", SENSORS_DAG.format(n=n, seconds=seconds,
+                                                        end_from_trigger=False))
     first = start_triggerer_process(tmp_path / "first.log")
     second = None
     try:
