@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check updraft scheduler executors bus web composition tests
+	$(BIN)/ruff check updraft scheduler executors bus web composition triggerer tests
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
