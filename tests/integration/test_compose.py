@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 SERVICES = {"nats", "postgres", "dask-scheduler", "dask-worker", "updraft-migrate",
-            "updraft-scheduler", "updraft-web"}
+            "updraft-scheduler", "updraft-triggerer", "updraft-web"}
 BIN = Path(sys.executable).parent
 
 
@@ -66,7 +66,8 @@ def _commands() -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("service", sorted(
-    ["dask-scheduler", "dask-worker", "updraft-migrate", "updraft-scheduler", "updraft-web"]))
+    ["dask-scheduler", "dask-worker", "updraft-migrate", "updraft-scheduler",
+     "updraft-triggerer", "updraft-web"]))
 def test_service_command_exists_with_its_options(service):
     """Each service's command line parses (``--help`` after its arguments: unknown commands
     or options fail), with the executables this environment installs from the same package."""
