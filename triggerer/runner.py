@@ -39,6 +39,7 @@ class TriggerRunner:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._beat = time.monotonic()
+        self._beating: asyncio.Task | None = None
         #: Blocks seen: (seconds, trigger label), for tests and the node's heartbeat.
         self.blocks: list[tuple[float, str]] = []
 
@@ -62,6 +63,8 @@ class TriggerRunner:
 
         async def _halt():
             tasks = list(self._tasks.values())
+            if self._beating is not None:
+                tasks.append(self._beating)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -78,7 +81,7 @@ class TriggerRunner:
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
-        loop.create_task(self._heartbeat())
+        self._beating = loop.create_task(self._heartbeat())
         self._ready.set()
         try:
             loop.run_forever()

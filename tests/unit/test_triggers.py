@@ -1,0 +1,123 @@
+"""Triggers and the triggerer's event loop without a store (issue 14, ADR 11): serialization
+round trips, the NATS filter, the runner collecting first events and failures, and the
+watchdog naming a trigger that blocks the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from triggerer.runner import TriggerRunner
+from updraft.exceptions import TaskDeferred
+from updraft.triggers.base import BaseTrigger, TriggerEvent, build_trigger
+from updraft.triggers.nats import matches
+from updraft.triggers.temporal import DateTimeTrigger, TimeDeltaTrigger
+
+
+def test_time_triggers_serialize_to_what_rebuilds_them():
+    moment = datetime(2030, 1, 1, tzinfo=UTC)
+    classpath, kwargs = DateTimeTrigger(moment).serialize()
+    rebuilt = build_trigger(classpath, kwargs)
+    assert isinstance(rebuilt, DateTimeTrigger) and rebuilt.moment == moment
+    # A TimeDeltaTrigger is stored as the moment it fires (as in Airflow).
+    classpath, kwargs = TimeDeltaTrigger(timedelta(minutes=5)).serialize()
+    assert classpath == "updraft.triggers.temporal.DateTimeTrigger"
+    # Airflow's class paths of the same triggers rebuild Updraft's.
+    assert isinstance(build_trigger("airflow.triggers.temporal.DateTimeTrigger",
+                                    {"moment": moment}), DateTimeTrigger)
+    with pytest.raises(ValueError, match="naive"):
+        DateTimeTrigger(datetime(2030, 1, 1))
+
+
+def test_defer_raises_task_deferred_beyond_except_exception():
+    from updraft.operators.base import BaseOperator
+
+    op = BaseOperator(task_id="t")
+    try:
+        try:
+            op.defer(trigger=TimeDeltaTrigger(timedelta(seconds=1)), method_name="resume",
+                     kwargs={"a": 1}, timeout=timedelta(seconds=5))
+        except Exception:  # noqa: BLE001  (what a task's own handler would do)
+            pytest.fail("TaskDeferred must not be an Exception")
+    except TaskDeferred as deferred:
+        assert deferred.method_name == "resume" and deferred.kwargs == {"a": 1}
+
+
+@pytest.mark.parametrize("pattern, value, expected", [
+    (None, {"a": 1}, False),
+    ({"a": 1}, {"a": 1, "b": 2}, True),
+    ({"a": 1}, {"a": 2}, False),
+    ({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2], "c": 3}}, True),
+    ({"a": {"b": 1}}, {"a": 1}, False),
+    ({"missing": None}, {"a": 1}, False),
+    ("text", "text", True),
+])
+def test_nats_filter_matches_key_by_key(pattern, value, expected):
+    assert matches(pattern, value) is expected
+
+
+class _Immediate(BaseTrigger):
+    def __init__(self, value, fail=False):
+        super().__init__()
+        self.value, self.fail = value, fail
+
+    def serialize(self):
+        return ("tests.unit.test_triggers._Immediate", {"value": self.value})
+
+    async def run(self):
+        await asyncio.sleep(0.01)
+        if self.fail:
+            raise RuntimeError(f"broken {self.value}")
+        yield TriggerEvent(self.value)
+        yield TriggerEvent("never taken")
+
+
+class _Blocking(BaseTrigger):
+    def serialize(self):
+        return ("tests.unit.test_triggers._Blocking", {})
+
+    async def run(self):
+        time.sleep(0.6)  # wrong on purpose
+        yield TriggerEvent("done")
+
+
+def _wait_results(runner: TriggerRunner, count: int, timeout: float = 10.0) -> list:
+    results: list = []
+    deadline = time.monotonic() + timeout
+    while len(results) < count and time.monotonic() < deadline:
+        results += runner.take_results()
+        time.sleep(0.02)
+    return results
+
+
+def test_the_runner_takes_each_trigger_s_first_event_or_its_failure():
+    runner = TriggerRunner(block_threshold=5.0).start()
+    try:
+        runner.add((i, f"t{i}", _Immediate(i, fail=(i == 3))) for i in range(1000))
+        results = _wait_results(runner, 1000)
+    finally:
+        runner.stop()
+    events = {r[1]: r[2].payload for r in results if r[0] == "event"}
+    failures = {r[1]: r[2] for r in results if r[0] == "failure"}
+    assert len(events) == 999 and events[7] == 7
+    assert failures == {3: "Trigger failure: RuntimeError: broken 3"}
+    assert runner.running_ids() == set()
+
+
+def test_the_watchdog_names_the_trigger_that_blocks_the_loop(caplog):
+    caplog.set_level("WARNING", logger="updraft.triggerer")
+    runner = TriggerRunner(block_threshold=0.2).start()
+    try:
+        runner.add([(42, "trigger 42 (Blocking) of d.t run", _Blocking())])
+        _wait_results(runner, 1)
+        deadline = time.monotonic() + 5
+        while not runner.blocks and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert runner.blocks and runner.blocks[0][1] == "trigger 42 (Blocking) of d.t run"
+    assert runner.blocks[0][0] >= 0.4
+    assert "test_triggers.py" in caplog.text and "in run" in caplog.text
