@@ -85,6 +85,11 @@ class Triggerer:
         folder = str(conf.dags_folder())
         if folder not in sys.path:
             sys.path.append(folder)
+        # NATS triggers connect with the credentials and TLS of [nats], as the bus does.
+        from bus.connection import security_options
+        from updraft.triggers.nats import set_connect_options
+
+        set_connect_options(security_options())
         self.runner.start()
         log.info("Triggerer %s started (capacity %d, lease %.0f s)", self.node_id,
                  self.capacity, self.lease.total_seconds())

@@ -24,6 +24,17 @@ from updraft.triggers.base import BaseTrigger, TriggerEvent
 log = logging.getLogger("updraft.triggers.nats")
 
 
+#: Extra ``nats.connect`` options (credentials, TLS): the triggerer sets them from
+#: ``[nats]`` (the bus package builds them; the authoring package does not import it).
+CONNECT_OPTIONS: dict[str, Any] = {}
+
+
+def set_connect_options(options: dict[str, Any]) -> None:
+    """Use these credentials and TLS settings for the triggers' NATS connections."""
+    CONNECT_OPTIONS.clear()
+    CONNECT_OPTIONS.update(options)
+
+
 def _servers(servers: str | list[str] | None) -> list[str]:
     if servers is None:
         from updraft.config import conf
@@ -50,7 +61,8 @@ class _Hub:
         import nats
 
         nc = await nats.connect(list(servers), connect_timeout=2, max_reconnect_attempts=-1,
-                                reconnect_time_wait=1, name="updraft-triggerer")
+                                reconnect_time_wait=1, name="updraft-triggerer",
+                                **CONNECT_OPTIONS)
         self._connections[servers] = nc
         return nc
 
@@ -168,4 +180,5 @@ def state_subject(kind: str) -> str:
     return f"{conf.get('nats', 'subject_prefix')}.evt.{kind}.*"
 
 
-__all__ = ["NatsMessageTrigger", "decode", "listen", "matches", "state_subject"]
+__all__ = ["NatsMessageTrigger", "decode", "listen", "matches", "set_connect_options",
+           "state_subject"]
