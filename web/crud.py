@@ -322,8 +322,8 @@ def get_pool(session: Session, name: str) -> dict[str, Any]:
 
 def save_pool(session: Session, name: str, fields: dict[str, Any], *, create: bool = True,
               replace: bool = True) -> dict[str, Any]:
-    """Create a pool or change the ``fields`` given (slots, description). 409 if it exists
-    and not ``replace``, 404 if it does not and not ``create``."""
+    """Create a pool or change the ``fields`` given (slots, description, include_deferred).
+    409 if it exists and not ``replace``, 404 if it does not and not ``create``."""
     row = pool_row(session, name)
     if row is None:
         _check(name_problem(name, "the name", POOL_LENGTH))
@@ -342,6 +342,11 @@ def save_pool(session: Session, name: str, fields: dict[str, Any], *, create: bo
         row.slots = int(fields["slots"])
     if "description" in fields:
         row.description = fields["description"]
+    if "include_deferred" in fields:
+        # Deferred tasks hold this pool's slots too (Airflow's setting, ADR 11).
+        row.include_deferred = bool(fields["include_deferred"])
+    elif row.include_deferred is None:
+        row.include_deferred = False
     session.flush()
     return pool_json(row, pool_usage(session))
 

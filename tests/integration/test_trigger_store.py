@@ -114,3 +114,17 @@ def test_a_deferral_past_its_timeout_resumes_in_fail(store_url):
         assert store.decode(row.next_kwargs)["error"] == "Trigger/execution timeout"
     with session_scope(store_url) as session:
         assert session.scalar(select(TriggerModel.id)) is None
+
+
+def test_a_pool_counts_deferred_slots_only_if_it_includes_them(store_url):
+    from web import crud
+
+    seed(store_url, 3, utcnow())
+    with session_scope(store_url) as session:
+        session.execute(TaskInstanceModel.__table__.update().values(pool="narrow"))
+        shown = crud.save_pool(session, "narrow", {"slots": 5})
+        assert (shown["deferred_slots"], shown["include_deferred"], shown["open_slots"]) == \
+            (3, False, 5)
+        shown = crud.save_pool(session, "narrow", {"include_deferred": True})
+        assert (shown["deferred_slots"], shown["occupied_slots"], shown["open_slots"]) == \
+            (3, 3, 2)
