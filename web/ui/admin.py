@@ -144,6 +144,8 @@ def pool_save():
     description = request.form.get("description") or None
     fields = {"slots": slots} if description is None else {"slots": slots,
                                                            "description": description}
+    # The form's checkbox: deferred tasks hold this pool's slots (ADR 11).
+    fields["include_deferred"] = request.form.get("include_deferred") == "true"
     _flash_saved("Pool", lambda session: crud.save_pool(session, name, fields),
                  f"Pool {name} saved with {slots} slots", "pool.set",
                  {"pool": name, "slots": int(slots) if slots.isdigit() else slots})
