@@ -81,10 +81,12 @@ class Triggerer:
         retry_while_unavailable(lambda: ensure_migrated(self.store_url),
                                 what="triggerer start", reporter=self._outage,
                                 deadline=deadline)
-        # Triggers defined next to the DAGs import as DAG files do.
-        folder = str(conf.dags_folder())
-        if folder not in sys.path:
-            sys.path.append(folder)
+        # Triggers defined next to the DAGs or in the plugins folder import as DAG files do.
+        from updraft.plugins.folder import plugins_folder
+
+        for folder in (str(conf.dags_folder()), str(plugins_folder())):
+            if folder not in sys.path:
+                sys.path.append(folder)
         # NATS triggers connect with the credentials and TLS of [nats], as the bus does.
         from bus.connection import security_options
         from updraft.triggers.nats import set_connect_options
