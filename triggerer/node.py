@@ -130,7 +130,7 @@ class Triggerer:
             from updraft.store.nodes import record_node
             from updraft.store.triggers import release
 
-            with session_scope(self.store_url) as session:
+            with session_scope(self.store_url, write=True) as session:
                 released = release(session, self.node_id)
                 record_node(session, self.node_id, "triggerer", "stopped", {}, utcnow())
             if released:
@@ -154,7 +154,7 @@ class Triggerer:
         if self._pending:
             events = [(r[1], r[2]) for r in self._pending if r[0] == "event"]
             failures = [(r[1], r[2], r[3]) for r in self._pending if r[0] == "failure"]
-            with session_scope(self.store_url) as session:
+            with session_scope(self.store_url, write=True) as session:
                 woken += store.fire(session, events, triggerer_id=self.node_id, now=now,
                                     node=self.node_id)
                 woken += store.fail(session, failures, triggerer_id=self.node_id, now=now,
@@ -173,23 +173,23 @@ class Triggerer:
     def _housekeeping(self, now) -> list:
         from updraft.store import triggers as store
 
-        with session_scope(self.store_url) as session:
+        with session_scope(self.store_url, write=True) as session:
             held = store.renew_leases(session, self.node_id, now=now, lease=self.lease)
         lost = self.runner.running_ids() - held
         if lost:
             self.stats["lost"] += len(lost)
             self.runner.cancel(lost)
-        with session_scope(self.store_url) as session:
+        with session_scope(self.store_url, write=True) as session:
             timed_out = store.time_out_deferred(session, now, self.node_id)
         self.stats["timed_out"] += len(timed_out)
-        with session_scope(self.store_url) as session:
+        with session_scope(self.store_url, write=True) as session:
             claimed = store.claim_triggers(session, self.node_id, capacity=self.capacity,
                                            now=now, lease=self.lease)
         if claimed:
             self._start(claimed, now)
         if time.monotonic() - self._last_clean >= CLEAN_INTERVAL:
             self._last_clean = time.monotonic()
-            with session_scope(self.store_url) as session:
+            with session_scope(self.store_url, write=True) as session:
                 store.clean_unused(session)
         if time.monotonic() - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = time.monotonic()
@@ -246,7 +246,7 @@ class Triggerer:
         if self.runner.blocks:
             seconds, label = self.runner.blocks[-1]
             info["last_block"] = f"{seconds:.2f} s by {label}"
-        with session_scope(self.store_url) as session:
+        with session_scope(self.store_url, write=True) as session:
             record_node(session, self.node_id, "triggerer", "running", info, now)
 
 
