@@ -248,6 +248,8 @@ def save_connection(session: Session, conn_id: str, fields: dict[str, Any], *,
     from updraft.models.connection import update_connection
 
     conn = load(conn_id, session=session)
+    if conn is None and not create:  # an update of nothing: 404 whatever the name is
+        raise ResourceError(404, f"connection {conn_id!r} not found")
     if conn is None:
         _check(name_problem(conn_id, "the conn_id", CONN_ID_LENGTH))
     fields = _connection_fields({k: v for k, v in fields.items() if k != "conn_id"})
@@ -325,6 +327,8 @@ def save_pool(session: Session, name: str, fields: dict[str, Any], *, create: bo
     """Create a pool or change the ``fields`` given (slots, description, include_deferred).
     409 if it exists and not ``replace``, 404 if it does not and not ``create``."""
     row = pool_row(session, name)
+    if row is None and not create:  # an update of nothing: 404 whatever the name is
+        raise ResourceError(404, f"pool {name!r} not found")
     if row is None:
         _check(name_problem(name, "the name", POOL_LENGTH))
     if "slots" in fields:
