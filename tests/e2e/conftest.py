@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,7 @@ def live_stack(updraft_home, nats_url, monkeypatch):
     web_thread = threading.Thread(target=server.run, name="e2e-web", daemon=True)
     web_thread.start()
     base_url = f"http://127.0.0.1:{server.effective_port}"
-    _wait_for_dag("e2e_demo", timeout=60)
+    e2e_dags.wait_for_dag("e2e_demo", timeout=60)
     try:
         yield Stack(base_url, dags, passwords)
     finally:
@@ -135,14 +134,3 @@ def live_stack(updraft_home, nats_url, monkeypatch):
         close_shared_bus()
 
 
-def _wait_for_dag(dag_id: str, timeout: float) -> None:
-    from updraft.store.engine import session_scope
-    from updraft.store.models import DagModel
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            if session.get(DagModel, dag_id) is not None:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the scheduler did not parse {dag_id} within {timeout} s")

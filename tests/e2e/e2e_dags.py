@@ -1,4 +1,7 @@
-"""The DAG file the browser tests load (copied into a temporary DAGs folder)."""
+"""The DAG file the browser tests load (copied into a temporary DAGs folder), and a wait
+for the scheduler to store a DAG."""
+
+import time
 
 SOURCE = '''
 """A small DAG for the browser tests: params, a task group, an edge label and a slow task."""
@@ -44,3 +47,17 @@ with DAG("e2e_demo", schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
 
     checked >> Label("then") >> end(checked)
 '''
+
+
+def wait_for_dag(dag_id: str, timeout: float) -> None:
+    """Wait until the scheduler has stored ``dag_id`` (AssertionError after ``timeout``)."""
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagModel
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            if session.get(DagModel, dag_id) is not None:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the scheduler did not parse {dag_id} within {timeout} s")

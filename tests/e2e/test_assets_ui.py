@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from conftest import _wait_for_dag
+from e2e_dags import wait_for_dag
 from test_ui import login
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_assets_pages(live_stack, browser, screenshot):
     from playwright.sync_api import expect
 
     (live_stack.dags_folder / "e2e_assets.py").write_text(DAGS)
-    _wait_for_dag("e2e_orders_consumer", 90)
+    wait_for_dag("e2e_orders_consumer", 90)
     base = live_stack.base_url
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     errors: list[str] = []
