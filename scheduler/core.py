@@ -539,7 +539,8 @@ class Scheduler:
                     if past_tasks else None
                 decision = decide(specs, snapshot, now, past)
                 if decision.changes:
-                    set_ti_states(session, dag_id, run_id, decision.changes, self.node_id, now)
+                    set_ti_states(session, dag_id, run_id, decision.changes, self.node_id, now,
+                                  expected=snapshot.states)
                 for task_id in decision.expand:
                     task = dag.task_dict[task_id]
                     lengths = xcom_lengths(session, dag_id, run_id, task.mapped_task_ids())
@@ -557,7 +558,7 @@ class Scheduler:
             if newly_ready:
                 set_ti_states(session, dag_id, run_id,
                               [(t, i, TI.SCHEDULED, "dependencies met")
-                               for t, i in newly_ready], self.node_id, now)
+                               for t, i in newly_ready], self.node_id, now, expected=current)
             if changed or newly_ready or decision.run_state is not None:
                 run.last_scheduling_decision = now
             if decision.run_state is not None:

@@ -182,8 +182,14 @@ def _current_rows(session: Session, dag_id: str, run_id: str,
 
 def set_ti_states(session: Session, dag_id: str, run_id: str,
                   changes: Iterable[tuple[str, int, TI, str]], node: str | None = None,
-                  now: datetime | None = None) -> int:
-    """Apply the run logic's state changes (a compare-and-set per task instance)."""
+                  now: datetime | None = None,
+                  expected: Mapping[tuple[str, int], TI] | None = None) -> int:
+    """Apply the run logic's state changes (a compare-and-set per task instance).
+
+    ``expected``: the states the changes were decided on (the scheduler's snapshot). A task
+    instance found in another state was changed meanwhile (marked or cleared through the
+    API, say): it is left alone, and the next pass decides on what it is now.
+    """
     now = now or utcnow()
     changes = list(changes)
     if not changes:
@@ -194,6 +200,9 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
     for task_id, map_index, new_state, cause in changes:
         row = current.get((task_id, map_index))
         if row is None or row.state == str(new_state):
+            continue
+        if expected is not None and (task_id, map_index) in expected and \
+                row.state != str(expected[(task_id, map_index)]):
             continue
         values: dict[str, Any] = {"state": str(new_state), "updated_at": now}
         if new_state in FINISHED_STATES:
