@@ -296,7 +296,9 @@ def test_a_trigger_blocking_the_loop_is_named_in_the_log(env, caplog):
         run_id = h.trigger("blocking_dag")
         assert h.wait_run("blocking_dag", run_id, timeout=60) == "success", (
             story("blocking_dag", run_id, "blocked"), h.try_rows("blocking_dag", run_id)[0].error)
-        assert triggerer.runner.blocks
+        # The watchdog records the block when the loop beats again: the resumed task may
+        # finish before it looks.
+        h.wait_for(lambda: triggerer.runner.blocks, 10, what="the block to be recorded")
     text = caplog.text
     assert "blocked" in text and "blocking_dag.blocked" in text and "BlockingTrigger" in text
     assert "blocking_trigger.py" in text  # where it blocks
