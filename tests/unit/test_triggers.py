@@ -121,3 +121,47 @@ def test_the_watchdog_names_the_trigger_that_blocks_the_loop(caplog):
     assert runner.blocks and runner.blocks[0][1] == "trigger 42 (Blocking) of d.t run"
     assert runner.blocks[0][0] >= 0.4
     assert "test_triggers.py" in caplog.text and "in run" in caplog.text
+
+
+def test_a_state_event_that_comes_before_its_commit_is_looked_at_again_soon(monkeypatch):
+    """The scheduler may publish a run's new state before the store shows it: a trigger
+    woken by the event looks again after 0.5 s (then 1, 2... s), not only at the
+    once-a-minute safety check."""
+    import contextlib
+    import json
+    from types import SimpleNamespace
+
+    from updraft.triggers import external
+
+    queue: asyncio.Queue = asyncio.Queue()
+
+    @contextlib.asynccontextmanager
+    async def listen(_subject):
+        yield queue
+
+    monkeypatch.setattr(external, "listen", listen)
+    looks: list[float] = []
+
+    class Waiting(external._StateWokenTrigger):
+        dag_id, poll_interval = "target", 60.0
+
+        def serialize(self):
+            return ("tests.Waiting", {})
+
+        def check(self):
+            looks.append(time.monotonic())
+            # The first look, and the one the event causes, still see the old state.
+            return {"done": True} if len(looks) >= 3 else None
+
+    async def scenario():
+        events = Waiting().run()
+        first = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.1)
+        queue.put_nowait(SimpleNamespace(data=json.dumps({"dag_id": "target"}).encode()))
+        return await asyncio.wait_for(first, 10)
+
+    started = time.monotonic()
+    event = asyncio.run(scenario())
+    assert event.payload == {"done": True} and len(looks) == 3
+    assert looks[2] - looks[1] == pytest.approx(0.5, abs=0.3)
+    assert time.monotonic() - started < 5

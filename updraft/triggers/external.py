@@ -25,6 +25,8 @@ from updraft.triggers.nats import decode, listen, state_subject
 
 #: Seconds between two looks at the store while state events arrive: only a safety check.
 SAFETY_CHECK = 60.0
+#: After a state event, looks again after 0.5, 1, 2, 4 and 8 s (the event may come first).
+RECHECK_FIRST, RECHECK_LAST = 0.5, 8.0
 
 
 class _StateWokenTrigger(BaseTrigger):
@@ -50,31 +52,43 @@ class _StateWokenTrigger(BaseTrigger):
             except Exception as exc:  # noqa: BLE001  (the store check still works)
                 self.log.warning("No NATS for state events (%s): checking every %s s",
                                  exc, self.poll_interval)
+            recheck = None  # seconds to the next look after an event that changed nothing
             while True:
                 payload = await asyncio.to_thread(self.check)
                 if payload is not None:
                     yield TriggerEvent(payload)
                     return
-                await self._next_event(queue)
+                woken = await self._next_event(queue, recheck)
+                # An event may arrive before the change it announces is committed: after
+                # one, look again soon (0.5 s, doubling to 8 s) rather than only at the
+                # safety check.
+                if woken:
+                    recheck = RECHECK_FIRST
+                elif recheck is not None:
+                    recheck = recheck * 2 if recheck < RECHECK_LAST else None
 
-    async def _next_event(self, queue) -> None:
-        """Until a state event about the DAG arrives, or the safety check is due: every
-        ``poll_interval`` without NATS, at most once a minute with it."""
+    async def _next_event(self, queue, recheck: float | None = None) -> bool:
+        """Until a state event about the DAG arrives (True), or the next look is due:
+        ``recheck`` seconds after an event, else every ``poll_interval`` without NATS, at
+        most once a minute with it."""
         loop = asyncio.get_running_loop()
         interval = self.poll_interval if queue is None else max(self.poll_interval,
                                                                 SAFETY_CHECK)
+        if recheck is not None:
+            interval = min(interval, recheck)
         deadline = loop.time() + interval
         while queue is not None:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return
+                return False
             try:
                 msg = await asyncio.wait_for(queue.get(), remaining)
             except TimeoutError:
-                return
+                return False
             if self.wakes(decode(msg.data)):
-                return
-        await asyncio.sleep(self.poll_interval)
+                return True
+        await asyncio.sleep(interval)
+        return False
 
     def _services(self):
         services = getattr(self, "task_services", None)

@@ -79,6 +79,9 @@ class _Hub:
                         listener.put_nowait(msg)
 
                 entry = (await nc.subscribe(subject, cb=deliver), listeners)
+                # The server has the subscription once it answers the ping: a message
+                # published after listen() returns reaches the queue.
+                await nc.flush()
                 self._subscriptions[key] = entry
             entry[1].add(queue)
 
