@@ -114,51 +114,11 @@ class AssetEvents:
 
     async def consume(self, nc) -> None:
         """Consume ``P.asset.>`` until the node stops."""
-        import nats.errors
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        js = nc.jetstream()
-        psub = None
-        stream_ready = False
-        while not self.node._stopping:
-            if not nc.is_connected:
-                await asyncio.sleep(0.1)
-                continue
-            try:
-                if not stream_ready:
-                    await ensure_asset_stream(js)
-                    stream_ready = True
-                if not self.node._scheduler_ready():
-                    await asyncio.sleep(0.1)
-                    continue
-                if psub is None:
-                    psub = await js.pull_subscribe(
-                        subjects.asset_all(), durable=subjects.assets_consumer(),
-                        stream=subjects.assets_stream(),
-                        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
-                                              deliver_policy=DeliverPolicy.ALL,
-                                              ack_wait=ACK_WAIT, max_ack_pending=1000))
-                    self.node._subs.append(psub)
-                messages = await psub.fetch(batch=50, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (NATS away, stream deleted: retry)
-                if not self.node._stopping:
-                    log.warning("Asset event consumer: %s: %s; retrying",
-                                type(exc).__name__, exc)
-                    if "not found" in str(exc).lower():
-                        psub, stream_ready = None, False
-                await asyncio.sleep(0.5)
-                continue
-            for message in messages:
-                try:
-                    await self._handle(message)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("Asset event on %s failed", message.subject)
+        await self.node.consume_stream(
+            nc, what="Asset event", ensure_stream=ensure_asset_stream,
+            subject=subjects.asset_all(), durable=subjects.assets_consumer(),
+            stream=subjects.assets_stream(), ack_wait=ACK_WAIT, batch=50,
+            handle=self._handle)
 
     async def _handle(self, msg) -> None:
         subject = msg.subject

@@ -371,6 +371,20 @@ class SchedulerBus:
         return processor is None or bool(processor.stats)
 
     async def _consume_triggers(self, nc) -> None:
+        # The stream is made at once, so outside systems can publish while DAGs are parsed.
+        await self.consume_stream(
+            nc, what="Trigger", ensure_stream=ensure_trigger_stream,
+            subject=subjects.trigger_all(), durable=subjects.triggers_consumer(),
+            stream=subjects.triggers_stream(), ack_wait=TRIGGER_ACK_WAIT, batch=20,
+            handle=self._handle_trigger)
+
+    async def consume_stream(self, nc, *, what: str, ensure_stream, subject: str,
+                             durable: str, stream: str, ack_wait: float, batch: int,
+                             handle) -> None:
+        """Pull ``subject`` from a JetStream ``stream`` through the durable consumer
+        ``durable`` and ``await handle(message)`` each, until the node stops: once the DAG
+        processor finished its first pass, recreating the stream and the consumer when NATS
+        lost them. ``what`` names the consumer in the log."""
         import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -383,39 +397,38 @@ class SchedulerBus:
                 continue
             try:
                 if not stream_ready:
-                    # At once, so outside systems can publish while the DAGs are parsed.
-                    await ensure_trigger_stream(js)
+                    await ensure_stream(js)
                     stream_ready = True
                 if not self._scheduler_ready():
                     await asyncio.sleep(0.1)
                     continue
                 if psub is None:
                     psub = await js.pull_subscribe(
-                        subjects.trigger_all(), durable=subjects.triggers_consumer(),
-                        stream=subjects.triggers_stream(),
+                        subject, durable=durable, stream=stream,
                         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
                                               deliver_policy=DeliverPolicy.ALL,
-                                              ack_wait=TRIGGER_ACK_WAIT, max_ack_pending=1000))
+                                              ack_wait=ack_wait, max_ack_pending=1000))
                     self._subs.append(psub)
-                messages = await psub.fetch(batch=20, timeout=1.0)
+                messages = await psub.fetch(batch=batch, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (NATS away, stream deleted: retry)
                 if not self._stopping:
-                    log.warning("Trigger consumer: %s: %s; retrying", type(exc).__name__, exc)
+                    log.warning("%s consumer: %s: %s; retrying", what, type(exc).__name__,
+                                exc)
                     if "not found" in str(exc).lower():
                         psub, stream_ready = None, False
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
                 try:
-                    await self._handle_trigger(message)
+                    await handle(message)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("Trigger on %s failed", message.subject)
+                    log.exception("%s on %s failed", what, message.subject)
 
     async def _handle_trigger(self, msg) -> None:
         subject = msg.subject

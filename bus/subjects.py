@@ -117,15 +117,21 @@ def trigger_all() -> str:
     return f"{prefix()}.trigger.>"
 
 
-def dag_id_from_trigger(subject: str) -> str | None:
-    """The DAG id of a trigger subject; None for ``P.trigger.rejected`` or a foreign subject."""
-    head = f"{prefix()}.trigger."
+def _name_under(kind: str, subject: str) -> str | None:
+    """The decoded name of ``P.<kind>.<token>``; None for ``P.<kind>.rejected`` or a
+    subject of another kind."""
+    head = f"{prefix()}.{kind}."
     if not subject.startswith(head):
         return None
     token = subject[len(head):]
     if token == REJECTED_TOKEN or "." in token:
         return None
     return decode_token(token)
+
+
+def dag_id_from_trigger(subject: str) -> str | None:
+    """The DAG id of a trigger subject; None for ``P.trigger.rejected`` or a foreign subject."""
+    return _name_under("trigger", subject)
 
 
 # --- outside asset events (ADR 10) ------------------------------------------------------
@@ -148,13 +154,7 @@ def asset_all() -> str:
 
 def asset_name_from_subject(subject: str) -> str | None:
     """The asset name of an asset subject; None for ``P.asset.rejected`` or a foreign one."""
-    head = f"{prefix()}.asset."
-    if not subject.startswith(head):
-        return None
-    token = subject[len(head):]
-    if token == REJECTED_TOKEN or "." in token:
-        return None
-    return decode_token(token)
+    return _name_under("asset", subject)
 
 
 # --- nudges ------------------------------------------------------------------------------
