@@ -163,6 +163,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "nats": {
         "servers": "nats://127.0.0.1:4222",
         "subject_prefix": "updraft",
+        # Replicas of Updraft's JetStream streams (triggers, asset events, task queues):
+        # "auto" is min(3, servers in the cluster), so losing one server loses nothing;
+        # a number forces it (bus/streams.py).
+        "stream_replicas": "auto",
         "user": "",
         "password": "",
         "token": "",
@@ -317,7 +321,13 @@ def _convert(value: Any, default: Any, where: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        # A TOML list for a setting whose default is text (``[nats] servers``): the
+        # comma-separated form the environment variable takes, which every reader splits.
+        return ",".join(item.strip() for item in value if item.strip())
+    if not isinstance(value, str | int | float):
+        raise ConfigError(f"{where}: expected text or a list of texts, got {value!r}")
+    return str(value)
 
 
 class UpdraftConfig:
