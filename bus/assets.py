@@ -61,26 +61,18 @@ def record_asset_message(name: str, extra: dict, msg_id: str | None, store_url: 
 
 
 async def ensure_asset_stream(js) -> None:
-    """Create the assets stream if it is missing (idempotent; several schedulers race)."""
+    """Create the assets stream if it is missing, replicated on a cluster (idempotent;
+    several schedulers race)."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-    from nats.js.errors import BadRequestError, NotFoundError
 
-    name = subjects.assets_stream()
-    try:
-        await js.stream_info(name)
-        return
-    except NotFoundError:
-        pass
+    from bus.streams import ensure_replicated_stream
+
     # As the triggers stream (bus.node): file storage, work-queue retention.
-    config = StreamConfig(name=name, subjects=[subjects.asset_all()],
+    config = StreamConfig(name=subjects.assets_stream(), subjects=[subjects.asset_all()],
                           storage=StorageType.FILE, retention=RetentionPolicy.WORK_QUEUE,
                           discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
                           description="Updraft: durable asset events from outside systems")
-    try:
-        await js.add_stream(config)
-    except BadRequestError as exc:
-        if "already in use" not in str(exc):
-            raise
+    await ensure_replicated_stream(js, config)
 
 
 def watcher_extra(data: bytes) -> tuple[dict, str | None]:

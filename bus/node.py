@@ -188,31 +188,23 @@ def create_triggered_run(dag_id: str, body: schemas.TriggerMessage, msg_id: str 
 
 
 async def ensure_trigger_stream(js) -> None:
-    """Create the triggers stream if it is missing (idempotent; several schedulers race)."""
+    """Create the triggers stream if it is missing, replicated on a cluster (idempotent;
+    several schedulers race)."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-    from nats.js.errors import BadRequestError, NotFoundError
 
-    name = subjects.triggers_stream()
-    try:
-        await js.stream_info(name)
-        return
-    except NotFoundError:
-        pass
+    from bus.streams import ensure_replicated_stream
+
     # File storage, work-queue retention: a trigger stays until a scheduler acks or
     # terminates it, however long the schedulers are down. JetStream fsyncs every 2 min
     # by default (server option sync_interval), so on a single server an acked publish can
     # be lost if the machine crashes; `sync_interval: always` (what `updraft standalone`
-    # sets) or 3 replicas close that gap at ~4x less publish throughput, which triggers,
-    # a low-volume stream, can afford. The setting is per server, so we cannot set it here.
-    config = StreamConfig(name=name, subjects=[subjects.trigger_all()],
+    # sets) or 3 replicas (bus.streams, on a cluster) close that gap at ~4x less publish
+    # throughput, which triggers, a low-volume stream, can afford.
+    config = StreamConfig(name=subjects.triggers_stream(), subjects=[subjects.trigger_all()],
                           storage=StorageType.FILE, retention=RetentionPolicy.WORK_QUEUE,
                           discard=DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW,
                           description="Updraft: durable DAG triggers from outside systems")
-    try:
-        await js.add_stream(config)
-    except BadRequestError as exc:
-        if "already in use" not in str(exc):
-            raise
+    await ensure_replicated_stream(js, config)
 
 
 class SchedulerBus:

@@ -71,17 +71,14 @@ def message_id(request: Any, queued_at: str | None = None) -> str:
 async def ensure_stream(js: Any, queue: str) -> str:
     """Create (or keep) the work-queue stream of ``queue``; returns its name."""
     from nats.js import api
-    from nats.js.errors import BadRequestError
+
+    from bus.streams import ensure_replicated_stream
 
     name = subjects.tasks_stream(queue)
     config = api.StreamConfig(name=name, subjects=[subjects.tasks(queue)],
                               retention=api.RetentionPolicy.WORK_QUEUE,
                               storage=api.StorageType.FILE, duplicate_window=DUPLICATE_WINDOW)
-    try:
-        await js.add_stream(config)
-    except BadRequestError as exc:  # exists with another configuration: keep it
-        log.debug("stream %s exists with another configuration (%s); using it", name, exc)
-        await js.stream_info(name)
+    await ensure_replicated_stream(js, config)
     return name
 
 
