@@ -126,7 +126,8 @@ def test_ui_scenario(live_stack, browser, screenshot):
     expect(page.locator("#ti-try")).to_have_text("try 1")
     expect(page.locator("#log")).to_contain_text("conf=")
     expect(page.locator("#log")).to_contain_text("'source': 'e2e'")
-    page.click("#clear-task")
+    page.click("#ti-clear")  # the dialog previews what the clear changes, then confirms
+    page.click("#action-confirm-button")
     expect(page.locator(".flash-success")).to_contain_text("Cleared")
     page.evaluate("window.__not_reloaded = true")
     expect(page.locator("#ti-try")).to_have_text("try 2", timeout=30000)

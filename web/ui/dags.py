@@ -1,4 +1,5 @@
-"""The DAG list and a DAG's pages: graph, grid, code, details, durations, trigger, pause."""
+"""The DAG list and a DAG's pages: graph, code, details, durations, trigger, pause (the grid
+is in ``grid``, the Gantt and calendar in ``timeline``)."""
 
 from __future__ import annotations
 
@@ -166,43 +167,6 @@ def dag_state(dag_id: str):
         body = {"dag_id": dag_id, "runs": [{"run_id": r.run_id, "state": r.state} for r in runs],
                 "task_instances": tis}
     return jsonify(body)
-
-
-def _grid(session, dag, runs, _run):
-    order = _task_order(dag)
-    cells: dict[tuple[str, str], dict] = {}
-    if runs:
-        rows = session.execute(select(
-            TaskInstanceModel.run_id, TaskInstanceModel.task_id, TaskInstanceModel.state,
-            TaskInstanceModel.try_number, TaskInstanceModel.map_index).where(
-            TaskInstanceModel.dag_id == dag.dag_id,
-            TaskInstanceModel.run_id.in_([r.run_id for r in runs])))
-        grouped: dict[tuple[str, str], list] = defaultdict(list)
-        for r in rows:
-            grouped[(r.run_id, r.task_id)].append(r)
-        from web.ui.graph import aggregate_state
-
-        for key, found in grouped.items():
-            cells[key] = {"state": aggregate_state(f.state for f in found) if len(found) > 1
-                          else found[0].state, "try_number": max(f.try_number for f in found),
-                          "count": len(found)}
-    return {"tasks": order, "runs": list(reversed(runs)), "cells": cells}
-
-
-def _task_order(dag) -> list[str]:
-    from web.ui.graph import layout_dag
-
-    layout = layout_dag(dag)
-    nodes = [n for n in layout.nodes.values() if n.kind == "task"]
-    nodes.sort(key=lambda n: (n.x, n.y))
-    return [n.task_ids[0] for n in nodes]
-
-
-@bp.route("/dags/<dag_id>/grid")
-@require(READ)
-def dag_grid(dag_id: str):
-    """The grid tab: recent runs by tasks, coloured by state."""
-    return _page("dag_grid.html", dag_id, grid=_grid)
 
 
 @bp.route("/dags/<dag_id>/code")

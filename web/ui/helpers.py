@@ -33,6 +33,13 @@ def fmt_dt(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def fmt_short_dt(value: datetime | None) -> str:
+    """``12-31 23:05`` (month-day hour:minute, UTC) for narrow places such as the grid."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%m-%d %H:%M")
+
+
 def fmt_duration(seconds: float | None) -> str:
     """1.2s, 3m 04s, 2h 05m."""
     if seconds is None:
@@ -101,7 +108,7 @@ def install(app) -> None:
     from web.masking import shown
     from web.ui.markdown import render_markdown
 
-    app.jinja_env.filters.update(dt=fmt_dt, duration=fmt_duration, markdown=render_markdown,
+    app.jinja_env.filters.update(dt=fmt_dt, shortdt=fmt_short_dt, duration=fmt_duration, markdown=render_markdown,
                                  shown=shown)
     from web.queries import xcom_refs
 

@@ -8,7 +8,16 @@ this module gathers them.
 
 from __future__ import annotations
 
-from web.ui import admin, assets, dags, live, runs  # noqa: F401  (they add their routes to bp)
+from web.ui import (  # noqa: F401  (they add their routes to bp)
+    actions,
+    admin,
+    assets,
+    dags,
+    grid,
+    live,
+    runs,
+    timeline,
+)
 from web.ui.blueprint import bp
 from web.ui.helpers import install
 

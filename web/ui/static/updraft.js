@@ -70,6 +70,8 @@
       }
     }
     document.querySelectorAll('.cell[data-run-id="' + cssEscape(runId) + '"]' + sel).forEach(function (el) { setState(el, state); });
+    if (window.updraftGrid) { window.updraftGrid.onTi(ev); }
+    refreshParts(ev);
   };
 
   LivePage.prototype.recolourGroups = function () {
@@ -88,6 +90,8 @@
   LivePage.prototype.applyRun = function (ev) {
     document.querySelectorAll('[data-run-id="' + cssEscape(ev.run_id) + '"].run-state, .run-head[data-run-id="' + cssEscape(ev.run_id) + '"]')
       .forEach(function (el) { setState(el, ev.new_state); });
+    if (window.updraftGrid) { window.updraftGrid.onRun(ev); }
+    refreshParts(ev);
   };
 
   LivePage.prototype.sync = function () {
@@ -179,6 +183,217 @@
     });
   }
 
+
+  // The grid: groups fold (remembered per DAG in localStorage), a click on a cell or a run
+  // bar opens the side panel (the link still works without the script), and a run the grid
+  // does not show yet brings the grid in again (?partial=1) when the first page is shown.
+  function Grid(section) {
+    this.section = section;
+    this.dagId = section.getAttribute("data-dag-id");
+    this.key = "updraft.grid.folded." + this.dagId;
+    this.folded = {};
+    this.refreshTimer = null;
+    this.selected = null;
+    try { JSON.parse(localStorage.getItem(this.key) || "[]").forEach(function (g) { this.folded[g] = true; }, this); } catch (e) { this.folded = {}; }
+    var self = this;
+    section.addEventListener("click", function (e) {
+      var fold = e.target.closest("button.group-fold");
+      if (fold) { self.toggle(fold.getAttribute("data-group-id")); return; }
+      if (e.target.closest("#grid-expand-all")) { self.folded = {}; self.applyFolds(); return; }
+      if (e.target.closest("#grid-collapse-all")) {
+        section.querySelectorAll("button.group-fold").forEach(function (b) { self.folded[b.getAttribute("data-group-id")] = true; });
+        self.applyFolds(); return;
+      }
+      var link = e.target.closest("[data-panel-url]");
+      if (link && !(e.ctrlKey || e.metaKey || e.shiftKey || e.button)) {
+        e.preventDefault();
+        self.open(link);
+      }
+    });
+    var close = document.getElementById("panel-close");
+    if (close) { close.addEventListener("click", function () { self.close(); }); }
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && !document.querySelector("dialog[open]")) { self.close(); }
+    });
+    this.applyFolds();
+    this.remember();
+  }
+
+  Grid.prototype.toggle = function (groupId) {
+    if (this.folded[groupId]) { delete this.folded[groupId]; } else { this.folded[groupId] = true; }
+    this.applyFolds();
+  };
+
+  Grid.prototype.applyFolds = function () {
+    var folded = this.folded;
+    try { localStorage.setItem(this.key, JSON.stringify(Object.keys(folded))); } catch (e) { /* private mode */ }
+    this.section.querySelectorAll("tr.grid-row").forEach(function (row) {
+      var parents = (row.getAttribute("data-parents") || "").split(" ").filter(Boolean);
+      row.hidden = parents.some(function (p) { return folded[p]; });
+    });
+    this.section.querySelectorAll("button.group-fold").forEach(function (b) {
+      var isFolded = !!folded[b.getAttribute("data-group-id")];
+      b.setAttribute("aria-expanded", isFolded ? "false" : "true");
+      b.innerHTML = isFolded ? "&#9656;" : "&#9662;";
+    });
+  };
+
+  Grid.prototype.open = function (link) {
+    var panel = document.getElementById("side-panel"), body = document.getElementById("panel-body");
+    var url = link.getAttribute("data-panel-url");
+    if (this.selected) { this.selected.classList.remove("selected"); }
+    link.classList.add("selected");
+    this.selected = link;
+    this.selectedUrl = url;
+    panel.hidden = false;
+    body.innerHTML = '<p class="hint">Loading&hellip;</p>';
+    fetch(url, {credentials: "same-origin"}).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      return r.text();
+    }).then(function (html) { body.innerHTML = html; })
+      .catch(function (err) { body.innerHTML = '<p class="flash flash-error">Could not load the panel: ' + String(err.message).replace(/</g, "&lt;") + "</p>"; });
+  };
+
+  Grid.prototype.close = function () {
+    var panel = document.getElementById("side-panel");
+    if (panel) { panel.hidden = true; }
+    if (this.selected) { this.selected.classList.remove("selected"); }
+    this.selected = null; this.selectedUrl = null;
+  };
+
+  Grid.prototype.shows = function (runId) {
+    return !!this.section.querySelector('.run-bar[data-run-id="' + cssEscape(runId) + '"]');
+  };
+
+  Grid.prototype.refreshSoon = function () {
+    var self = this;
+    if (this.refreshTimer) { return; }
+    this.refreshTimer = setTimeout(function () { self.refreshTimer = null; self.refresh(); }, 300);
+  };
+
+  Grid.prototype.refresh = function () {
+    var self = this;
+    return fetch(this.section.getAttribute("data-partial-url"), {credentials: "same-origin"})
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+      .then(function (html) {
+        self.section.innerHTML = html;
+        self.applyFolds();
+        self.remember();
+        if (self.selectedUrl) {
+          var again = self.section.querySelector('[data-panel-url="' + cssEscape(self.selectedUrl) + '"]');
+          if (again) { again.classList.add("selected"); self.selected = again; }
+        }
+        self.section.setAttribute("data-refreshed", String(Date.now()));
+      }).catch(function () {});
+  };
+
+  Grid.prototype.remember = function () {
+    var known = this.known = {};
+    this.section.querySelectorAll(".run-bar").forEach(function (bar) {
+      var m = (bar.getAttribute("class") || "").match(/state-([a-z_]+)/);
+      known[bar.getAttribute("data-run-id")] = m ? m[1] : "none";
+    });
+  };
+
+  Grid.prototype.onRun = function (ev) {
+    var first = this.section.getAttribute("data-offset") === "0";
+    if (!this.shows(ev.run_id)) { if (first) { this.refreshSoon(); } return; }
+    if (this.known[ev.run_id] === ev.new_state) { return; }
+    this.known[ev.run_id] = ev.new_state;
+    if (["success", "failed"].indexOf(ev.new_state) >= 0) { this.refreshSoon(); }  // bars rescale
+  };
+
+  Grid.prototype.onTi = function (ev) {
+    if (!this.shows(ev.run_id)) { if (this.section.getAttribute("data-offset") === "0") { this.refreshSoon(); } return; }
+    var column = '[data-run-id="' + cssEscape(ev.run_id) + '"]';
+    var section = this.section;
+    section.querySelectorAll(".group-cell" + column).forEach(function (cell) {
+      var states = [];
+      (cell.getAttribute("data-task-ids") || "").split(" ").forEach(function (t) {
+        var c = section.querySelector(".cell" + column + '[data-task-id="' + cssEscape(t) + '"]');
+        if (c && c.getAttribute("class").match(/state-([a-z_]+)/)) { states.push(c.getAttribute("class").match(/state-([a-z_]+)/)[1]); }
+      });
+      if (states.length) { setState(cell, aggregate(states)); }
+    });
+  };
+
+
+  // The clear / mark dialog: a link with data-action-dialog opens its preview (the same
+  // page, ?partial=1) in a <dialog>; changing an option fetches the preview again; the
+  // confirm button posts the form. Without the script the link is a page of its own.
+  function actionDialog() {
+    var dialog = null;
+    function ensure() {
+      if (dialog) { return dialog; }
+      dialog = document.createElement("dialog");
+      dialog.className = "action-dialog";
+      dialog.id = "action-dialog";
+      document.body.appendChild(dialog);
+      dialog.addEventListener("click", function (e) {
+        if (e.target.closest("#action-cancel")) { dialog.close(); }
+      });
+      dialog.addEventListener("change", function (e) {
+        var form = e.target.closest("#action-options");
+        if (form) { load(form.getAttribute("action") + "?" + new URLSearchParams(new FormData(form)).toString()); }
+      });
+      dialog.addEventListener("submit", function (e) {
+        var form = e.target;
+        if (form.id === "action-options") {
+          e.preventDefault();
+          load(form.getAttribute("action") + "?" + new URLSearchParams(new FormData(form)).toString());
+        } else if (form.id === "action-apply") {
+          var next = form.querySelector(".next-url");
+          if (next) { next.value = location.pathname + location.search; }
+          var button = form.querySelector("#action-confirm-button");
+          if (button) { button.disabled = true; }
+        }
+      });
+      return dialog;
+    }
+    function load(url) {
+      var d = ensure();
+      d.setAttribute("data-loading", "1");
+      var sep = url.indexOf("?") >= 0 ? "&" : "?";
+      return fetch(url + sep + "partial=1", {credentials: "same-origin"}).then(function (r) {
+        return r.text().then(function (html) { return {ok: r.ok, status: r.status, html: html}; });
+      }).then(function (res) {
+        d.innerHTML = res.ok ? res.html : '<p class="flash flash-error">Could not load the preview (HTTP ' + res.status + ').</p><button type="button" id="action-cancel">Close</button>';
+        d.removeAttribute("data-loading");
+        if (!d.open) { d.showModal(); }
+      });
+    }
+    document.addEventListener("click", function (e) {
+      var link = e.target.closest ? e.target.closest("a[data-action-dialog]") : null;
+      if (!link || e.ctrlKey || e.metaKey || e.shiftKey || !window.HTMLDialogElement) { return; }
+      e.preventDefault();
+      load(link.getAttribute("href"));
+    });
+  }
+
+  // Parts of a page that redraw themselves (data-refresh-url) when a state event of their
+  // run arrives: the Gantt chart.
+  function refreshers() {
+    var timers = {};
+    function refresh(el) {
+      var key = el.id;
+      if (timers[key]) { return; }
+      timers[key] = setTimeout(function () {
+        timers[key] = null;
+        fetch(el.getAttribute("data-refresh-url"), {credentials: "same-origin"})
+          .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+          .then(function (html) { el.innerHTML = html; el.setAttribute("data-refreshed", String(Date.now())); })
+          .catch(function () {});
+      }, 500);
+    }
+    return function (ev) {
+      document.querySelectorAll("[data-refresh-url]").forEach(function (el) {
+        var runId = el.getAttribute("data-run-id");
+        if (!runId || runId === ev.run_id) { refresh(el); }
+      });
+    };
+  }
+  var refreshParts = refreshers();
+
   // Behaviours set by data attributes rather than inline handlers, which the
   // Content-Security-Policy forbids: a select that submits its form when changed, and a
   // form that asks before it is sent (the question is text, never code).
@@ -195,6 +410,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     formBehaviours();
+    actionDialog();
+    var gridSection = document.getElementById("grid");
+    if (gridSection && gridSection.getAttribute("data-partial-url")) { window.updraftGrid = new Grid(gridSection); }
     var root = document.getElementById("dag-page");
     if (root && root.getAttribute("data-events-url")) {
       window.updraftLive = new LivePage(root);
