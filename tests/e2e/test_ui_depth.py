@@ -23,10 +23,10 @@ def seeded(live_stack):
 
 
 @pytest.fixture
-def session_page(seeded, browser):
+def session_page(seeded, browser, request):
     """A logged-in Admin page, watched for errors."""
     context = browser.new_context(viewport={"width": 1500, "height": 950})
-    watch = Watch()
+    watch = Watch(prefix=request.node.name.removeprefix("test_"))
     watch.attach(context)
     page = context.new_page()
     login(page, seeded.base_url, "admin", seeded.passwords["admin"])
@@ -108,4 +108,157 @@ def test_grid(session_page):
         re.compile("state-success"), timeout=60000)
     assert page.evaluate("window.__not_reloaded === true"), "the grid page was reloaded"
     watch.shot(page, "grid-new-run-finished")
+    watch.check()
+
+
+def test_gantt_and_calendar(session_page):
+    from playwright.sync_api import expect
+
+    base, page, watch = session_page
+    # A failed run: its check task's two tries side by side, queued time before each bar.
+    page.goto(f"{base}/dags/e2e_demo/gantt?run_id=seed_34")
+    expect(page.locator("#gantt-svg")).to_be_visible()
+    expect(page.locator(".gantt-bar")).to_have_count(4)
+    expect(page.locator('.gantt-bar[data-task-id="work.check"]')).to_have_count(2)
+    expect(page.locator('.gantt-bar[data-task-id="work.check"] rect.bar.state-failed')).to_have_count(2)
+    assert page.locator("rect.gantt-queued").count() >= 3
+    watch.shot(page, "gantt-failed-run")
+    page.click('.gantt-bar[data-task-id="work.check"][data-try="1"]')
+    page.wait_for_url(re.compile(r".*/tasks/work.check.*try=1"))
+    expect(page.locator("#log")).to_contain_text("try one failed")
+
+    # The calendar: a year of days, each the colour of its worst run.
+    page.goto(f"{base}/dags/e2e_demo/calendar")
+    expect(page.locator("#calendar-year")).to_have_text("2025")
+    expect(page.locator("svg.calendar rect.day")).to_have_count(365)
+    expect(page.locator('rect.day[data-date="2025-01-07"]')).to_have_class(
+        re.compile("state-failed"))
+    expect(page.locator("rect.day.state-success")).to_have_count(35)
+    expect(page.locator("rect.day.state-failed")).to_have_count(5)
+    watch.shot(page, "calendar")
+    page.click("#calendar-prev")
+    expect(page.locator("#calendar-year")).to_have_text("2024")
+    expect(page.locator("rect.day.empty")).to_have_count(366)
+    page.click("#calendar-next")
+    # A day opens the grid on its run, with the run in the side panel.
+    page.click('rect.day[data-date="2025-01-14"]')
+    expect(page.locator("#side-panel h3")).to_contain_text("run seed_13")
+    watch.shot(page, "calendar-day-to-grid")
+
+    # The Gantt of a run under way redraws itself as its tries start and end.
+    page.goto(f"{base}/dags/e2e_demo/trigger")
+    page.click("#trigger-submit")
+    page.wait_for_url(re.compile(r".*run_id=.*"))
+    page.click("nav.tabs a:has-text('Gantt')")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=15000)
+    expect(page.locator('.gantt-bar[data-task-id="work.slow"]')).to_have_count(1, timeout=30000)
+    watch.shot(page, "gantt-live-running")
+    expect(page.locator('.gantt-bar[data-task-id="end"] rect.state-success')).to_have_count(
+        1, timeout=60000)
+    watch.shot(page, "gantt-live-finished")
+    watch.check()
+
+
+MARKER_DAGS = '''
+from datetime import datetime
+from updraft import DAG
+from updraft.operators.empty import EmptyOperator
+from updraft.sensors.external_task import ExternalTaskMarker
+
+with DAG("e2e_parent", schedule="@daily", start_date=datetime(2025, 1, 1), catchup=False,
+         is_paused_upon_creation=True):
+    EmptyOperator(task_id="prepare") >> ExternalTaskMarker(
+        task_id="mark_child", external_dag_id="e2e_child", external_task_id="consume")
+
+with DAG("e2e_child", schedule="@daily", start_date=datetime(2025, 1, 1), catchup=False,
+         is_paused_upon_creation=True):
+    EmptyOperator(task_id="consume") >> EmptyOperator(task_id="report")
+'''
+
+
+def _finished_run(dag_id: str, tasks: list[str]) -> None:
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel, TaskInstanceModel
+    from ui_seed import FIRST_DAY
+
+    with session_scope() as session:
+        session.add(DagRunModel(dag_id=dag_id, run_id="seed_marker", state="success",
+                                run_type="scheduled", logical_date=FIRST_DAY,
+                                queued_at=FIRST_DAY, start_date=FIRST_DAY, end_date=FIRST_DAY))
+        for t in tasks:
+            session.add(TaskInstanceModel(dag_id=dag_id, run_id="seed_marker", task_id=t,
+                                          map_index=-1, state="success", try_number=1,
+                                          start_date=FIRST_DAY, end_date=FIRST_DAY,
+                                          duration=0.1))
+
+
+def test_clear_and_mark_preview(session_page, seeded):
+    from playwright.sync_api import expect
+
+    from e2e_dags import wait_for_dag
+
+    base, page, watch = session_page
+    # Clear from the grid's panel: the dialog lists what changes and follows the options.
+    page.goto(f"{base}/dags/e2e_demo/grid")
+    page.click('.cell[data-run-id="seed_34"][data-task-id="work.check"]')
+    page.click("#side-panel #action-clear")
+    dialog = page.locator("dialog#action-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(1)
+    page.check("#opt-downstream")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(2)
+    page.check("#opt-future")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(12)
+    expect(dialog.locator("#action-count")).to_contain_text("12 task instance(s)")
+    watch.shot(page, "clear-dialog-future-downstream")
+    page.uncheck("#opt-future")
+    page.check("#opt-upstream")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(4)
+    page.uncheck("#opt-upstream")
+    page.check("#opt-only_failed")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(2)  # failed + upstream_failed
+    page.click("#action-cancel")
+    expect(dialog).to_be_hidden()
+
+    # Mark failed with downstream, from a task instance's page: preview, then confirm.
+    page.goto(f"{base}/dags/e2e_demo/runs/seed_22/tasks/work.slow")
+    page.click("#ti-mark-failed")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(1)
+    page.check("#opt-downstream")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(3)
+    page.check("#opt-past")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(3 * 23 - 3)  # 3 checks failed
+    page.uncheck("#opt-past")
+    watch.shot(page, "mark-failed-dialog")
+    page.click("#action-confirm-button")
+    expect(page.locator(".flash-success")).to_contain_text("Marked failed: 3 task instance(s)")
+    page.goto(f"{base}/dags/e2e_demo/grid")
+    for task_id in ("work.slow", "work.check", "end"):
+        expect(page.locator(f'.cell[data-run-id="seed_22"][data-task-id="{task_id}"]')
+               ).to_have_class(re.compile("state-failed"))
+    expect(page.locator('.cell[data-run-id="seed_22"][data-task-id="start"]')).to_have_class(
+        re.compile("state-success"))
+
+    # A whole run: the run page's Clear lists its task instances; confirming sends it.
+    page.goto(f"{base}/dags/e2e_demo/runs/seed_10")
+    page.click("#run-clear")
+    expect(dialog.locator("#action-rows tbody tr")).to_have_count(4)
+    watch.shot(page, "clear-run-dialog")
+    page.click("#action-confirm-button")
+    expect(page.locator(".flash-success")).to_contain_text("Cleared 4 task instance(s)")
+
+    # Recursive: a clear follows ExternalTaskMarker into the other DAG's run of that date.
+    (seeded.dags_folder / "e2e_marker.py").write_text(MARKER_DAGS)
+    wait_for_dag("e2e_parent", timeout=60)
+    wait_for_dag("e2e_child", timeout=60)
+    _finished_run("e2e_parent", ["prepare", "mark_child"])
+    _finished_run("e2e_child", ["consume", "report"])
+    page.goto(f"{base}/dags/e2e_parent/runs/seed_marker/confirm?action=clear&task_id=prepare"
+              "&downstream=true")
+    expect(page.locator("#action-rows tbody tr")).to_have_count(2)
+    page.check("#opt-recursive")
+    page.click("#preview-refresh")
+    expect(page.locator("#action-rows tbody tr")).to_have_count(4)
+    expect(page.locator("#action-count")).to_contain_text("in 2 DAGs")
+    watch.shot(page, "clear-recursive-page")
     watch.check()

@@ -93,6 +93,7 @@ def seed_history(runs: int = 40) -> list[str]:
 class Watch:
     """JavaScript errors and 4xx/5xx answers seen by a browser context."""
 
+    prefix: str = "depth"
     problems: list[str] = field(default_factory=list)
     counter: int = 0
 
@@ -118,6 +119,6 @@ class Watch:
     def shot(self, page, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.counter += 1
-        path = SCREENSHOTS / f"depth-{self.counter:02d}-{name}.png"
+        path = SCREENSHOTS / f"{self.prefix}-{self.counter:02d}-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path

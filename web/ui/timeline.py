@@ -44,12 +44,14 @@ def gantt_bars(session, dag, run, now: datetime) -> list[dict]:
         TaskInstanceTry.dag_id == dag.dag_id, TaskInstanceTry.run_id == run.run_id)).all()
     bars: list[dict] = []
     recorded = set()
+    # The store keeps the time a task instance was queued for its latest try only.
+    queued = {(ti.task_id, ti.map_index, ti.try_number): ti.queued_dttm for ti in tis}
     for t in tries:
         recorded.add((t.task_id, t.map_index, t.try_number))
         if t.start_date is not None:
             bars.append({"task_id": t.task_id, "map_index": t.map_index, "try": t.try_number,
                          "state": t.state, "start": t.start_date, "end": t.end_date or now,
-                         "queued": None})
+                         "queued": queued.get((t.task_id, t.map_index, t.try_number))})
     for ti in tis:
         if ti.start_date is None or (ti.task_id, ti.map_index, ti.try_number) in recorded:
             continue
@@ -70,7 +72,9 @@ def gantt_svg(dag, run, bars: list[dict], order: list[str]) -> str:
     """The chart: one row per task (and per copy of a mapped task), tries side by side."""
     if not bars:
         return ""
-    rows: list[tuple[str, int]] = sorted({(b["task_id"], b["map_index"]) for b in bars},
+    keys = {(b["task_id"], b["map_index"]) for b in bars}
+    keys |= {(t, -1) for t in order if not any(k[0] == t for k in keys)}  # not started
+    rows: list[tuple[str, int]] = sorted(keys,
                                          key=lambda k: (order.index(k[0]) if k[0] in order
                                                         else len(order), k[1]))
     begin = min([b["queued"] or b["start"] for b in bars] + ([run.start_date] if
@@ -103,6 +107,12 @@ def gantt_svg(dag, run, bars: list[dict], order: list[str]) -> str:
         if i % 2:
             out.append(f'<rect class="gantt-stripe" x="0" y="{y}" width="{width}" '
                        f'height="{ROW_H}"/>')
+    previous_end: dict[tuple[str, int], datetime] = {}
+    for b in sorted(bars, key=lambda b: b["start"]):
+        key = (b["task_id"], b["map_index"])
+        if b["queued"] is not None and key in previous_end:
+            b["queued"] = max(b["queued"], previous_end[key])  # never over the try before
+        previous_end[key] = b["end"]
     for b in bars:
         y = AXIS_H + index[(b["task_id"], b["map_index"])] * ROW_H + 3
         href = url_for("ui.task_instance", dag_id=dag.dag_id, run_id=run.run_id,

@@ -217,6 +217,10 @@
     });
     this.applyFolds();
     this.remember();
+    // A run named in the address (the run picker, a calendar day) opens in the panel.
+    var wanted = new URLSearchParams(location.search).get("run_id");
+    var bar = wanted && section.querySelector('.run-bar[data-run-id="' + cssEscape(wanted) + '"]');
+    if (bar) { this.open(bar); }
   }
 
   Grid.prototype.toggle = function (groupId) {
