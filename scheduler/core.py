@@ -98,6 +98,8 @@ class Scheduler:
                                   f"{uuid.uuid4().hex[:6]}"
         self.reconcile_interval = conf.getfloat("scheduler", "reconcile_interval")
         self.zombie_threshold = conf.getfloat("scheduler", "zombie_threshold")
+        self.scheduler_health_threshold = conf.getfloat("scheduler",
+                                                        "scheduler_health_check_threshold")
         self.dags = DagCache()
         self._bus = bus
         self._dirty: set[tuple[str, str]] = set()
@@ -244,7 +246,13 @@ class Scheduler:
             from updraft.store.models import TiEvent
 
             self.snapshots.start_at(session.scalar(select(func.max(TiEvent.id))) or 0)
-            reset = zombies.reset_stale_queued(session, utcnow(), node=self.node_id)
+            # Tries queued by a scheduler that is gone (this node's predecessor among
+            # them) never reached a worker; those of a live peer are its own.
+            now = utcnow()
+            live = zombies.live_scheduler_ids(session, now, self.scheduler_health_threshold)
+            reset = zombies.reset_stale_queued(session, now, node=self.node_id,
+                                               live_schedulers=live - {self.node_id})
+            self._dirty.update((key[0], key[1]) for key in reset)
             if reset:
                 log.info("Reset %d queued task instance(s) left by a previous scheduler",
                          len(reset))
@@ -453,6 +461,15 @@ class Scheduler:
                 zombies.fail_zombies(session, now, self.zombie_threshold, self.dags.read,
                                      self.node_id)
             self._heartbeat(session, now)
+        with session_scope(self.store_url) as session:
+            adopted = zombies.reset_orphaned_queued(
+                session, now, threshold=self.scheduler_health_threshold,
+                grace=self.scheduler_health_threshold, node=self.node_id)
+            if adopted:
+                log.warning("Queued again %d tr%s queued by a scheduler that is gone",
+                            len(adopted), "y" if len(adopted) == 1 else "ies")
+                self._dirty.update((key[0], key[1]) for key in adopted)
+        with session_scope(self.store_url) as session:
             if self.bus is not None:
                 try:
                     self.bus.heartbeat(self.node_id, "scheduler", {"loops": self._loops})

@@ -6,7 +6,9 @@
   worker the executor reports lost and those whose worker process is gone from this host.
 - A try that never reached a worker (still ``queued``: the executor lost the submission, or
   the scheduler that queued it died) is not a try: it goes back to ``scheduled`` with its
-  try number lowered, so it counts nothing. Its identity (``try_id``) is cleared, so a late
+  try number lowered, so it counts nothing. Every scheduler looks on its slow timer for
+  tries queued by a scheduler that is no longer alive (``reset_orphaned_queued``), not only
+  when it starts: a scheduler killed with tries queued leaves them to the survivors. Its identity (``try_id``) is cleared, so a late
   worker that still holds the old request is refused by the claim even though the try
   number will be used again.
 """
@@ -141,11 +143,21 @@ def requeue_unstarted(session: Session, *, dag_id: str, run_id: str, task_id: st
 
 
 def reset_stale_queued(session: Session, now: datetime, older_than: float | None = None,
-                       keep: set | None = None, node: str | None = None) -> list[tuple]:
-    """Put queued tries that no executor will run back to scheduled (same try number next)."""
+                       keep: set | None = None, node: str | None = None,
+                       live_schedulers: set[str] | None = None,
+                       cause: str = "queued try was never started (scheduler restarted); "
+                                    "queued again") -> list[tuple]:
+    """Put queued tries that no executor will run back to scheduled (same try number next):
+    all of them, or only those not queued by one of ``live_schedulers``.
+
+    Each reset is a compare-and-set on ``queued``, the try number and the try's identity
+    (``try_id``), which it clears: a worker that still holds the request is refused by the
+    claim, and a try a worker claimed meanwhile (now ``running``) is left alone, so no try
+    runs twice."""
     query = select(TaskInstanceModel.dag_id, TaskInstanceModel.run_id,
                    TaskInstanceModel.task_id, TaskInstanceModel.map_index,
-                   TaskInstanceModel.try_number).where(
+                   TaskInstanceModel.try_number, TaskInstanceModel.try_id,
+                   TaskInstanceModel.queued_by).where(
         TaskInstanceModel.state == str(TI.QUEUED))
     if older_than is not None:
         query = query.where(TaskInstanceModel.queued_dttm < now - timedelta(seconds=older_than))
@@ -154,18 +166,60 @@ def reset_stale_queued(session: Session, now: datetime, older_than: float | None
         key = (r.dag_id, r.run_id, r.task_id, r.map_index)
         if keep and key in keep:
             continue
+        if live_schedulers is not None and r.queued_by in live_schedulers:
+            continue
         if write_state(
                 session, TI.QUEUED, TI.SCHEDULED,
                 TaskInstanceModel.dag_id == r.dag_id, TaskInstanceModel.run_id == r.run_id,
                 TaskInstanceModel.task_id == r.task_id,
                 TaskInstanceModel.map_index == r.map_index,
-                TaskInstanceModel.try_number == r.try_number, writer="reset_stale_queued",
+                TaskInstanceModel.try_number == r.try_number,
+                TaskInstanceModel.try_id.is_not_distinct_from(r.try_id),
+                writer="reset_stale_queued",
                 try_number=max(r.try_number - 1, 0), try_id=None, queued_dttm=None,
-                updated_at=now):
+                queued_by=None, updated_at=now):
             add_event(session, dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id,
                       map_index=r.map_index, try_number=r.try_number, old=str(TI.QUEUED),
                       new=str(TI.SCHEDULED),
-                      cause="queued try was never started (scheduler restarted); queued again",
+                      cause=cause if r.queued_by is None else f"{cause} (queued by {r.queued_by})",
                       node=node, when=now)
             reset.append(key)
     return reset
+
+
+def live_scheduler_ids(session: Session, now: datetime, threshold: float) -> set[str]:
+    """The scheduler nodes alive now: running, with a heartbeat younger than ``threshold``
+    seconds, and, on this host, with a process that still exists (a scheduler restarted
+    within the threshold must not take its dead predecessor for a live one)."""
+    import os
+    import socket
+
+    from updraft.store.models import NodeModel
+
+    host = socket.gethostname()
+    rows = session.execute(select(NodeModel.node_id, NodeModel.hostname, NodeModel.pid).where(
+        NodeModel.kind == "scheduler", NodeModel.state == "running",
+        NodeModel.heartbeat_at >= now - timedelta(seconds=threshold))).all()
+    live = set()
+    for r in rows:
+        if r.hostname == host and r.pid and r.pid != os.getpid():
+            try:
+                os.kill(r.pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+        live.add(r.node_id)
+    return live
+
+
+def reset_orphaned_queued(session: Session, now: datetime, *, threshold: float,
+                          grace: float, node: str) -> list[tuple]:
+    """Put back to scheduled the tries queued (more than ``grace`` seconds ago) by a
+    scheduler that is no longer alive (``live_scheduler_ids``); this scheduler counts as
+    alive. Returns their keys."""
+    live = live_scheduler_ids(session, now, threshold) | {node}
+    return reset_stale_queued(
+        session, now, older_than=grace, node=node, live_schedulers=live,
+        cause="the scheduler that queued this try is gone and no worker started it; "
+              "queued again")

@@ -83,6 +83,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # worker's tries are failed once theirs are this late plus one second.
         "task_heartbeat_interval": 2.0,
         "zombie_threshold": 60.0,
+        # Seconds without a heartbeat after which a scheduler counts as gone: another
+        # scheduler then queues again the tries it had queued that no worker started.
+        "scheduler_health_check_threshold": 30.0,
         # Tries of one task instance lost to a node failure (a dead worker, a zombie) that
         # run again without using a retry; beyond that the retry policy applies.
         "max_lost_tries": 3,

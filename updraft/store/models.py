@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     DateTime,
     Float,
     ForeignKey,
@@ -48,6 +49,12 @@ def id_string(length: int = ID_LEN) -> String:
 def long_text() -> Text:
     """Text that may exceed 64 KiB (logs, tracebacks, serialized DAGs) on every backend."""
     return Text().with_variant(mysql.LONGTEXT(), "mysql").with_variant(mysql.LONGTEXT(), "mariadb")
+
+
+def long_binary() -> LargeBinary:
+    """Bytes that may exceed 64 KiB (a DAG bundle's archive) on every backend."""
+    return LargeBinary().with_variant(mysql.LONGBLOB(), "mysql").with_variant(
+        mysql.LONGBLOB(), "mariadb")
 
 
 def json_type() -> JSON:
@@ -132,8 +139,25 @@ class SerializedDagModel(Base):
     fileloc: Mapped[str | None] = mapped_column(String(2000))
     file_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    #: The DAG bundle version (``dag_bundle``) this serialized DAG was parsed from.
+    bundle_version: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("dag_id", "dag_hash"),)
+
+
+class DagBundle(Base):
+    """One content-addressed version of the DAGs folder (ADR 12): the files DAGs were
+    parsed from, as a zip archive that workers fetch by ``version`` and verify."""
+
+    __tablename__ = "dag_bundle"
+
+    #: SHA-256 of the manifest (sorted paths and the SHA-256 of each file's bytes).
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    #: ``{"files": {relative path: sha256}}``
+    manifest: Mapped[dict] = mapped_column(json_type(), nullable=False)
+    archive: Mapped[bytes] = mapped_column(long_binary(), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class DagCode(Base):
@@ -178,6 +202,8 @@ class DagRunModel(Base):
     external_trigger: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     triggered_by: Mapped[str | None] = mapped_column(String(50))
     dag_hash: Mapped[str | None] = mapped_column(String(64))
+    #: The DAG bundle version the run is pinned to (ADR 12); None: the DAGs folder as is.
+    bundle_version: Mapped[str | None] = mapped_column(String(64))
     clear_number: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
     last_scheduling_decision: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -217,6 +243,9 @@ class TaskInstanceModel(Base):
     try_id: Mapped[str | None] = mapped_column(String(32))
     #: The executor slot's node running the try (a Dask worker's name, a worker node id).
     worker: Mapped[str | None] = mapped_column(String(250))
+    #: The scheduler node that queued the current try: when it stops heartbeating, another
+    #: scheduler puts the try back to scheduled (``scheduler.zombies``).
+    queued_by: Mapped[str | None] = mapped_column(String(250))
     queue: Mapped[str | None] = mapped_column(String(256))
     pool: Mapped[str] = mapped_column(String(256), nullable=False, default="default_pool")
     pool_slots: Mapped[int] = mapped_column(Integer, default=1, nullable=False)

@@ -248,7 +248,8 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         try_number = row.try_number if continues and row.try_number else row.try_number + 1
         planned.append((key, row.state, row.try_number, dict(
             state=str(TI.QUEUED), try_number=try_number, try_id=new_try_id(), worker=None,
-            queued_dttm=now, executor=executor, next_retry_at=None, updated_at=now)))
+            queued_dttm=now, queued_by=node, executor=executor, next_retry_at=None,
+            updated_at=now)))
     done = update_many(session, dag_id, run_id, planned, writer="queue_task_instances")
     queued: dict[tuple[str, int], QueuedTry] = {}
     events: list[dict] = []
