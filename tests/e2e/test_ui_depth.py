@@ -262,3 +262,76 @@ def test_clear_and_mark_preview(session_page, seeded):
     expect(page.locator("#action-count")).to_contain_text("in 2 DAGs")
     watch.shot(page, "clear-recursive-page")
     watch.check()
+
+
+def test_log_viewer(session_page):
+    from playwright.sync_api import expect
+
+    from ui_seed import LOG_LINES
+
+    base, page, watch = session_page
+    page.goto(f"{base}/dags/e2e_demo/runs/seed_34/tasks/work.check")
+    lines = page.locator("#log .log-line")
+    expect(lines).to_have_count(len(LOG_LINES))
+    expect(page.locator("#L1 .ln")).to_have_attribute("href", "#L1")
+    watch.shot(page, "log")
+
+    # Each try's log is one click away.
+    expect(page.locator(".try-tabs .try-tab")).to_have_count(2)
+    page.click('.try-tab[data-try="1"]')
+    expect(page.locator("#log")).to_contain_text("try one failed")
+    expect(lines).to_have_count(2)
+    expect(page.locator("#L2")).to_have_class(re.compile("lvl-error"))
+    page.click('.try-tab[data-try="2"]')
+    expect(lines).to_have_count(len(LOG_LINES))
+
+    # Search, with next / previous through the matches.
+    page.fill("#log-search", "needle")
+    expect(page.locator("#log-matches")).to_have_text("1 of 1")
+    expect(page.locator(".log-line.current-match")).to_contain_text("third partition")
+    page.fill("#log-search", "working line 1")
+    expect(page.locator("#log-matches")).to_have_text(re.compile(r"^1 of \d+$"))
+    page.click("#log-next")
+    expect(page.locator("#log-matches")).to_have_text(re.compile(r"^2 of \d+$"))
+    watch.shot(page, "log-search")
+    page.fill("#log-search", "")
+
+    # The level filter keeps the chosen level and worse.
+    page.select_option("#log-level", "warning")
+    expect(page.locator("#log .log-line:visible")).to_have_count(2)
+    page.select_option("#log-level", "error")
+    expect(page.locator("#log .log-line:visible")).to_have_count(1)
+    watch.shot(page, "log-errors-only")
+    page.select_option("#log-level", "debug")
+    expect(page.locator("#log .log-line:visible")).to_have_count(len(LOG_LINES))
+
+    # Wrap toggles; the end is one click away; a link to a line opens on that line.
+    page.uncheck("#log-wrap")
+    expect(page.locator("#log")).not_to_have_class(re.compile(r"\bwrap\b"))
+    page.check("#log-wrap")
+    page.click("#log-end")
+    expect(page.locator(f"#L{len(LOG_LINES)}")).to_be_in_viewport()
+    page.goto(f"{base}/dags/e2e_demo/runs/seed_34/tasks/work.check?try=2#L60")
+    expect(page.locator("#L60")).to_be_in_viewport()
+    assert page.evaluate("document.querySelector(':target').id") == "L60"
+    watch.shot(page, "log-line-link")
+
+    # A running try's log streams in as numbered lines.
+    page.goto(f"{base}/dags/e2e_demo/trigger")
+    page.click("#trigger-submit")
+    page.wait_for_url(re.compile(r".*run_id=.*"))
+    from urllib.parse import unquote
+
+    run_id = unquote(page.url.split("run_id=")[1])
+    page.goto(f"{base}/dags/e2e_demo/grid")
+    expect(page.locator(f'.cell[data-run-id="{run_id}"][data-task-id="work.slow"]')
+           ).to_have_class(re.compile("state-running"), timeout=30000)
+    page.goto(f"{base}/dags/e2e_demo/runs/{run_id}/tasks/work.slow")
+    expect(page.locator("#log")).to_contain_text("working line 3 of 8", timeout=20000)
+    page.fill("#log-search", "working line")
+    expect(page.locator("#log")).to_have_attribute("data-ended", re.compile(".+"), timeout=30000)
+    expect(page.locator("#log .log-line.match")).to_have_count(8)
+    numbers = page.eval_on_selector_all("#log .log-line", "els => els.map(e => e.id)")
+    assert numbers == [f"L{i}" for i in range(1, len(numbers) + 1)], numbers
+    watch.shot(page, "log-live-ended")
+    watch.check()
