@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from flask import abort, render_template, request, url_for
 from sqlalchemy import func, select
@@ -38,6 +39,7 @@ class GridRow:
     parents: list[str]  # enclosing groups, outermost first
     task_ids: list[str] = field(default_factory=list)  # a group's tasks, nested included
     is_mapped: bool = False
+    quoted: str = ""  # row_id quoted for a URL (the cells' links are joined, not url_for'd)
 
 
 @dataclass
@@ -50,6 +52,8 @@ class GridRun:
     end: datetime | None
     duration: float | None
     bar_steps: int = 1
+    href: str = ""  # the run's page; its task instances are href + "/tasks/<task>"
+    panel: str = ""  # the side panel of the run; cells add "&task_id=" or "&group_id="
 
 
 def grid_rows(dag) -> list[GridRow]:
@@ -126,6 +130,13 @@ def grid_data(session, dag, *, offset: int, limit: int, now: datetime | None = N
         if longest > 0 and r.duration is not None:
             r.bar_steps = max(1, round(BAR_STEPS * r.duration / longest))
     rows = grid_rows(dag)
+    # url_for per cell is most of the page's time with hundreds of runs: join strings.
+    panel = url_for("ui.grid_panel", dag_id=dag.dag_id)
+    for r in runs:
+        r.href = url_for("ui.run_page", dag_id=dag.dag_id, run_id=r.run_id)
+        r.panel = f"{panel}?run_id={quote(r.run_id, safe='')}"
+    for row in rows:
+        row.quoted = quote(row.row_id, safe="")
     cells: dict[tuple[str, str], dict] = {}
     if runs:
         found: dict[tuple[str, str], list] = defaultdict(list)
