@@ -453,9 +453,11 @@ class Worker:
 
     def _process(self, request: Any, delivered: int) -> Verdict:
         """Judge a redelivery, or run the try; runs in a pool thread."""
+        from updraft.bundles.cache import localize_request
         from updraft.runtime import run_task_try
         from updraft.task_execution import load_dag
 
+        request = localize_request(request)  # a pinned run's code, by hash (ADR 12)
         if delivered > 1:
             verdict = self._judge_redelivery(request, delivered)
             if verdict is not None:

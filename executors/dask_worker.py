@@ -93,6 +93,10 @@ def run_on_dask(request_json: dict[str, Any], store_url: str | None,
     worker = _worker()
     name = _worker_name(worker)
     request = TryRequest.from_json(data)
+    if request.fileloc.startswith("bundle://"):  # a pinned run's code, by hash (ADR 12)
+        from updraft.bundles.cache import localize_request
+
+        request = localize_request(request)
     if isolation == "thread":
         from updraft.runtime import run_task_try
 

@@ -165,6 +165,9 @@ class LocalExecutor(BaseExecutor):
 
     def _run(self, request: TryRequest):
         from executors.live_logs import run_with_live_logs
+        from updraft.bundles.cache import localize_request
+
+        request = localize_request(request)  # a pinned run's code, by hash (ADR 12)
 
         if self._supervisor is not None:
             return run_with_live_logs(request, lambda on_line: self._supervisor.run(

@@ -92,6 +92,7 @@ class Scheduler:
         from executors import get_executor
 
         self.store_url = store_url
+        self.dags_folder = str(dags_folder or conf.dags_folder())
         self.executor = executor or get_executor()
         self.num_runs = num_runs
         self.node_id = node_id or f"scheduler-{socket.gethostname()}-{os.getpid()}-" \
@@ -625,7 +626,8 @@ class Scheduler:
             requests = dispatch.pick_and_queue(session, now, free_slots=free,
                                                read_dag=self.dags.read,
                                                executor_name=self.executor.name,
-                                               node=self.node_id, store_url=self.store_url)
+                                               node=self.node_id, store_url=self.store_url,
+                                               dags_folder=self.dags_folder)
         if requests:
             self.executor.submit(requests)
 

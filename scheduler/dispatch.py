@@ -70,7 +70,8 @@ def _usage(session: Session):
 
 def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag,
                    executor_name: str, node: str | None, store_url: str | None,
-                   waiting: dict | None = None) -> list[TryRequest]:
+                   waiting: dict | None = None,
+                   dags_folder: str | None = None) -> list[TryRequest]:
     """Queue as many scheduled task instances as the limits allow; return their requests."""
     if free_slots <= 0:
         return []
@@ -121,13 +122,19 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
         task_run_used[(row.dag_id, row.run_id, row.task_id)] += 1
         free_slots -= 1
     requests: list[TryRequest] = []
+    if chosen:
+        from updraft.config import conf
+        from scheduler.run_code import RunCode
+
+        code = RunCode(session, chosen, dags_folder or str(conf.dags_folder()))
     for (dag_id, run_id), keys in chosen.items():
         dag = read_dag(session, dag_id)
         queued = queue_task_instances(session, dag_id, run_id, keys, node=node,
                                       executor=executor_name, now=now)
         for (task_id, map_index), (try_number, try_id) in queued.items():
             requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
-                                       dag.fileloc, store_url,
+                                       code.fileloc(dag_id, run_id, dag.fileloc),
+                                       store_url,
                                        queue=queues[(dag_id, run_id, task_id, map_index)],
                                        try_id=try_id,
                                        **placement[(dag_id, run_id, task_id, map_index)]))

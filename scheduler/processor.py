@@ -54,6 +54,9 @@ class DagFileProcessor:
         self._inactive_due = False
         self._synced_at = 0.0
         self._first_round: set[str] | None = None
+        self._hasher = None
+        #: The DAGs folder's bundle version last recorded in the store (ADR 12).
+        self.bundle_version: str | None = None
         self._started = time.monotonic()
         self._parsed = 0
         self._pool = None
@@ -228,6 +231,35 @@ class DagFileProcessor:
             self._gone |= gone
             self._release(gone)
         self._sync_store()
+        self._record_bundle()
+
+    def _record_bundle(self) -> None:
+        """Record the DAGs folder's content-addressed version when it changed (ADR 12)."""
+        from updraft.bundles.version import BundleMismatch, FolderHasher, build_archive, \
+            version_of
+
+        if not self.dags_folder.is_dir():
+            return
+        if self._hasher is None:
+            self._hasher = FolderHasher(self.dags_folder)
+        manifest = self._hasher.manifest()
+        version = version_of(manifest)
+        if version == self.bundle_version:
+            return
+        from updraft.store.bundles import record_bundle, touch_bundle
+        from updraft.store.engine import session_scope
+
+        try:
+            archive = build_archive(self.dags_folder, manifest)
+        except (BundleMismatch, OSError) as exc:
+            log.info("DAG bundle not recorded yet (%s); next scan", exc)
+            return
+        with session_scope(self.store_url) as session:
+            if not record_bundle(session, version, manifest, archive):
+                touch_bundle(session, version)
+        log.info("DAG bundle version %s: %d files, %d bytes", version[:12], len(manifest),
+                 len(archive))
+        self.bundle_version = version
 
     def _submit(self, path: str, mtime: float | None = None) -> None:
         if path in self._submitted or path not in self._listed:

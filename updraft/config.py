@@ -57,6 +57,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # A task instance state change that the transition table in updraft/state.py
         # forbids raises instead of being logged and written (on in the tests).
         "validate_state_transitions": False,
+        # Which code a run's tries execute (ADR 12): "pinned", the DAG bundle version the
+        # run was created with (a DAG file edited mid-run changes only later runs);
+        # "latest", the newest version the DAG processor recorded (ADR 5's old behaviour).
+        "run_version_policy": "pinned",
+        # Where a worker keeps the DAG bundle versions it fetched from the store; empty:
+        # $UPDRAFT_HOME/bundle_cache.
+        "bundle_cache_folder": "",
     },
     "database": {
         "sql_alchemy_conn": "",  # empty: sqlite:///$UPDRAFT_HOME/updraft.db

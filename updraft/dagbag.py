@@ -111,6 +111,32 @@ class _Timeout:
             signal.signal(signal.SIGALRM, self.previous)
 
 
+def _enter_bundle(path: Path) -> str | None:
+    """For a DAG file of a cached DAG bundle version (ADR 12), its version's root folder;
+    modules imported from another version's root or from the DAGs folder are dropped from
+    ``sys.modules`` first, so ``import helpers`` in this version's DAG file gets this
+    version's helpers (DAGs already parsed keep the module objects they hold)."""
+    from updraft.bundles.cache import cache_folder
+    from updraft.config import conf
+
+    cache = str(cache_folder()) + os.sep
+    text = str(path)
+    if not text.startswith(cache):
+        return None
+    root = cache + text[len(cache):].split(os.sep, 1)[0]
+    inside = root + os.sep
+    dags = str(conf.dags_folder()) + os.sep
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if where and (where.startswith(cache) and not where.startswith(inside) or
+                      where.startswith(dags)):
+            del sys.modules[name]
+    for entry in [p for p in sys.path if p.startswith(cache) and not
+                  (p + os.sep).startswith(inside)]:
+        sys.path.remove(entry)
+    return root
+
+
 class DagBag:
     """The DAGs of a folder (or one file), with the import errors of the files that failed."""
 
@@ -211,6 +237,9 @@ class DagBag:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         folder = str(path.parent)
+        bundle_root = _enter_bundle(path)
+        if bundle_root is not None and bundle_root != folder and bundle_root not in sys.path:
+            sys.path.insert(0, bundle_root)  # modules the DAG imports from its bundle
         added = folder not in sys.path
         if added:
             sys.path.insert(0, folder)

@@ -99,6 +99,13 @@ def add_events(session: Session, rows: list[dict]) -> None:
 _EVENT_INSERT = insert(TiEvent.__table__)
 
 
+def latest_bundle_version(session: Session) -> str | None:
+    """The DAG bundle version a new run is pinned to (``updraft.store.bundles``)."""
+    from updraft.store.bundles import latest_bundle_version as latest
+
+    return latest(session)
+
+
 def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
                    logical_date: datetime | None, data_interval: tuple | None,
                    conf: dict | None, tasks: Iterable[TaskRowDefaults],
@@ -114,6 +121,7 @@ def create_dag_run(session: Session, *, dag_id: str, run_id: str, run_type: str,
         data_interval_end=data_interval[1] if data_interval else None,
         conf=conf or {}, queued_at=now, external_trigger=external_trigger,
         triggered_by=triggered_by, dag_hash=dag_hash,
+        bundle_version=latest_bundle_version(session),  # the run's code (ADR 12)
         start_date=now if state == DagRunState.RUNNING else None)
     session.add(run)
     session.flush()

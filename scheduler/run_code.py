@@ -1,0 +1,61 @@
+"""Which code a run's tries execute (ADR 12): the fileloc their requests carry.
+
+With ``[core] run_version_policy = pinned`` (the default) a try of a run executes the DAG
+bundle version the run was created with; with ``latest``, the newest version recorded. Either
+way the request names the file inside that version (``bundle://<version>/<path>``), so a
+worker with no DAGs folder fetches it by hash. A run created before any version was
+recorded (an older store, a DAG outside the DAGs folder such as the examples) keeps the
+DAG's file path as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from updraft.bundles.cache import bundle_fileloc
+from updraft.store.bundles import latest_bundle_version
+from updraft.store.models import DagRunModel
+
+
+class RunCode:
+    """Maps (run, DAG file) to the fileloc of the run's code, for one dispatch pass."""
+
+    def __init__(self, session: Session, runs: Iterable[tuple[str, str]], dags_folder: str,
+                 policy: str | None = None) -> None:
+        from updraft.config import conf
+
+        policy = (policy or conf.get("core", "run_version_policy")).strip().lower()
+        if policy not in ("pinned", "latest"):
+            from updraft.config import ConfigError
+
+            raise ConfigError(f"[core] run_version_policy: expected pinned or latest, got "
+                              f"{policy!r}")
+        self.root = os.path.realpath(dags_folder) + os.sep
+        self.versions: dict[tuple[str, str], str | None] = {}
+        keys = sorted(set(runs))
+        if policy == "latest":
+            latest = latest_bundle_version(session)
+            self.versions = dict.fromkeys(keys, latest)
+        elif keys:
+            dag_ids = sorted({dag_id for dag_id, _ in keys})
+            rows = session.execute(select(
+                DagRunModel.dag_id, DagRunModel.run_id, DagRunModel.bundle_version).where(
+                DagRunModel.dag_id.in_(dag_ids),
+                DagRunModel.run_id.in_(sorted({run_id for _, run_id in keys})))).all()
+            self.versions = {(r.dag_id, r.run_id): r.bundle_version for r in rows}
+
+    def fileloc(self, dag_id: str, run_id: str, fileloc: str) -> str:
+        version = self.versions.get((dag_id, run_id))
+        if not version or not fileloc:
+            return fileloc
+        real = os.path.realpath(fileloc)
+        if not real.startswith(self.root):
+            return fileloc  # not in the bundle (an example DAG)
+        return bundle_fileloc(version, real[len(self.root):].replace(os.sep, "/"))
+
+
+__all__ = ["RunCode"]

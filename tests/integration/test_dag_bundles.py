@@ -1,0 +1,179 @@
+"""Versioned DAG bundles (issue 18, ADR 12): a run keeps the code it was created with.
+
+The DAG processor records the DAGs folder (the DAG file and the module it imports from the
+folder) as a content-addressed version; each run records its version; its tries execute
+that version, fetched by hash from the store. The DAG file and its helper module are edited
+while a run waits at a gate: that run's last task still returns the old code's value, the
+next run the new one. With ``[core] run_version_policy = latest`` the waiting run takes the
+new code (ADR 5's behaviour). A NATS queue worker in a mount namespace where the DAGs folder
+is an empty tmpfs runs the tries of a pinned run: it has no DAGs folder at all.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import scheduler_helpers as h
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+DAG = '''
+import os
+import time
+from datetime import datetime
+
+from updraft import DAG, task
+from greeting import WORD
+
+GATE = {gate!r}
+
+with DAG("pinned", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def wait():
+        while not os.path.exists(GATE):
+            time.sleep(0.05)
+
+    @task
+    def say():
+        return WORD + "-{mark}"
+
+    wait() >> say()
+'''
+
+
+@pytest.fixture
+def env(updraft_home, tmp_path, monkeypatch, _sqlite_template):
+    from updraft.config import conf
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for name, value in h.FAST_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UPDRAFT__CORE__DAGS_FOLDER", str(dags))
+    path = updraft_home / "updraft.db"
+    shutil.copyfile(_sqlite_template, path)
+    monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{path}")
+    conf.reload()
+    return dags
+
+
+def write_version(dags: Path, gate: Path, word: str, mark: str) -> None:
+    h.write_dag(dags, "greeting", f"WORD = {word!r}\n")
+    h.write_dag(dags, "pinned", DAG.format(gate=str(gate), mark=mark))
+
+
+def latest_version() -> str | None:
+    from updraft.store.bundles import latest_bundle_version
+
+    with h.session() as s:
+        return latest_bundle_version(s)
+
+
+def run_version(run_id: str) -> str | None:
+    return next(r.bundle_version for r in h.runs("pinned") if r.run_id == run_id)
+
+
+def said(run_id: str) -> str:
+    from sqlalchemy import select
+
+    from updraft.store.models import XComModel
+
+    with h.session() as s:
+        value = s.scalar(select(XComModel.value).where(
+            XComModel.dag_id == "pinned", XComModel.run_id == run_id,
+            XComModel.task_id == "say", XComModel.key == "return_value"))
+    return json.loads(value)
+
+
+def edit_mid_run(dags: Path, gate: Path) -> tuple[str, str, str, str]:
+    """Run 1 waits at the gate; the code changes; run 2 starts; the gate opens. Returns
+    (run 1, its version, run 2, its version)."""
+    h.wait_parsed("pinned")
+    first_version = h.wait_for(latest_version, what="the first bundle version")
+    first = h.trigger("pinned")
+    h.wait_for(lambda: h.states("pinned", first).get("wait", ("",))[0] == "running",
+               what="run 1 to wait at the gate")
+    write_version(dags, gate, "two", "B")
+    second_version = h.wait_for(lambda: (v := latest_version()) != first_version and v,
+                                what="the edited folder's bundle version")
+    second = h.trigger("pinned")
+    gate.touch()
+    assert h.wait_run("pinned", first) == "success"
+    assert h.wait_run("pinned", second) == "success"
+    return first, first_version, second, second_version
+
+
+def test_a_run_keeps_its_code_when_the_folder_changes(env, tmp_path):
+    gate = tmp_path / "gate"
+    write_version(env, gate, "one", "A")
+    with h.running_scheduler(env, "local", parallelism=4):
+        first, v1, second, v2 = edit_mid_run(env, gate)
+    assert run_version(first) == v1 and run_version(second) == v2
+    assert said(first) == "one-A"
+    assert said(second) == "two-B"
+
+
+def test_policy_latest_follows_the_newest_code(env, tmp_path, monkeypatch):
+    from updraft.config import conf
+
+    monkeypatch.setenv("UPDRAFT__CORE__RUN_VERSION_POLICY", "latest")
+    conf.reload()
+    gate = tmp_path / "gate"
+    write_version(env, gate, "one", "A")
+    with h.running_scheduler(env, "local", parallelism=4):
+        first, v1, second, _v2 = edit_mid_run(env, gate)
+    assert run_version(first) == v1  # recorded, not followed
+    assert said(first) == "two-B"
+    assert said(second) == "two-B"
+
+
+def can_unshare() -> str | None:
+    """Why a mount namespace cannot be made here (None: it can)."""
+    if shutil.which("unshare") is None:
+        return "no unshare command"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"unshare --mount: {probe.stderr.strip()}"
+
+
+@pytest.mark.nats
+def test_a_worker_with_no_dags_folder_fetches_the_runs_code(env, tmp_path, nats_url,
+                                                             monkeypatch):
+    from updraft.config import conf
+
+    why = can_unshare()
+    if why:
+        pytest.skip(f"cannot hide the DAGs folder from the worker: {why}")
+    monkeypatch.setenv("UPDRAFT__NATS__SERVERS", nats_url)
+    monkeypatch.setenv("UPDRAFT__NATS__SUBJECT_PREFIX", f"bundle{secrets.token_hex(4)}")
+    conf.reload()
+    gate = tmp_path / "gate"
+    write_version(env, gate, "one", "A")
+    worker_home = tmp_path / "worker_home"
+    worker_home.mkdir()
+    log_path = tmp_path / "worker.log"
+    updraft = str(Path(sys.executable).with_name("updraft"))
+    # The worker's own namespace: an empty tmpfs over the DAGs folder, its own cache.
+    script = f'mount -t tmpfs none "{env}" && exec "{updraft}" worker'
+    with open(log_path, "ab") as handle:
+        worker = subprocess.Popen(
+            ["unshare", "--mount", "sh", "-c", script], cwd=worker_home,
+            env=h.cli_env(UPDRAFT__CORE__BUNDLE_CACHE_FOLDER=str(worker_home / "cache")),
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with h.running_scheduler(env, "nats_queue", parallelism=4):
+            first, v1, second, v2 = edit_mid_run(env, gate)
+    finally:
+        h.kill_group(worker, signal.SIGTERM)
+    assert said(first) == "one-A" and said(second) == "two-B", log_path.read_text()[-3000:]
+    hosts = {r.hostname for r in h.try_rows("pinned")}
+    assert len(hosts) == 1
+    cached = sorted(p.name for p in (worker_home / "cache").iterdir()
+                    if not p.name.startswith("."))
+    assert cached == sorted([v1, v2])
