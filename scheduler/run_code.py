@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from updraft.bundles.cache import bundle_fileloc
+from updraft.bundles.refs import bundle_fileloc
 from updraft.store.bundles import latest_bundle_version
 from updraft.store.models import DagRunModel
 

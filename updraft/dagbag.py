@@ -116,7 +116,7 @@ def _enter_bundle(path: Path) -> str | None:
     modules imported from another version's root or from the DAGs folder are dropped from
     ``sys.modules`` first, so ``import helpers`` in this version's DAG file gets this
     version's helpers (DAGs already parsed keep the module objects they hold)."""
-    from updraft.bundles.cache import cache_folder
+    from updraft.bundles.refs import cache_folder
     from updraft.config import conf
 
     cache = str(cache_folder()) + os.sep

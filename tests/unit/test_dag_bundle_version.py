@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from updraft.bundles.cache import bundle_fileloc, split_fileloc
+from updraft.bundles.refs import bundle_fileloc, split_fileloc
 from updraft.bundles.version import (
     BundleMismatch,
     FolderHasher,

@@ -22,31 +22,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from updraft.bundles.refs import SCHEME, bundle_fileloc, cache_folder, split_fileloc
+
 log = logging.getLogger(__name__)
 
-SCHEME = "bundle://"
 _local_roots: dict[str, str] = {}
 _fetch_lock = threading.Lock()
-
-
-def bundle_fileloc(version: str, relative: str) -> str:
-    """The reference to file ``relative`` of bundle ``version`` that a try request carries."""
-    return f"{SCHEME}{version}/{relative}"
-
-
-def split_fileloc(fileloc: str) -> tuple[str, str] | None:
-    """``(version, relative path)`` of a bundle reference; None for a plain path."""
-    if not fileloc.startswith(SCHEME):
-        return None
-    version, _, relative = fileloc[len(SCHEME):].partition("/")
-    return version, relative
-
-
-def cache_folder() -> Path:
-    from updraft.config import conf, updraft_home
-
-    configured = conf.get("core", "bundle_cache_folder")
-    return Path(configured or updraft_home() / "bundle_cache").expanduser()
 
 
 def local_root(version: str, store_url: str | None = None) -> str:
