@@ -177,6 +177,7 @@ def run_json(row: DagRunModel) -> dict[str, Any]:
         "external_trigger": row.external_trigger,
         "triggered_by": row.triggered_by,
         "dag_hash": row.dag_hash,
+        "bundle_version": row.bundle_version,
         "clear_number": row.clear_number,
         "note": row.note,
         "last_scheduling_decision": iso(row.last_scheduling_decision),

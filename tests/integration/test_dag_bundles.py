@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import scheduler_helpers as h
+from web_helpers import app, tokens, web_env  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -177,3 +178,31 @@ def test_a_worker_with_no_dags_folder_fetches_the_runs_code(env, tmp_path, nats_
     cached = sorted(p.name for p in (worker_home / "cache").iterdir()
                     if not p.name.startswith("."))
     assert cached == sorted([v1, v2])
+
+
+@pytest.mark.nats
+def test_the_api_and_the_ui_show_each_runs_code(web_env, app, tokens, tmp_path):  # noqa: F811
+    from web_helpers import bearer, login
+
+    gate = tmp_path / "gate"
+    write_version(web_env, gate, "one", "A")
+    with h.running_scheduler(web_env, "local", parallelism=4):
+        first, v1, second, v2 = edit_mid_run(web_env, gate)
+    client = app.test_client()
+    token = tokens["Viewer"]
+    run = client.get(f"/api/v1/dags/pinned/dagRuns/{first}", headers=bearer(token)).get_json()
+    assert run["bundle_version"] == v1
+    bundle = client.get(f"/api/v1/dagBundles/{v1}", headers=bearer(token)).get_json()
+    assert [f["path"] for f in bundle["files"]] == ["greeting.py", "pinned.py"]
+    helper = client.get(f"/api/v1/dagBundles/{v1}/files/greeting.py",
+                        headers=bearer(token)).get_json()
+    assert helper["content"] == "WORD = 'one'\n"
+    newer = client.get(f"/api/v1/dagBundles/{v2}/files/greeting.py", headers=bearer(token))
+    assert newer.get_json()["content"] == "WORD = 'two'\n"
+    assert client.get(f"/api/v1/dagBundles/{v1}/files/nope.py",
+                      headers=bearer(token)).status_code == 404
+    login(client, "viewer")
+    page = client.get(f"/dags/pinned/runs/{first}").get_data(as_text=True)
+    assert f"/bundles/{v1}" in page
+    code = client.get(f"/bundles/{v1}/files/pinned.py").get_data(as_text=True)
+    assert "return WORD + &#34;-A&#34;" in code or 'return WORD + "-A"' in code

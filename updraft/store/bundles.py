@@ -62,5 +62,28 @@ def bundle_manifest(session: Session, version: str) -> dict[str, str] | None:
     return dict(manifest["files"]) if manifest is not None else None
 
 
-__all__ = ["bundle_manifest", "latest_bundle_version", "read_bundle", "record_bundle",
+def bundle_info(session: Session, version: str) -> dict | None:
+    """A version's creation time, size and files ``{path: sha256}`` (not the archive)."""
+    row = session.execute(select(DagBundle.version, DagBundle.created_at,
+                                 DagBundle.size_bytes, DagBundle.manifest).where(
+        DagBundle.version == version)).first()
+    if row is None:
+        return None
+    return {"version": row.version, "created_at": row.created_at,
+            "size_bytes": row.size_bytes, "files": dict(row.manifest["files"])}
+
+
+def read_bundle_file(session: Session, version: str, path: str) -> bytes | None:
+    """One file of a version, as stored; None if the version or the file is unknown."""
+    import io
+    import zipfile
+
+    fetched = read_bundle(session, version)
+    if fetched is None or path not in fetched[0]:
+        return None
+    with zipfile.ZipFile(io.BytesIO(fetched[1])) as archive:
+        return archive.read(path)
+
+
+__all__ = ["bundle_info", "bundle_manifest", "read_bundle_file", "latest_bundle_version", "read_bundle", "record_bundle",
            "touch_bundle"]

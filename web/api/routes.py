@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
-from web.api import assets, dags, resources, runs, system, task_instances  # noqa: F401
+from web.api import (  # noqa: F401
+    assets,
+    bundles,
+    dags,
+    resources,
+    runs,
+    system,
+    task_instances,
+)

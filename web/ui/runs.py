@@ -249,3 +249,5 @@ def run_action(dag_id: str, run_id: str):
             back = url_for("ui.dag_grid", dag_id=dag_id)
     return redirect(back)
 
+
+from web.ui import bundle_code  # noqa: E402, F401  (the run page links to its routes)
