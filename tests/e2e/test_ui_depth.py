@@ -335,3 +335,69 @@ def test_log_viewer(session_page):
     assert numbers == [f"L{i}" for i in range(1, len(numbers) + 1)], numbers
     watch.shot(page, "log-live-ended")
     watch.check()
+
+
+def test_runs_list_events_and_dag_list(session_page):
+    from playwright.sync_api import expect
+
+    base, page, watch = session_page
+    # The DAG list: last run with its time, failed runs one click away, filters and sorting.
+    page.goto(f"{base}/dags")
+    row = page.locator('.dag-table tr[data-dag-id="e2e_demo"]')
+    expect(row.locator(".last-run .badge")).to_have_text("success")
+    expect(row.locator(".last-run a").first).to_have_text("2025-02-09 06:00:02")
+    expect(row.locator(".failed-runs")).to_have_text("5 failed")
+    watch.shot(page, "dag-list")
+    page.select_option("#last-state-filter", "failed")
+    page.click("#dag-filter")
+    expect(page.locator(".dag-table tr[data-dag-id]")).to_have_count(0)
+    page.select_option("#last-state-filter", "success")
+    page.select_option("#dag-sort", "last_run")
+    page.click("#dag-filter")
+    expect(page.locator(".dag-table tr[data-dag-id]")).to_have_count(1)
+    page.goto(f"{base}/dags")
+    row.locator(".failed-runs").click()
+    page.wait_for_url(re.compile(r".*/dags/e2e_demo/runs\?state=failed"))
+    expect(page.locator("#runs-table tbody tr")).to_have_count(5)
+    watch.shot(page, "runs-failed")
+
+    # The Runs tab: state, type, date and run id filters.
+    page.goto(f"{base}/dags/e2e_demo/runs")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(40)
+    page.select_option("#filter-type", "manual")
+    page.click("#filter-apply")
+    expect(page.locator("#runs-table .empty")).to_have_count(1)
+    page.goto(f"{base}/dags/e2e_demo/runs")
+    page.fill("#filter-start", "2025-01-01")
+    page.fill("#filter-end", "2025-01-10")
+    page.click("#filter-apply")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(10)
+    expect(page.locator("#runs-count")).to_have_text("10 run(s)")
+    watch.shot(page, "runs-date-filter")
+    page.goto(f"{base}/dags/e2e_demo/runs?search=seed_3")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(10)
+    page.goto(f"{base}/runs?dag_id=e2e_d&state=failed")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(5)
+    watch.shot(page, "all-runs")
+
+    # The DAG list follows a run started elsewhere without a reload.
+    page.goto(f"{base}/dags")
+    expect(page.locator("#dag-list-live")).to_have_text("live", timeout=15000)
+    page.evaluate("window.__not_reloaded = true")
+    other = page.context.new_page()
+    other.goto(f"{base}/dags/e2e_demo/trigger")
+    other.click("#trigger-submit")
+    other.wait_for_url(re.compile(r".*run_id=.*"))
+    other.close()
+    expect(row.locator(".last-run .badge")).to_have_text(re.compile("queued|running"),
+                                                           timeout=30000)
+    watch.shot(page, "dag-list-live-running")
+    expect(row.locator(".last-run .badge")).to_have_text("success", timeout=60000)
+    assert page.evaluate("window.__not_reloaded === true"), "the DAG list was reloaded"
+
+    # The Events tab: this DAG's part of the audit log (the trigger, by whom).
+    page.goto(f"{base}/dags/e2e_demo/events")
+    expect(page.locator("#events-table tbody tr").first).to_contain_text("admin")
+    expect(page.locator("#event-filter option")).not_to_have_count(1)
+    watch.shot(page, "dag-events")
+    watch.check()

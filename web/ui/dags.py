@@ -17,6 +17,10 @@ from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store
 
 RUNS_SHOWN = 25
 PAGE_SIZE = 100
+#: The DAG list's sort orders (value -> label) and last-run states to filter on.
+SORTS = {"dag_id": "DAG id", "-dag_id": "DAG id, Z to A", "last_run": "last run, newest first",
+         "failed": "last run failed first", "next_run": "next run, soonest first"}
+LAST_STATES = ("success", "failed", "running", "queued", "none")
 
 
 @bp.route("/")
@@ -34,13 +38,22 @@ def dag_list():
     tags = [t for t in request.args.getlist("tag") if t]
     owner = request.args.get("owner", "")
     paused = request.args.get("paused", "all")
+    last_state = request.args.get("last_state", "")
+    if last_state and last_state not in LAST_STATES:
+        abort(400, f"last_state must be one of {', '.join(LAST_STATES)}, got {last_state[:40]!r}")
+    sort = request.args.get("sort", "dag_id")
+    if sort not in SORTS:
+        abort(400, f"sort must be one of {', '.join(SORTS)}, got {sort[:40]!r}")
     page = int_param("page", 1, minimum=1, maximum=MAX_INT // PAGE_SIZE)
     with store() as session:
         listing = list_dags(session, search=search, tags=tags, owner=owner, paused=paused,
-                            offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+                            offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                            last_state=last_state, sort=sort)
     pages = max((listing.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    return render_template("dags.html", listing=listing, search=search, tags=tags, owner=owner,
-                           paused=paused, page=page, pages=pages)
+    template = "_dag_table.html" if request.args.get("partial") else "dags.html"
+    return render_template(template, listing=listing, search=search, tags=tags, owner=owner,
+                           paused=paused, page=page, pages=pages, last_state=last_state,
+                           sort=sort, sorts=SORTS, last_states=LAST_STATES)
 
 
 def _dag_or_404(session, dag_id: str):

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE = 15.0
 QUEUE_SIZE = 2000
+#: The listeners' key of the DAG list's stream (no DAG id can be this: ids are printable).
+ALL_DAGS = "\x00all"
 
 
 class LiveHub:
@@ -71,6 +73,8 @@ class LiveHub:
         dag_id = body.get("dag_id")
         with self._lock:
             targets = list(self._listeners.get(dag_id, ()))
+            if kind == "run":  # the DAG list follows every DAG's run states
+                targets += self._listeners.get(ALL_DAGS, ())
         for target in targets:
             try:
                 target.put_nowait((kind, body))
@@ -131,18 +135,29 @@ def _busy() -> Response:
 @require(READ)
 def dag_events(dag_id: str):
     """State changes of the runs and task instances of one DAG, as they happen."""
+    return _state_stream(dag_id, {"dag_id": dag_id})
+
+
+@bp.route("/events/dags")
+@require(READ)
+def all_dag_events():
+    """Run state changes of every DAG, as they happen (the DAG list follows them)."""
+    return _state_stream(ALL_DAGS, {"dag_id": None})
+
+
+def _state_stream(key: str, hello: dict) -> Response:
     if not _claim_stream():
         return _busy()
     _, max_seconds = _limits()
     bus = hub.bus()
-    q = hub.listen(dag_id)
+    q = hub.listen(key)
 
     def stream() -> Iterator[str]:
         try:
             yield "retry: 3000\n\n"
-            yield _sse("hello", {"dag_id": dag_id, "bus": bus.connected,
-                                 "error": None if bus.connected else
-                                 f"the bus is down: {bus.last_error or 'not connected'}"})
+            yield _sse("hello", dict(hello, bus=bus.connected,
+                                     error=None if bus.connected else
+                                     f"the bus is down: {bus.last_error or 'not connected'}"))
             ends = time.monotonic() + max_seconds
             was_connected = bus.connected
             while time.monotonic() < ends:
@@ -156,7 +171,7 @@ def dag_events(dag_id: str):
                     continue
                 yield _sse(kind, body)
         finally:
-            hub.unlisten(dag_id, q)
+            hub.unlisten(key, q)
             _release_stream()
 
     return _event_response(stream())

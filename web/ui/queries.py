@@ -4,14 +4,16 @@
    number of import errors as a scalar subquery; search, tag and owner filters and paging are
    applied in Python to these rows (a few thousand rows of short strings);
 2. for the DAGs on the page, their ``RECENT_RUNS`` newest runs (a window function) joined to
-   the counts of their task instances by state.
+   the counts of their task instances by state and to each DAG's number of failed runs.
+
+Filtering or sorting by the last run adds one query: every DAG's newest run (by id).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -27,6 +29,8 @@ class RecentRun:
     state: str
     logical_date: datetime | None
     ti_counts: dict[str, int] = field(default_factory=dict)
+    start_date: datetime | None = None
+    end_date: datetime | None = None
 
 
 @dataclass
@@ -40,6 +44,7 @@ class DagRow:
     description: str | None
     has_import_errors: bool
     runs: list[RecentRun] = field(default_factory=list)
+    failed_runs: int = 0
 
 
 @dataclass
@@ -53,8 +58,13 @@ class DagListing:
 
 def list_dags(session: Session, *, search: str = "", tags: list[str] | None = None,
               owner: str = "", paused: str = "all", offset: int = 0,
-              limit: int = 100) -> DagListing:
-    """One page of the DAG list, with the filters' choices and the recent runs."""
+              limit: int = 100, last_state: str = "", sort: str = "dag_id") -> DagListing:
+    """One page of the DAG list, with the filters' choices and the recent runs.
+
+    ``last_state`` keeps the DAGs whose newest run is in that state (``none``: never run);
+    ``sort`` is ``dag_id``, ``-dag_id``, ``last_run`` (newest first), ``next_run`` or
+    ``failed`` (last run failed first, then by last run).
+    """
     errors = select(func.count(ImportError_.id)).scalar_subquery()
     rows = session.execute(
         select(DagModel.dag_id, DagModel.owners, DagModel.tags, DagModel.is_paused,
@@ -84,36 +94,76 @@ def list_dags(session: Session, *, search: str = "", tags: list[str] | None = No
         matching.append(DagRow(r.dag_id, owners, row_tags, bool(r.is_paused),
                                r.schedule_description or "None", r.next_dagrun, r.description,
                                bool(r.has_import_errors)))
+    if last_state or sort in ("last_run", "failed"):
+        latest = _latest_runs(session)
+        if last_state == "none":
+            matching = [d for d in matching if d.dag_id not in latest]
+        elif last_state:
+            matching = [d for d in matching if latest.get(d.dag_id, ("", None))[0] == last_state]
+        never = datetime.min.replace(tzinfo=UTC)
+        if sort == "last_run":
+            matching.sort(key=lambda d: latest.get(d.dag_id, ("", None))[1] or never,
+                          reverse=True)
+        elif sort == "failed":
+            matching.sort(key=lambda d: (latest.get(d.dag_id, ("", None))[0] == "failed",
+                                         latest.get(d.dag_id, ("", None))[1] or never),
+                          reverse=True)
+    if sort == "-dag_id":
+        matching.reverse()
+    elif sort == "next_run":
+        far = datetime.max.replace(tzinfo=UTC)
+        matching.sort(key=lambda d: d.next_run or far)
     page = matching[offset:offset + limit]
     _attach_recent_runs(session, page)
     return DagListing(page, len(matching), sorted(all_tags), sorted(all_owners),
                       int(import_errors or 0))
 
 
+def _latest_runs(session: Session) -> dict[str, tuple[str, datetime | None]]:
+    """Every DAG's newest run: dag id -> (state, when it started or was queued)."""
+    newest = select(func.max(DagRunModel.id)).group_by(DagRunModel.dag_id)
+    return {r.dag_id: (r.state, r.start_date or r.queued_at) for r in session.execute(
+        select(DagRunModel.dag_id, DagRunModel.state, DagRunModel.start_date,
+               DagRunModel.queued_at).where(DagRunModel.id.in_(newest)))}
+
+
 def _attach_recent_runs(session: Session, page: list[DagRow]) -> None:
     if not page:
         return
     ranked = (select(DagRunModel.dag_id, DagRunModel.run_id, DagRunModel.state,
-                     DagRunModel.logical_date,
+                     DagRunModel.logical_date, DagRunModel.start_date, DagRunModel.end_date,
                      func.row_number().over(partition_by=DagRunModel.dag_id,
                                             order_by=DagRunModel.id.desc()).label("rn"))
               .where(DagRunModel.dag_id.in_([d.dag_id for d in page])).subquery())
     recent = select(ranked).where(ranked.c.rn <= RECENT_RUNS).subquery()
+    failed = (select(DagRunModel.dag_id, func.count(DagRunModel.id).label("failed"))
+              .where(DagRunModel.dag_id.in_([d.dag_id for d in page]),
+                     DagRunModel.state == "failed")
+              .group_by(DagRunModel.dag_id).subquery())
     query = (select(recent.c.dag_id, recent.c.run_id, recent.c.state, recent.c.logical_date,
-                    recent.c.rn, TaskInstanceModel.state.label("ti_state"),
+                    recent.c.start_date, recent.c.end_date, recent.c.rn,
+                    func.coalesce(failed.c.failed, 0).label("failed"),
+                    TaskInstanceModel.state.label("ti_state"),
                     func.count(TaskInstanceModel.task_id).label("n"))
              .select_from(recent)
+             .outerjoin(failed, failed.c.dag_id == recent.c.dag_id)
              .outerjoin(TaskInstanceModel, and_(TaskInstanceModel.dag_id == recent.c.dag_id,
                                                 TaskInstanceModel.run_id == recent.c.run_id))
              .group_by(recent.c.dag_id, recent.c.run_id, recent.c.state, recent.c.logical_date,
-                       recent.c.rn, TaskInstanceModel.state)
+                       recent.c.start_date, recent.c.end_date, recent.c.rn, failed.c.failed,
+                       TaskInstanceModel.state)
              .order_by(recent.c.dag_id, recent.c.rn))
     runs: dict[str, dict[str, RecentRun]] = defaultdict(dict)
+    failures: dict[str, int] = {}
     for r in session.execute(query):
+        failures[r.dag_id] = int(r.failed or 0)
         run = runs[r.dag_id].get(r.run_id)
         if run is None:
-            run = runs[r.dag_id][r.run_id] = RecentRun(r.run_id, r.state, r.logical_date)
+            run = runs[r.dag_id][r.run_id] = RecentRun(r.run_id, r.state, r.logical_date,
+                                                       start_date=r.start_date,
+                                                       end_date=r.end_date)
         if r.ti_state is not None:
             run.ti_counts[r.ti_state] = r.n
     for dag in page:
         dag.runs = list(runs.get(dag.dag_id, {}).values())
+        dag.failed_runs = failures.get(dag.dag_id, 0)

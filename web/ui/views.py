@@ -12,6 +12,7 @@ from web.ui import (  # noqa: F401  (they add their routes to bp)
     actions,
     admin,
     assets,
+    browse,
     dags,
     grid,
     live,

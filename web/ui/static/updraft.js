@@ -510,6 +510,43 @@
   }
   var refreshParts = refreshers();
 
+
+  // The DAG list follows every DAG's run states (/events/dags) and swaps in its table
+  // (?partial=1) when one changes; it polls every 10 s if the stream fails.
+  function liveDagList(section) {
+    var status = document.getElementById("dag-list-live");
+    var timer = null, polling = null;
+    function refresh() {
+      if (timer) { return; }
+      timer = setTimeout(function () {
+        timer = null;
+        fetch(section.getAttribute("data-partial-url"), {credentials: "same-origin"})
+          .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+          .then(function (html) { section.innerHTML = html; section.setAttribute("data-refreshed", String(Date.now())); })
+          .catch(function () {});
+      }, 700);
+    }
+    function poll(why) {
+      if (polling) { return; }
+      if (status) { status.textContent = "polling (" + why + ")"; }
+      polling = setInterval(refresh, 10000);
+    }
+    if (!window.EventSource) { poll("no EventSource"); return; }
+    var source = new EventSource(section.getAttribute("data-events-url"));
+    var failures = 0;
+    source.addEventListener("hello", function (e) {
+      failures = 0;
+      var body = JSON.parse(e.data);
+      if (!body.bus) { poll(body.error || "the bus is down"); }
+      else if (status) { status.textContent = "live"; status.setAttribute("data-live", "1"); }
+    });
+    source.addEventListener("run", refresh);
+    source.onerror = function () {
+      failures += 1;
+      if (failures >= 3 || source.readyState === EventSource.CLOSED) { source.close(); poll("live stream unavailable"); }
+    };
+  }
+
   // Behaviours set by data attributes rather than inline handlers, which the
   // Content-Security-Policy forbids: a select that submits its form when changed, and a
   // form that asks before it is sent (the question is text, never code).
@@ -527,6 +564,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     formBehaviours();
     actionDialog();
+    var dagList = document.getElementById("dag-list");
+    if (dagList && dagList.getAttribute("data-events-url")) { liveDagList(dagList); }
     var gridSection = document.getElementById("grid");
     if (gridSection && gridSection.getAttribute("data-partial-url")) { window.updraftGrid = new Grid(gridSection); }
     var root = document.getElementById("dag-page");
