@@ -47,8 +47,10 @@ def test_compose_file_is_valid_and_complete():
     scheduler = config["services"]["updraft-scheduler"]
     assert "ports" not in worker, "dask-worker must not publish ports, or --scale fails"
     assert "container_name" not in worker
-    mount = _targets(worker["volumes"]) & _targets(scheduler["volumes"])
-    assert "/opt/updraft/dags" in mount, "workers must see DAG files at the scheduler's path"
+    assert "/opt/updraft/dags" in _targets(scheduler["volumes"])
+    # Workers fetch each run's DAG bundle version from the store (ADR 12): no DAGs volume.
+    assert "/opt/updraft/dags" not in _targets(worker["volumes"])
+    assert worker["environment"]["UPDRAFT__CORE__BUNDLE_CACHE_FOLDER"] == "/tmp/updraft-bundles"
     nats = config["services"]["nats"]
     assert "-js" in nats["command"]
     assert "/data" in _targets(nats["volumes"])
