@@ -401,3 +401,56 @@ def test_runs_list_events_and_dag_list(session_page):
     expect(page.locator("#event-filter option")).not_to_have_count(1)
     watch.shot(page, "dag-events")
     watch.check()
+
+
+def test_dark_mode_and_time_zone(session_page, seeded):
+    from playwright.sync_api import expect
+
+    base, page, watch = session_page
+    page.goto(f"{base}/dags/e2e_demo/runs/seed_39")
+    expect(page.locator(".kv").first).to_contain_text("2025-02-09 06:00:00")  # UTC at first
+    expect(page.locator("#tz-picker")).to_have_value("UTC")
+
+    # A named zone: every time on every page follows it, and the picker says which.
+    page.select_option("#tz-picker", "Asia/Tokyo")
+    page.wait_for_load_state("load")
+    expect(page.locator("#tz-picker")).to_have_value("Asia/Tokyo")
+    expect(page.locator(".kv").first).to_contain_text("2025-02-09 15:00:00")
+    page.goto(f"{base}/dags/e2e_demo/grid")
+    expect(page.locator(".run-date").last).to_have_text("02-09 15:00")
+    watch.shot(page, "grid-tokyo-time")
+
+    # Dark mode: the toggle cycles auto -> light -> dark, at once and for the next pages.
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(14, 19, 28)"
+    page.click('.cell[data-run-id="seed_34"][data-task-id="work.check"]')
+    expect(page.locator("#side-panel")).to_be_visible()
+    watch.shot(page, "grid-dark")
+    for path, name in (("/dags/e2e_demo/graph?run_id=seed_34", "graph-dark"),
+                       ("/dags/e2e_demo/gantt?run_id=seed_34", "gantt-dark"),
+                       ("/dags/e2e_demo/calendar", "calendar-dark"),
+                       ("/dags", "dag-list-dark"),
+                       ("/dags/e2e_demo/runs/seed_34/tasks/work.check", "task-dark")):
+        page.goto(base + path)
+        watch.shot(page, name)
+
+    # "My browser's zone" takes the browser's own.
+    from test_ui import login
+
+    other = page.context.browser.new_context(timezone_id="America/New_York",
+                                             viewport={"width": 1400, "height": 900})
+    watch.attach(other)
+    tab = other.new_page()
+    login(tab, base, "admin", seeded.passwords["admin"])
+    tab.goto(f"{base}/dags/e2e_demo/runs/seed_39")
+    tab.select_option("#tz-picker", "local")
+    tab.wait_for_load_state("load")
+    expect(tab.locator("#tz-picker")).to_have_value("America/New_York")
+    expect(tab.locator(".kv").first).to_contain_text("2025-02-09 01:00:00")
+    other.close()
+    watch.check()

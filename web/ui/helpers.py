@@ -26,18 +26,72 @@ def store() -> Iterator:
         yield session
 
 
+#: The cookies the display choices live in (set by the page script, read here so the
+#: server renders times and the theme right the first time).
+TZ_COOKIE = "updraft_tz"
+THEME_COOKIE = "updraft_theme"
+THEMES = ("auto", "light", "dark")
+#: The zones the picker offers besides UTC and the browser's own (any IANA name works).
+COMMON_ZONES = ("America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York",
+                "America/Sao_Paulo", "Europe/London", "Europe/Paris", "Europe/Berlin",
+                "Europe/Moscow", "Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata",
+                "Asia/Singapore", "Asia/Shanghai", "Asia/Tokyo", "Australia/Sydney",
+                "Pacific/Auckland")
+
+
+def display_tz_name() -> str:
+    """The time zone pages show times in: the ``updraft_tz`` cookie's, if it is a known
+    IANA name, else UTC (also outside a request)."""
+    from flask import g, has_request_context
+
+    if not has_request_context():
+        return "UTC"
+    cached = getattr(g, "_updraft_tz", None)
+    if cached is None:
+        cached = "UTC"
+        wanted = (request.cookies.get(TZ_COOKIE) or "").strip()
+        if wanted and wanted != "UTC" and len(wanted) < 64:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(wanted)
+                cached = wanted
+            except (ValueError, KeyError, OSError):
+                pass  # an unknown or malformed name: UTC
+        g._updraft_tz = cached
+    return cached
+
+
+def display_tz():
+    """The tzinfo of ``display_tz_name``."""
+    name = display_tz_name()
+    if name == "UTC":
+        return UTC
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def display_theme() -> str:
+    """``auto`` (follow the system), ``light`` or ``dark``, from the ``updraft_theme`` cookie."""
+    from flask import has_request_context
+
+    theme = request.cookies.get(THEME_COOKIE, "auto") if has_request_context() else "auto"
+    return theme if theme in THEMES else "auto"
+
+
 def fmt_dt(value: datetime | None) -> str:
-    """An ISO-like UTC timestamp to the second, or an em dash."""
+    """An ISO-like timestamp to the second in the chosen zone (UTC by default), or a dash."""
     if value is None:
         return "\u2014"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(display_tz()).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt_short_dt(value: datetime | None) -> str:
-    """``12-31 23:05`` (month-day hour:minute, UTC) for narrow places such as the grid."""
+    """``12-31 23:05`` (month-day hour:minute, chosen zone) for narrow places (the grid)."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%m-%d %H:%M")
+    return value.astimezone(display_tz()).strftime("%m-%d %H:%M")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -113,7 +167,8 @@ def install(app) -> None:
     from web.queries import xcom_refs
 
     app.jinja_env.globals.update(TI_STATES=TI_STATES, RUN_STATES=RUN_STATES,
-                                 xcom_refs=xcom_refs)
+                                 xcom_refs=xcom_refs, display_tz_name=display_tz_name,
+                                 display_theme=display_theme, COMMON_ZONES=COMMON_ZONES)
     app.jinja_env.filters.update(size=fmt_size)
 
 

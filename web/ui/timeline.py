@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from updraft.store.models import DagRunModel, TaskInstanceModel, TaskInstanceTry
 from web.auth.permissions import READ, require
 from web.ui.blueprint import bp
-from web.ui.helpers import fmt_dt, fmt_duration, int_param, store
+from web.ui.helpers import display_tz, fmt_dt, fmt_duration, int_param, store
 
 ROW_H = 22
 LABEL_W = 220
@@ -92,8 +92,7 @@ def gantt_svg(dag, run, bars: list[dict], order: list[str]) -> str:
     while tick <= span:
         x = LABEL_W + tick * scale
         when = begin + timedelta(seconds=tick)
-        label = when.astimezone(UTC).strftime("%H:%M:%S") if step < 86400 else \
-            when.astimezone(UTC).strftime("%m-%d")
+        label = when.astimezone(display_tz()).strftime("%H:%M:%S" if step < 86400 else "%m-%d")
         out.append(f'<line class="gridline" x1="{x:.1f}" x2="{x:.1f}" y1="{AXIS_H - 6}" '
                    f'y2="{height}"/><text class="axis" x="{x:.1f}" y="{AXIS_H - 10}" '
                    f'text-anchor="middle">{label}</text>')

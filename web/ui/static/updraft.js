@@ -547,6 +547,39 @@
     };
   }
 
+
+  // Display choices, kept in cookies so the server renders them right the first time: the
+  // time zone of every time shown (UTC, the browser's own, or a named zone) and the theme.
+  function displayPrefs() {
+    function setCookie(name, value) {
+      // Zone names and themes are letters, digits and / _ + - only: stored as they are.
+      document.cookie = name + "=" + String(value).replace(/[^A-Za-z0-9\/_+-]/g, "") + "; path=/; max-age=31536000; SameSite=Lax";
+    }
+    var tz = document.getElementById("tz-picker");
+    if (tz) {
+      tz.addEventListener("change", function () {
+        var zone = tz.value;
+        if (zone === "local") {
+          try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { zone = "UTC"; }
+        }
+        setCookie("updraft_tz", zone);
+        location.reload();
+      });
+    }
+    var theme = document.getElementById("theme-toggle");
+    if (theme) {
+      var labels = {auto: "\u25d0 auto", light: "\u2600 light", dark: "\u263e dark"};
+      theme.addEventListener("click", function () {
+        var order = ["auto", "light", "dark"];
+        var next = order[(order.indexOf(theme.getAttribute("data-theme")) + 1) % order.length];
+        theme.setAttribute("data-theme", next);
+        theme.textContent = labels[next];
+        document.documentElement.setAttribute("data-theme", next);
+        setCookie("updraft_theme", next);
+      });
+    }
+  }
+
   // Behaviours set by data attributes rather than inline handlers, which the
   // Content-Security-Policy forbids: a select that submits its form when changed, and a
   // form that asks before it is sent (the question is text, never code).
@@ -564,6 +597,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     formBehaviours();
     actionDialog();
+    displayPrefs();
     var dagList = document.getElementById("dag-list");
     if (dagList && dagList.getAttribute("data-events-url")) { liveDagList(dagList); }
     var gridSection = document.getElementById("grid");
