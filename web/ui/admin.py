@@ -52,20 +52,100 @@ def _flash_deleted(what: str, name: str, gone: bool, audit_event: str, audit_ext
 @bp.route("/variables")
 @require(VARIABLE_READ)
 def variables():
-    """Every variable; values of keys that look secret (password, secret, token...) are shown
-    masked, as the API shows them."""
+    """Every variable (``?search=`` in keys and descriptions); values of keys that look secret
+    (password, secret, token...) are shown masked, as the API shows them. ``?edit=<key>``
+    turns that row into a form."""
+    search = request.args.get("search", "").strip()
     with store() as session:
-        rows, _total = crud.list_variables(session)
-    return render_template("variables.html", rows=rows)
+        rows, total = crud.list_variables(session)
+    if search:
+        needle = search.lower()
+        rows = [v for v in rows if needle in v["key"].lower()
+                or needle in (v["description"] or "").lower()]
+    return render_template("variables.html", rows=rows, total=total, search=search,
+                           editing=request.args.get("edit"), mask=crud.MASK)
 
 
 @bp.route("/variables/save", methods=["POST"])
 @require(VARIABLE_EDIT)
 def variable_save():
     key = (request.form.get("key") or "").strip()
+    value = request.form.get("val", "")
+    if request.form.get("keep_value") and not value:
+        with store() as session:  # a masked value left empty keeps the stored one
+            row = crud.variable_row(session, key)
+            if row is not None:
+                from updraft.secrets import decrypt
+
+                value = decrypt(row.val, what=f"variable {key}") if row.is_encrypted else row.val
     _flash_saved("Variable", lambda session: crud.set_variable(
-        session, key, request.form.get("val", ""), request.form.get("description") or None),
+        session, key, value, request.form.get("description") or None),
         f"Variable {key} saved", "variable.set", {"key": key})
+    return redirect(request.form.get("next") if (request.form.get("next") or "").startswith(
+        "/variables") else url_for("ui.variables"))
+
+
+@bp.route("/variables/export")
+@require(VARIABLE_READ)
+def variables_export():
+    """Every variable as a JSON file (``{key: {"value", "description"}}``), values as this page
+    shows them: a secret's value is exported as the mask, and importing the mask back keeps
+    the stored value."""
+    import json
+
+    from flask import Response
+
+    with store() as session:
+        rows, _total = crud.list_variables(session)
+    body = {v["key"]: {"value": v["value"], "description": v["description"]} for v in rows}
+    audit("variable.export", owner=owner_name(), extra={"count": len(body)})
+    return Response(json.dumps(body, indent=2, sort_keys=True), mimetype="application/json",
+                    headers={"Content-Disposition": "attachment; filename=variables.json"})
+
+
+@bp.route("/variables/import", methods=["POST"])
+@require(VARIABLE_EDIT)
+def variables_import():
+    """Set the variables of an uploaded JSON file: ``{key: value}`` or ``{key: {"value",
+    "description"}}`` (what the export writes). Masked values are skipped."""
+    import json
+
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash("Variables not imported: choose a JSON file", "error")
+        return redirect(url_for("ui.variables"))
+    try:
+        body = json.loads(upload.read(5_000_001)[:5_000_000].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        flash(f"Variables not imported: the file is not JSON ({exc})", "error")
+        return redirect(url_for("ui.variables"))
+    if not isinstance(body, dict):
+        flash("Variables not imported: the file must hold a JSON object of key: value",
+              "error")
+        return redirect(url_for("ui.variables"))
+    done, skipped, refused = 0, [], []
+    with store() as session:
+        for key, item in body.items():
+            value, description = item, None
+            if isinstance(item, dict) and "value" in item:
+                value, description = item.get("value"), item.get("description")
+            if value == crud.MASK:
+                skipped.append(key)
+                continue
+            try:  # set_variable checks the key before it writes anything
+                crud.set_variable(session, str(key), value if isinstance(value, str)
+                                  else json.dumps(value), description)
+                done += 1
+            except crud.ResourceError as exc:
+                refused.append(f"{key}: {exc}")
+    audit("variable.import", owner=owner_name(), extra={"count": done})
+    message = f"Imported {done} variable(s)"
+    if skipped:
+        message += f"; kept the stored value of {len(skipped)} masked one(s): " + ", ".join(
+            skipped[:10])
+    flash(message, "success")
+    if refused:
+        flash("Refused: " + "; ".join(refused[:10]), "error")
     return redirect(url_for("ui.variables"))
 
 
@@ -116,6 +196,50 @@ def connection_save():
     _flash_saved("Connection", lambda session: crud.save_connection(session, conn_id, fields),
                  f"Connection {conn_id} saved", "connection.set", {"conn_id": conn_id})
     return redirect(url_for("ui.connections"))
+
+
+@bp.route("/connections/test", methods=["POST"])
+@require(CONNECTION_EDIT)
+def connection_test():
+    """Try the stored connection with its hook's ``test_connection`` (a request, a login, a
+    ``select 1``) from this web node. Off unless ``UPDRAFT_UI_TEST_CONNECTION=true``: it
+    makes the web node open connections to hosts that users with edit rights choose."""
+    import concurrent.futures
+    import os
+
+    from web.masking import shown
+
+    conn_id = request.form.get("conn_id", "")
+    if os.environ.get("UPDRAFT_UI_TEST_CONNECTION", "").lower() not in ("1", "true", "yes"):
+        flash("Testing connections is off on this web node (set "
+              "UPDRAFT_UI_TEST_CONNECTION=true to allow it)", "error")
+        return redirect(url_for("ui.connections"))
+
+    def attempt() -> tuple[bool, str]:
+        from updraft.hooks.base import BaseHook
+
+        hook = BaseHook.get_hook(conn_id)
+        tester = getattr(hook, "test_connection", None)
+        if tester is None:
+            return False, f"the {type(hook).__name__} of this connection type cannot test it"
+        return tester()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        ok, message = pool.submit(attempt).result(timeout=TEST_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        ok, message = False, f"no answer within {TEST_TIMEOUT:.0f} s"
+    except Exception as exc:  # noqa: BLE001  (the page says what went wrong)
+        ok, message = False, f"{type(exc).__name__}: {exc}"
+    finally:
+        pool.shutdown(wait=False)
+    audit("connection.test", owner=owner_name(), extra={"conn_id": conn_id, "ok": ok})
+    flash(f"Connection {conn_id}: " + ("works. " if ok else "failed: ") + shown(str(message)),
+          "success" if ok else "error")
+    return redirect(url_for("ui.connections"))
+
+
+TEST_TIMEOUT = 15.0
 
 
 @bp.route("/connections/delete", methods=["POST"])
