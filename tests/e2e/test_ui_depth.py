@@ -549,3 +549,58 @@ def test_admin_pages(session_page, monkeypatch, tmp_path):
     watch.shot(page, "pools")
     # The two failed tests above answer 302 with a flash, never a 4xx/5xx.
     watch.check()
+
+
+def test_graph_zoom_and_run_overlay(session_page):
+    from playwright.sync_api import expect
+
+    base, page, watch = session_page
+    page.goto(f"{base}/dags/e2e_demo/graph")
+    graph = page.locator("#graph")
+    expect(page.locator("#run-strip .run-chip")).to_have_count(25)
+    expect(page.locator("#run-strip .run-chip.current")).to_have_attribute("data-run-id",
+                                                                            "seed_39")
+    check = page.locator('svg.dag-graph .task-node[data-task-id="work.check"]')
+    expect(check).to_have_class(re.compile("state-success"))
+    page.evaluate("window.__not_reloaded = true")
+
+    # Stepping through runs recolours the graph in place (here to a failed run).
+    for _ in range(5):
+        page.click("#run-prev")
+    expect(graph).to_have_attribute("data-run-id", "seed_34")
+    expect(check).to_have_class(re.compile("state-failed"))
+    expect(page.locator('svg.dag-graph .task-node[data-task-id="end"]')).to_have_class(
+        re.compile("state-upstream_failed"))
+    assert "run_id=seed_34" in page.url
+    expect(page.locator("#run-select")).to_have_value("seed_34")
+    watch.shot(page, "graph-run-overlay-failed")
+    page.keyboard.press("ArrowRight")
+    expect(graph).to_have_attribute("data-run-id", "seed_35")
+    expect(check).to_have_class(re.compile("state-success"))
+    page.click('#run-strip .run-chip[data-run-id="seed_20"]')
+    expect(check).to_have_class(re.compile("state-failed"))
+    # The node links follow the chosen run.
+    assert "/runs/seed_20/" in check.evaluate("e => e.closest('a').getAttribute('href')")
+    assert page.evaluate("window.__not_reloaded === true")
+
+    # Zoom in, out, fit, actual size; the zoom survives a group collapse.
+    svg = page.locator("svg.dag-graph")
+    width = float(svg.get_attribute("width"))
+    page.click("#zoom-in")
+    expect(page.locator("#zoom-level")).to_have_text("125%")
+    assert float(svg.get_attribute("width")) > width
+    page.click("#zoom-out")
+    page.click("#zoom-out")
+    expect(page.locator("#zoom-level")).to_have_text("80%")
+    page.click('a.group-toggle[data-group-id="work"] >> nth=0')
+    expect(page.locator('svg.dag-graph .group-node[data-group-id="work"]')).to_have_class(
+        re.compile("state-failed"))
+    expect(page.locator("#zoom-level")).to_have_text("80%")
+    page.click("#zoom-fit")
+    fitted = float(page.locator("svg.dag-graph").get_attribute("width"))
+    holder = page.locator("#svg-holder").evaluate("e => e.clientWidth")
+    assert fitted <= holder
+    watch.shot(page, "graph-fit")
+    page.click("#zoom-reset")
+    expect(page.locator("#zoom-level")).to_have_text("100%")
+    watch.check()
