@@ -4,7 +4,7 @@ three ``dask worker``s, each worker in a mount namespace where the DAGs folder i
 tmpfs (no shared disk for code: they fetch DAG bundle versions from the store).
 
 A 1 -> 500 -> 1 DAG runs; half way one scheduler, one web node, one NATS server and one
-Dask worker are killed (SIGKILL) and the DAG file is edited. The run still ends in success
+Dask worker are killed (SIGKILL), a fourth Dask worker joins, and the DAG file is edited. The run still ends in success
 with the code it started with, each try recorded once; the next run, triggered through the
 surviving web node's form with the CSRF token and session the killed node issued, runs the
 new code.
@@ -149,6 +149,18 @@ def progress(run_id: str) -> Counter:
             .group_by(TaskInstanceModel.state)).all()))
 
 
+def workers_used(run_id: str) -> set[str]:
+    """The Dask workers that ran the run's work tasks (their last tries)."""
+    from sqlalchemy import select
+
+    from updraft.store.models import TaskInstanceModel
+
+    with h.session() as s:
+        return set(s.scalars(select(TaskInstanceModel.worker).where(
+            TaskInstanceModel.dag_id == "topology", TaskInstanceModel.run_id == run_id,
+            TaskInstanceModel.task_id == "work")))
+
+
 def said(run_id: str) -> str:
     from sqlalchemy import select
 
@@ -225,6 +237,7 @@ def test_every_node_more_than_once(topology):
     h.kill_group(web_a, signal.SIGKILL)
     nats.kill(0)
     cluster.kill_worker("w1", signal.SIGKILL)
+    cluster.add_worker()  # w4 joins mid-run, fetches the bundle and takes tries
     h.write_dag(dags, "topology", DAG.format(version="B", width=WIDTH))
     version_b = h.wait_for(lambda: (v := _latest(latest_bundle_version)) != version_a and v,
                            timeout=120, what="bundle B (recorded by the surviving scheduler)")
@@ -242,6 +255,7 @@ def test_every_node_more_than_once(topology):
     assert h.wait_run("topology", "after_the_edit", timeout=600) == "success"
     tries_recorded_once("after_the_edit")
     assert said("after_the_edit") == f"B:{WIDTH}"
+    assert workers_used("after_the_edit") == {"w2", "w3", "w4"}
     runs = {r.run_id: r.bundle_version for r in h.runs("topology")}
     assert runs == {first: version_a, "after_the_edit": version_b}
 
