@@ -324,6 +324,8 @@ class Scheduler:
 
     def loop_once(self, now: datetime) -> float:
         """One pass of the loop; returns how long to wait before the next."""
+        #: Whether this pass wrote task instance events (published at its end).
+        self._pass_wrote = False
         self._pending_events.extend(self.executor.events())
         if self._pending_events:
             self._assets_maybe = True  # a finished try may have recorded asset events
@@ -331,6 +333,7 @@ class Scheduler:
             event = self._pending_events[0]
             self._dirty.add((event.key[0], event.key[1]))
             if event.error and not event.refused:
+                self._pass_wrote = True
                 self._handle_lost_try(event, now)
             self._pending_events.pop(0)
         for worker, detail in self.executor.lost_workers():
@@ -356,6 +359,8 @@ class Scheduler:
         if self._warm_due:
             self._warm_workers()
         due = time.monotonic() - self._last_reconcile >= self.reconcile_interval
+        if due or self._check_assets or self._check_queued or self._lost_workers:
+            self._pass_wrote = True
         if due:
             self._slow_timer(now)
             self._last_reconcile = time.monotonic()
@@ -398,8 +403,10 @@ class Scheduler:
         """Publish new lines of the task instances' stories, in order (``ti_event`` ids)."""
         if self.bus is None:
             return
-        with session_scope(self.store_url) as session:
-            self.snapshots.ingest(session)
+        if getattr(self, "_pass_wrote", True):
+            # What this pass wrote, published now; others' writes were read at its start.
+            with session_scope(self.store_url) as session:
+                self.snapshots.ingest(session)
         rows = self.snapshots.take_unpublished()
         if not rows:
             return
@@ -578,7 +585,13 @@ class Scheduler:
                               [(t, i, TI.SCHEDULED, "dependencies met")
                                for t, i in newly_ready], self.node_id, now, expected=current)
             if changed or newly_ready or decision.run_state is not None:
-                run.last_scheduling_decision = now
+                self._pass_wrote = True
+                last = run.last_scheduling_decision
+                # Shown to users, never read by the scheduler: once a second is enough
+                # (one UPDATE less per hop of a chain).
+                if decision.run_state is not None or last is None or \
+                        (now - last).total_seconds() >= 1.0:
+                    run.last_scheduling_decision = now
             if decision.run_state is not None:
                 self.snapshots.drop((dag_id, run_id))
                 set_run_state(session, run, decision.run_state, now)
@@ -629,6 +642,7 @@ class Scheduler:
                                                node=self.node_id, store_url=self.store_url,
                                                dags_folder=self.dags_folder)
         if requests:
+            self._pass_wrote = True
             self.executor.submit(requests)
 
 

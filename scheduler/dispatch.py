@@ -75,14 +75,17 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     """Queue as many scheduled task instances as the limits allow; return their requests."""
     if free_slots <= 0:
         return []
-    pool_sizes = dict(session.execute(_POOLS).all())
-    pool_used, dag_used, task_used, task_run_used = _usage(session)
     locks = session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb")
     query = _CANDIDATES_LOCKED if locks else _CANDIDATES
+    candidates = session.execute(query, {"limit": max(free_slots * 4, 64)}).all()
+    if not candidates:  # most passes: the limits need not be read
+        return []
+    pool_sizes = dict(session.execute(_POOLS).all())
+    pool_used, dag_used, task_used, task_run_used = _usage(session)
     chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
     queues: dict[tuple[str, str, str, int], str] = {}
     placement: dict[tuple[str, str, str, int], dict] = {}  # resources and pool, for Dask
-    for row in session.execute(query, {"limit": max(free_slots * 4, 64)}):
+    for row in candidates:
         if free_slots <= 0:
             break
         dag = read_dag(session, row.dag_id)

@@ -426,7 +426,9 @@ def preload() -> None:
                  "updraft.runtime_models", "updraft.runtime_context", "updraft.params",
                  "updraft.mapping", "updraft.xcom_arg", "updraft.tasklog", "updraft.secrets",
                  "updraft.dagbag", "updraft.compat", "updraft.task_execution",
-                 "updraft.heartbeats", "updraft.retries"):
+                 "updraft.heartbeats", "updraft.retries", "updraft.assets",
+                 "updraft.dask_support", "updraft.xcom_backends", "updraft.task_services",
+                 "updraft.store.task_services", "jinja2.ext"):
         importlib.import_module(name)
     from updraft.plugins.registry import preload_for_tries
 

@@ -201,6 +201,17 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0,
                 time.sleep(0.2)
             time.sleep(settle)
             cpu_before = _tree_cpu(proc.pid)
+            spy = None
+            if os.environ.get("BENCH_PYSPY"):
+                # BENCH_PYSPY=out.raw: samples of GIL holders in the whole tree (py-spy must
+                # be installed; `pip install py-spy`), in py-spy's raw (collapsed) format.
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses",
+                     "--gil", "--format", "raw", "--rate",
+                     os.environ.get("BENCH_PYSPY_RATE", "200"), "-p", str(proc.pid),
+                     "-o", os.environ["BENCH_PYSPY"]],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
             run_id, via = _trigger(dag_id, deadline)
             with session_scope() as session:
                 triggered = session.query(DagRunModel).filter_by(
@@ -216,6 +227,9 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0,
                 time.sleep(0.05)
             seconds = (run.end_date - triggered).total_seconds()
             cpu = _tree_cpu(proc.pid) - cpu_before
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             if os.environ.get("BENCH_BREAKDOWN"):
                 _print_breakdown(proc.pid)
             peak = _peak_rss_mb(proc.pid)
@@ -227,6 +241,15 @@ def run_updraft(kind: str, executor: str = "dask", settle: float = 2.0,
                 first, last = session.query(func.min(TIM.start_date),
                                             func.max(TIM.end_date)).filter(
                     TIM.dag_id == dag_id, TIM.run_id == run_id).one()
+                if run.state != "success":
+                    from updraft.store.models import TaskInstanceTry as TRY
+
+                    for row in session.query(TRY).filter(
+                            TRY.dag_id == dag_id, TRY.run_id == run_id,
+                            TRY.state != "success").limit(5):
+                        print(f"  {row.task_id} try {row.try_number}: {row.state}: {row.error}",
+                              file=sys.stderr)
+                    print(log_path.read_text()[-3000:], file=sys.stderr)
             return {"state": run.state, "seconds": seconds, "peak_mb": peak, "via": via,
                     "tasks_seconds": (last - first).total_seconds(),
                     "cpu_ms_per_try": cpu / TRIES[kind] * 1000}

@@ -62,6 +62,16 @@ def bridge_installed() -> bool:
     return bool(_installed)
 
 
+def preload_bridge() -> None:
+    """Import what ``install_in_child`` needs (in the zygote, before it forks tries)."""
+    try:
+        import distributed  # noqa: F401
+        import distributed.worker  # noqa: F401
+        import distributed.worker_client  # noqa: F401
+    except ImportError:
+        pass
+
+
 def install_in_child(facts: dict[str, Any], on_first_use) -> None:
     """Make ``get_worker``/``get_client``/``worker_client`` work in this try's process.
 
@@ -139,4 +149,5 @@ def rejoin_here() -> None:
     rejoin()
 
 
-__all__ = ["WorkerFacts", "install_in_child", "rejoin_here", "secede_here", "worker_facts"]
+__all__ = ["WorkerFacts", "install_in_child", "preload_bridge", "rejoin_here", "secede_here",
+           "worker_facts"]

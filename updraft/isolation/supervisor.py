@@ -169,7 +169,7 @@ class Supervisor:
 
         self.executor = executor
         self.node = node
-        self.zygote = zygote or ZygoteClient()
+        self.zygote = zygote or ZygoteClient(dask=executor == "dask")
         self.kill_grace = conf.getfloat("core", "kill_grace_period") if kill_grace is None \
             else kill_grace
         self.tries_per_process = max(1, conf.getint("core", "tries_per_process"))
