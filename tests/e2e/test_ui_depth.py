@@ -604,3 +604,55 @@ def test_graph_zoom_and_run_overlay(session_page):
     page.click("#zoom-reset")
     expect(page.locator("#zoom-level")).to_have_text("100%")
     watch.check()
+
+
+def test_home_dashboard(session_page, seeded):
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel, TaskInstanceModel
+
+    base, page, watch = session_page
+    now = datetime.now(UTC)
+    with session_scope() as session:  # a run that failed an hour ago
+        session.add(DagRunModel(dag_id="e2e_demo", run_id="failed_recently", state="failed",
+                                run_type="manual", logical_date=now - timedelta(hours=1),
+                                queued_at=now - timedelta(hours=1),
+                                start_date=now - timedelta(hours=1),
+                                end_date=now - timedelta(minutes=55)))
+        session.add(TaskInstanceModel(dag_id="e2e_demo", run_id="failed_recently",
+                                      task_id="work.check", map_index=-1, state="failed",
+                                      try_number=1, start_date=now - timedelta(minutes=56),
+                                      end_date=now - timedelta(minutes=55), duration=60.0))
+    (seeded.dags_folder / "broken.py").write_text("from updraft import DAG\nimport nowhere_to_be_found\n")
+    page.goto(f"{base}/home")
+    expect(page.locator("#dash-failed tbody tr")).to_have_count(1)
+    expect(page.locator("#dash-failed")).to_contain_text("e2e_demo.work.check")
+    expect(page.locator("#run-totals")).to_contain_text("failed")
+    expect(page.locator("#dash-health tr[data-node]").first).to_contain_text("alive")
+    expect(page.locator('#dash-pools tr:has-text("default_pool") meter')).to_have_count(1)
+    expect(page.locator("#runs-chart rect.state-failed")).to_have_count(1)
+    for _ in range(30):  # the scheduler parses the broken file within a few seconds
+        if "broken.py" in page.locator("#dash-errors").inner_text():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(page.locator("#dash-errors")).to_contain_text("broken.py")
+    expect(page.locator("#home-live")).to_have_text("live", timeout=15000)
+    watch.shot(page, "home")
+
+    # A run started elsewhere shows up without a reload.
+    page.evaluate("window.__not_reloaded = true")
+    other = page.context.new_page()
+    other.goto(f"{base}/dags/e2e_demo/trigger")
+    other.click("#trigger-submit")
+    other.wait_for_url(re.compile(r".*run_id=.*"))
+    other.close()
+    expect(page.locator("#run-totals")).to_contain_text(re.compile("queued|running|success"),
+                                                        timeout=30000)
+    expect(page.locator("#runs-chart rect.state-success")).to_have_count(1, timeout=60000)
+    assert page.evaluate("window.__not_reloaded === true")
+    watch.shot(page, "home-after-run")
+    watch.check()

@@ -15,6 +15,7 @@ from web.ui import (  # noqa: F401  (they add their routes to bp)
     browse,
     dags,
     grid,
+    home,
     live,
     runs,
     timeline,

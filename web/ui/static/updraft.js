@@ -518,8 +518,8 @@
 
   // The DAG list follows every DAG's run states (/events/dags) and swaps in its table
   // (?partial=1) when one changes; it polls every 10 s if the stream fails.
-  function liveDagList(section) {
-    var status = document.getElementById("dag-list-live");
+  function liveDagList(section, statusId) {
+    var status = document.getElementById(statusId || "dag-list-live");
     var timer = null, polling = null;
     function refresh() {
       if (timer) { return; }
@@ -696,6 +696,8 @@
     displayPrefs();
     var dagList = document.getElementById("dag-list");
     if (dagList && dagList.getAttribute("data-events-url")) { liveDagList(dagList); }
+    var homePage = document.getElementById("home");
+    if (homePage && homePage.getAttribute("data-events-url")) { liveDagList(homePage, "home-live"); }
     var gridSection = document.getElementById("grid");
     if (gridSection && gridSection.getAttribute("data-partial-url")) { window.updraftGrid = new Grid(gridSection); }
     var root = document.getElementById("dag-page");
