@@ -656,3 +656,58 @@ def test_home_dashboard(session_page, seeded):
     assert page.evaluate("window.__not_reloaded === true")
     watch.shot(page, "home-after-run")
     watch.check()
+
+
+def test_why_not_running(session_page):
+    from urllib.parse import unquote
+
+    from playwright.sync_api import expect
+
+    base, page, watch = session_page
+    # The example: default_pool at 0 slots, and nothing ran without saying why.
+    page.goto(f"{base}/pools")
+    page.fill("form.stack input[name=pool]", "default_pool")
+    page.fill("form.stack input[name=slots]", "0")
+    page.click("form.stack button[type=submit]")
+    expect(page.locator('tr[data-pool="default_pool"] .badge')).to_have_text("no slots")
+    page.goto(f"{base}/dags/e2e_demo/trigger")
+    page.click("#trigger-submit")
+    page.wait_for_url(re.compile(r".*run_id=.*"))
+    run_id = unquote(page.url.split("run_id=")[1])
+    start = f"{base}/dags/e2e_demo/runs/{run_id}/tasks/start"
+    page.goto(start)
+    reason = page.locator('#why-not li[data-check="pool"]')
+    for _ in range(20):  # the run starts and its first task is scheduled within seconds
+        if reason.count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(reason).to_contain_text("pool 'default_pool' has 0 slots")
+    watch.shot(page, "why-not-pool-empty")
+    page.goto(f"{base}/dags/e2e_demo/runs/{run_id}/tasks/end")
+    expect(page.locator('#why-not li[data-check="dependencies"]')).to_contain_text(
+        "waits for its upstream tasks")
+
+    # The same reasons in the grid's panel and in the API.
+    page.goto(f"{base}/dags/e2e_demo/grid")
+    page.click(f'.cell[data-run-id="{run_id}"][data-task-id="start"]')
+    expect(page.locator('#side-panel #why-not li[data-check="pool"]')).to_be_visible()
+    watch.shot(page, "why-not-panel")
+    answer = page.request.get(f"{base}/api/v1/dags/e2e_demo/dagRuns/{run_id}/taskInstances/"
+                              "start/dependencies")
+    assert answer.ok, answer.status
+    body = answer.json()
+    assert body["state"] == "scheduled"
+    assert any(d["name"] == "pool" and "0 slots" in d["reason"] for d in body["dependencies"])
+
+    # Give the pool slots back: the run goes on and the reasons go away.
+    page.goto(f"{base}/pools")
+    page.fill("form.stack input[name=pool]", "default_pool")
+    page.fill("form.stack input[name=slots]", "128")
+    page.click("form.stack button[type=submit]")
+    page.goto(f"{base}/dags/e2e_demo/runs/{run_id}")
+    expect(page.locator(f'.run-state[data-run-id="{run_id}"]')).to_have_class(
+        re.compile("state-success"), timeout=60000)
+    page.goto(start)
+    expect(page.locator("#why-not")).to_have_count(0)
+    watch.check()

@@ -203,6 +203,10 @@ SCHEMAS: dict[str, dict] = {
                  "error": _NSTR}, required=("try_number", "state")),
     "TiEvent": _obj({"timestamp": _DATE, "try_number": _INT, "old_state": _NSTR,
                      "new_state": _NSTR, "cause": _NSTR, "node": _NSTR}),
+    "TaskDependency": _obj({"name": _STR, "reason": _STR}, required=("name", "reason")),
+    "TaskDependencies": _obj({"state": _STR, "dependencies": {
+        "type": "array", "items": _ref("TaskDependency")}},
+        required=("state", "dependencies")),
     "Log": _obj({"dag_id": _STR, "dag_run_id": _STR, "task_id": _STR, "map_index": _INT,
                  "try_number": _INT, "latest_try_number": _INT, "content": _STR},
                 required=("try_number", "content")),
@@ -457,6 +461,10 @@ def _paths() -> dict:
                                     _json("TiEventCollection"), tag="TaskInstance",
                                     params=[DAG_ID, RUN_ID, TASK_ID, MAP_INDEX],
                                     errors=("404",))},
+        ti + "/dependencies": {"get": _op(
+            "Why a task instance is not running (empty once it runs or is over)",
+            _json("TaskDependencies"), tag="TaskInstance",
+            params=[DAG_ID, RUN_ID, TASK_ID, MAP_INDEX], errors=("404",))},
         ti + "/logs": {"get": _op(
             "Get the log of one try", {"description": "the log", "content": {
                 "application/json": {"schema": _ref("Log")},

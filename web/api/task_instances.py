@@ -84,6 +84,24 @@ def list_ti_events(dag_id: str, run_id: str, task_id: str):
     return jsonify({"events": events, "total_entries": len(events)})
 
 
+@bp.get(_TI + "/<task_id>/dependencies")
+@require(READ)
+def list_dependencies(dag_id: str, run_id: str, task_id: str):
+    """Why a task instance is not running: each unmet condition and its reason, read from
+    the store with the scheduler's rules (``web.queries.waiting_reasons``)."""
+    from updraft.store.dags import read_dag
+
+    map_index = _map_index()
+    with session_scope() as session:
+        ti = _ti_or_404(session, dag_id, run_id, task_id, map_index)
+        run = queries.get_run(session, dag_id, run_id)
+        dag = read_dag(session, dag_id, run.dag_hash) or read_dag(session, dag_id)
+        reasons = queries.waiting_reasons(session, dag, run, ti) if dag is not None else []
+        state = ti.state
+    return jsonify({"state": state, "dependencies": [
+        {"name": r["check"], "reason": r["reason"]} for r in reasons]})
+
+
 @bp.get(_TI + "/<task_id>/logs")
 @require(READ)
 def get_log(dag_id: str, run_id: str, task_id: str):

@@ -237,8 +237,12 @@ def grid_panel(dag_id: str):
                     TiEvent.dag_id == dag_id, TiEvent.run_id == run_id,
                     TiEvent.task_id == task_id, TiEvent.map_index == ti.map_index)
                     .order_by(TiEvent.id.desc()).limit(5)))
+            from web.queries import waiting_reasons
+
+            waiting = waiting_reasons(session, dag, run, ti) if ti is not None else []
             context.update(kind="task", task_id=task_id, ti=ti, copies=copies,
-                           task=dag.task_dict.get(task_id), tries=tries, story=story)
+                           task=dag.task_dict.get(task_id), tries=tries, story=story,
+                           waiting=waiting)
         elif group_id:
             groups, _ = parse_groups(dag.task_group_json)
             info = groups.get(group_id) or abort(404, f"no task group {group_id!r} in {dag_id}")

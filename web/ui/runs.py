@@ -83,12 +83,14 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         lines, skipped = log_lines(log_text) if log_text else ([], 0)
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
-        from web.queries import trigger_json
+        from web.queries import trigger_json, waiting_reasons
+
+        waiting = waiting_reasons(session, dag, run, ti) if dag is not None else []
 
         return render_template(
             "ti.html", dag_id=dag_id, run=run, ti=ti, task=task, tries=all_tries, xcoms=xcoms,
             story=story, trigger=trigger_json(session, ti), chosen_try=chosen, log_text=log_text,
-            log_lines=lines, log_skipped=skipped, live=live,
+            log_lines=lines, log_skipped=skipped, live=live, waiting=waiting,
             map_indexes=map_indexes, rendered=_rendered(ti, task), xcom_value=_xcom_value,
             reports=_dask_reports(ti, [t["try_number"] for t in all_tries]))
 
