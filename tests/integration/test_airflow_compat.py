@@ -26,7 +26,6 @@ UNSUPPORTED_FILES = {
     # file: (line of the offending statement, what the message names)
     "unsupported_kubernetes.py": (5, "airflow.providers.cncf.kubernetes.operators.pod"),
     "unsupported_asset_partitions.py": (5, "airflow.sdk.PartitionedAssetTimetable"),
-    "unsupported_deferrable.py": (8, "deferrable=True on HttpOperator"),
 }
 
 
@@ -353,7 +352,6 @@ def test_check_compat_on_the_corpus():
         "Updraft" in out
     assert "  ok   line 5: airflow.sdk.Asset" in out
     assert "schedule=[orders]" not in out
-    assert "  NOT  line 8: deferrable=True: not supported by Updraft" in out
 
 
 def test_check_compat_exit_zero_when_all_supported_and_json():
@@ -362,18 +360,17 @@ def test_check_compat_exit_zero_when_all_supported_and_json():
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(f"{len(files)} files: {len(files)} fully supported, "
                                           "0 with unsupported features")
-    result = run_cli("-o", "json", str(CORPUS / "unsupported_deferrable.py"),
+    result = run_cli("-o", "json", str(CORPUS / "unsupported_kubernetes.py"),
                      str(CORPUS / "a2_retries_skip.py"))
     assert result.exit_code == 1
     data = json.loads(result.output)
     assert data["summary"] == {"files": 2, "fully_supported": 1, "with_unsupported": 1,
                                "text": "2 files: 1 fully supported, 1 with unsupported features"}
     by_path = {Path(f["path"]).name: f for f in data["files"]}
-    assert by_path["unsupported_deferrable.py"]["unsupported"] == [
-        {"line": 8, "name": "deferrable=True", "supported": False,
-         "reason": "deferral for this operator or trigger; Updraft defers the time, file, "
-                   "external task, HTTP and SQL sensors and TriggerDagRunOperator (README, "
-                   "Deferrable tasks); use mode='reschedule' here"}]
+    [unsupported] = by_path["unsupported_kubernetes.py"]["unsupported"]
+    assert unsupported["line"] == 5 and unsupported["supported"] is False
+    assert unsupported["name"] == "airflow.providers.cncf.kubernetes.operators.pod"
+    assert unsupported["reason"]
     assert {"line": 5, "name": "airflow.exceptions.AirflowFailException", "supported": True,
             "reason": ""} in by_path["a2_retries_skip.py"]["supported"]
 

@@ -626,3 +626,96 @@ def test_dag_test_runs_triggers_inline_as_airflow_does(updraft_home):
     assert states == {"waits": ("success", 1), "sensor": ("success", 1),
                       "too_late": ("failed", 1)}
     assert run.get_task_instance("waits").xcom_pull(task_ids="waits") == 2
+
+
+HTTP_OPERATOR_DAG = """
+from datetime import datetime
+from updraft import DAG
+from updraft.operators.http import HttpOperator
+
+
+def next_page(response):
+    body = response.json()
+    return {"data": {"page": body["next"]}} if body.get("next") else None
+
+
+with DAG("http_deferred", start_date=datetime(2024, 1, 1), schedule=None):
+    HttpOperator(task_id="slow", http_conn_id="api", endpoint="slow", method="GET",
+                 deferrable=True, response_filter=lambda response: response.json())
+    HttpOperator(task_id="paged", http_conn_id="api", endpoint="pages", method="GET",
+                 data={"page": 1}, deferrable=True, pagination_function=next_page,
+                 response_filter=lambda responses: [r.json()["page"] for r in responses])
+    HttpOperator(task_id="broken", http_conn_id="api", endpoint="broken", method="GET",
+                 deferrable=True)
+"""
+
+
+def test_a_deferrable_http_operator_waits_for_its_response_in_the_triggerer(env, monkeypatch):
+    """HttpOperator(deferrable=True), as Airflow's: the request is sent by the triggerer while
+    the task holds no slot; the response comes back to ``execute_complete`` (filtered into
+    the XCom), pagination defers once per page, and an error status fails the task with
+    the status in its error."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from updraft.models.xcom import get_xcom
+
+    release = threading.Event()
+    seen_pages: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            url = urlparse(self.path)
+            if url.path == "/slow":
+                release.wait(60)
+                self._answer(200, {"answer": 42})
+            elif url.path == "/pages":
+                page = int(parse_qs(url.query)["page"][0])
+                seen_pages.append(page)
+                self._answer(200, {"page": page, "next": page + 1 if page < 3 else None})
+            else:
+                self._answer(500, {"error": "boom"})
+
+        def _answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("UPDRAFT_CONN_API", f"http://127.0.0.1:{server.server_address[1]}/")
+    h.write_dag(env, "http_deferred", HTTP_OPERATOR_DAG)
+    try:
+        with h.running_scheduler(env, "local") as scheduler, running_triggerer(scheduler):
+            h.wait_parsed("http_deferred")
+            run_id = h.trigger("http_deferred")
+            h.wait_for(lambda: h.states("http_deferred", run_id)["slow"][0] == "deferred", 60,
+                       what="the slow request to defer",
+                       describe=lambda: h.states("http_deferred", run_id))
+            time.sleep(1.0)
+            # The request is in flight in the triggerer: the task still waits, in no slot.
+            assert h.states("http_deferred", run_id)["slow"][0] == "deferred"
+            release.set()
+            assert h.wait_run("http_deferred", run_id, timeout=60) == "failed"
+    finally:
+        release.set()
+        server.shutdown()
+    states = h.states("http_deferred", run_id)
+    assert states["slow"] == ("success", 1) and states["paged"] == ("success", 1), states
+    assert states["broken"][0] == "failed", states
+    with h.session() as s:
+        assert get_xcom(s, dag_id="http_deferred", run_id=run_id, task_id="slow") == \
+            {"answer": 42}
+        assert get_xcom(s, dag_id="http_deferred", run_id=run_id, task_id="paged") == [1, 2, 3]
+    assert seen_pages == [1, 2, 3]
+    broken = story("http_deferred", run_id, "broken")
+    assert any("Unexpected error in the operation: 500:Internal Server Error" in line
+               for line in broken), broken
+    assert any("deferred" in line for line in story("http_deferred", run_id, "paged"))

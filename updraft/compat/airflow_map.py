@@ -24,8 +24,8 @@ def _u(reason: str) -> Unsupported:
 
 
 _DEFERRABLE = ("deferral for this operator or trigger; Updraft defers the time, file, external "
-               "task, HTTP and SQL sensors and TriggerDagRunOperator (README, Deferrable "
-               "tasks); use mode='reschedule' here")
+               "task, HTTP and SQL sensors, HttpOperator and TriggerDagRunOperator (README, "
+               "Deferrable tasks); use mode='reschedule' here")
 _PARTITIONS = ("asset partitions and the asset state store (Airflow 3.2+); schedule on "
                "the asset itself and carry the partition in the event's extra")
 _WATCHER_TRIGGERS = ("deferrable event triggers as asset watchers; watch a NATS subject with "
@@ -484,7 +484,7 @@ MODULES: dict[str, dict[str, str | Unsupported]] = {
     "airflow.providers.http.triggers": {},
     "airflow.providers.http.triggers.http": {
         "HttpSensorTrigger": "updraft.triggers.http:HttpSensorTrigger",
-        "HttpTrigger": _u(_DEFERRABLE)},
+        "HttpTrigger": "updraft.triggers.http:HttpTrigger"},
     "airflow.providers.http.hooks": {},
     "airflow.providers.http.hooks.http": {"HttpHook": "updraft.hooks.http:HttpHook",
                                           "HttpAsyncHook": _u(_DEFERRABLE)},
@@ -637,7 +637,8 @@ def lookup(module: str, name: str) -> str | Unsupported | None:
 DEFERRABLE_OPERATORS = frozenset({
     "TimeDeltaSensor", "DateTimeSensor", "TimeSensor", "FileSensor", "ExternalTaskSensor",
     "TriggerDagRunOperator", "HttpSensor", "SqlSensor", "TimeDeltaSensorAsync",
-    "DateTimeSensorAsync", "TimeSensorAsync", "NatsMessageSensor"})
+    "DateTimeSensorAsync", "TimeSensorAsync", "NatsMessageSensor", "HttpOperator",
+    "SimpleHttpOperator"})
 
 # Operator arguments Airflow has that change behaviour and that Updraft does not support.
 # The value is the only setting that is harmless (dropped); any other raises.

@@ -1,4 +1,6 @@
-"""The HTTP trigger: fires when an endpoint answers with a success status."""
+"""The HTTP triggers: one fires when an endpoint answers with a success status (the
+deferrable ``HttpSensor``), the other sends one request and hands its response back (the
+deferrable ``HttpOperator``)."""
 
 from __future__ import annotations
 
@@ -56,4 +58,64 @@ class HttpSensorTrigger(BaseTrigger):
         yield TriggerEvent(True)
 
 
-__all__ = ["HttpSensorTrigger"]
+class HttpTrigger(BaseTrigger):
+    """Sends one request to ``endpoint`` of the ``http_conn_id`` connection (in a thread,
+    never on the loop) and fires once with ``{"status": "success", "response": ...}``, the
+    response pickled and base64-encoded as Airflow's HttpTrigger does
+    (``decode_response`` reads it back), or ``{"status": "error", "message": ...}``."""
+
+    def __init__(self, http_conn_id: str = "http_default", auth_type: Any = None,
+                 method: str = "POST", endpoint: str | None = None,
+                 headers: dict[str, str] | None = None,
+                 data: dict[str, Any] | str | None = None,
+                 extra_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.http_conn_id = http_conn_id
+        self.method = method
+        self.auth_type = auth_type
+        self.endpoint = endpoint
+        self.headers = headers
+        self.data = data
+        self.extra_options = extra_options
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("updraft.triggers.http.HttpTrigger", {
+            "http_conn_id": self.http_conn_id, "method": self.method,
+            "auth_type": self.auth_type, "endpoint": self.endpoint, "headers": self.headers,
+            "data": self.data, "extra_options": self.extra_options})
+
+    def _request(self):
+        from updraft.hooks.http import HttpHook
+
+        hook = HttpHook(method=self.method, http_conn_id=self.http_conn_id,
+                        auth_type=self.auth_type)
+        return hook.run(self.endpoint, data=self.data, headers=self.headers,
+                        extra_options=self.extra_options or {})
+
+    async def run(self):
+        try:
+            response = await asyncio.to_thread(self._request)
+        except Exception as exc:  # noqa: BLE001  (the task fails with the message)
+            yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})
+            return
+        yield TriggerEvent({"status": "success", "response": encode_response(response)})
+
+
+def encode_response(response) -> str:
+    """A ``requests.Response`` as text that fits an event's JSON payload."""
+    import base64
+    import pickle
+
+    return base64.standard_b64encode(pickle.dumps(response)).decode("ascii")
+
+
+def decode_response(text: str):
+    """The ``requests.Response`` that ``encode_response`` wrote (the triggerer and the try
+    run the same install, and the payload comes from Updraft's own store)."""
+    import base64
+    import pickle
+
+    return pickle.loads(base64.standard_b64decode(text))  # noqa: S301
+
+
+__all__ = ["HttpSensorTrigger", "HttpTrigger", "decode_response", "encode_response"]
