@@ -143,8 +143,17 @@ def main() -> None:
     run_q = quote(run, safe="")  # in a query string, "+" would be a space
     failed_run = quote("scheduled__2024-01-09T00:00:00+00:00", safe="")
     pages = [
+        ("home dashboard", "/home"),
         ("DAG list", "/dags"),
         ("DAG list, search", "/dags?search=bench_dag_09"),
+        ("DAG list, sorted by last run", "/dags?sort=last_run"),
+        ("DAG list, last run failed", "/dags?last_state=failed"),
+        ("DAG list, live refresh (?partial=1)", "/dags?partial=1"),
+        ("runs of every DAG", "/runs"),
+        ("runs of every DAG, failed", "/runs?state=failed"),
+        ("runs tab of the big DAG", f"/dags/{BIG}/runs"),
+        ("runs tab, date range", f"/dags/{BIG}/runs?start=2024-02-01&end=2024-02-29"),
+        ("events tab", f"/dags/{small}/events"),
         ("grid (25 runs)", f"/dags/{small}/grid"),
         ("grid of the big DAG (25 of 1,000 runs)", f"/dags/{BIG}/grid"),
         ("grid of the big DAG, 365 runs", f"/dags/{BIG}/grid?limit=365"),
@@ -162,6 +171,8 @@ def main() -> None:
         ("state.json (live fallback)", f"/dags/{small}/state.json?all=1"),
         ("run page", f"/dags/{small}/runs/{run}"),
         ("task instance page (no log file)", f"/dags/{small}/runs/{run}/tasks/load"),
+        ("why not running (API)",
+         f"/api/v1/dags/{small}/dagRuns/{run_q}/taskInstances/load/dependencies"),
         ("mark success preview, downstream + past",
          f"/dags/{BIG}/runs/{run}/confirm?action=mark_success&task_id=extract"
          "&downstream=true&past=true&future=true&partial=1"),

@@ -1,10 +1,11 @@
 """The DAG list's reads: two SQL queries whatever the number of DAGs.
 
 1. every active DAG's light columns (id, owners, tags, paused, schedule, next run) plus the
-   number of import errors as a scalar subquery; search, tag and owner filters and paging are
-   applied in Python to these rows (a few thousand rows of short strings);
+   number of import errors and of the DAG's failed runs as scalar subqueries; search, tag
+   and owner filters and paging are applied in Python to these rows (a few thousand rows of
+   short strings);
 2. for the DAGs on the page, their ``RECENT_RUNS`` newest runs (a window function) joined to
-   the counts of their task instances by state and to each DAG's number of failed runs.
+   the counts of their task instances by state.
 
 Filtering or sorting by the last run adds one query: every DAG's newest run (by id).
 """
@@ -66,10 +67,14 @@ def list_dags(session: Session, *, search: str = "", tags: list[str] | None = No
     ``failed`` (last run failed first, then by last run).
     """
     errors = select(func.count(ImportError_.id)).scalar_subquery()
+    # Per DAG, an index lookup on dag_run (state, dag_id).
+    failed = select(func.count(DagRunModel.id)).where(
+        DagRunModel.state == "failed", DagRunModel.dag_id == DagModel.dag_id
+    ).correlate(DagModel).scalar_subquery()
     rows = session.execute(
         select(DagModel.dag_id, DagModel.owners, DagModel.tags, DagModel.is_paused,
                DagModel.schedule_description, DagModel.next_dagrun, DagModel.description,
-               DagModel.has_import_errors, errors.label("errors"))
+               DagModel.has_import_errors, errors.label("errors"), failed.label("failed"))
         .where(DagModel.is_active.is_(True)).order_by(DagModel.dag_id)).all()
     import_errors = rows[0].errors if rows else session.scalar(select(func.count(ImportError_.id)))
     all_tags: set[str] = set()
@@ -93,7 +98,7 @@ def list_dags(session: Session, *, search: str = "", tags: list[str] | None = No
             continue
         matching.append(DagRow(r.dag_id, owners, row_tags, bool(r.is_paused),
                                r.schedule_description or "None", r.next_dagrun, r.description,
-                               bool(r.has_import_errors)))
+                               bool(r.has_import_errors), failed_runs=int(r.failed or 0)))
     if last_state or sort in ("last_run", "failed"):
         latest = _latest_runs(session)
         if last_state == "none":
@@ -136,27 +141,19 @@ def _attach_recent_runs(session: Session, page: list[DagRow]) -> None:
                                             order_by=DagRunModel.id.desc()).label("rn"))
               .where(DagRunModel.dag_id.in_([d.dag_id for d in page])).subquery())
     recent = select(ranked).where(ranked.c.rn <= RECENT_RUNS).subquery()
-    failed = (select(DagRunModel.dag_id, func.count(DagRunModel.id).label("failed"))
-              .where(DagRunModel.dag_id.in_([d.dag_id for d in page]),
-                     DagRunModel.state == "failed")
-              .group_by(DagRunModel.dag_id).subquery())
     query = (select(recent.c.dag_id, recent.c.run_id, recent.c.state, recent.c.logical_date,
                     recent.c.start_date, recent.c.end_date, recent.c.rn,
-                    func.coalesce(failed.c.failed, 0).label("failed"),
                     TaskInstanceModel.state.label("ti_state"),
                     func.count(TaskInstanceModel.task_id).label("n"))
              .select_from(recent)
-             .outerjoin(failed, failed.c.dag_id == recent.c.dag_id)
              .outerjoin(TaskInstanceModel, and_(TaskInstanceModel.dag_id == recent.c.dag_id,
                                                 TaskInstanceModel.run_id == recent.c.run_id))
              .group_by(recent.c.dag_id, recent.c.run_id, recent.c.state, recent.c.logical_date,
-                       recent.c.start_date, recent.c.end_date, recent.c.rn, failed.c.failed,
+                       recent.c.start_date, recent.c.end_date, recent.c.rn,
                        TaskInstanceModel.state)
              .order_by(recent.c.dag_id, recent.c.rn))
     runs: dict[str, dict[str, RecentRun]] = defaultdict(dict)
-    failures: dict[str, int] = {}
     for r in session.execute(query):
-        failures[r.dag_id] = int(r.failed or 0)
         run = runs[r.dag_id].get(r.run_id)
         if run is None:
             run = runs[r.dag_id][r.run_id] = RecentRun(r.run_id, r.state, r.logical_date,
@@ -166,4 +163,3 @@ def _attach_recent_runs(session: Session, page: list[DagRow]) -> None:
             run.ti_counts[r.ti_state] = r.n
     for dag in page:
         dag.runs = list(runs.get(dag.dag_id, {}).values())
-        dag.failed_runs = failures.get(dag.dag_id, 0)
