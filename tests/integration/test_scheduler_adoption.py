@@ -5,9 +5,9 @@ a scheduler that starts leaves them alone.
 
 Scheduler A is ``updraft scheduler --executor nats_queue`` in a subprocess with no
 ``updraft worker``: its tries stay queued (in the store and in NATS). Scheduler B runs in
-this process on the same PostgreSQL store. A is killed with SIGKILL; later, an ``updraft
-worker`` that takes A's stale task messages is refused by the claim (the reset cleared
-their identity), so nothing runs twice.
+this process on the same store (PostgreSQL, then MariaDB). A is killed with SIGKILL;
+later, an ``updraft worker`` that takes A's stale task messages is refused by the claim
+(the reset cleared their identity), so nothing runs twice.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import signal
 import pytest
 import scheduler_helpers as h
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow,
-              pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
 
 FAN_DAG = '''
 from datetime import datetime
@@ -33,13 +32,16 @@ with DAG("fan", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
 '''
 
 
-@pytest.fixture
-def pg_env(postgres_url, nats_url, updraft_home, tmp_path, monkeypatch):
+@pytest.fixture(params=[pytest.param("postgres_url", id="postgres", marks=pytest.mark.postgres),
+                        pytest.param("mysql_url", id="mysql", marks=pytest.mark.mysql)])
+def pg_env(request, nats_url, updraft_home, tmp_path, monkeypatch):
+    """Two schedulers' store (PostgreSQL, then MariaDB), a DAGs folder, NATS."""
     from updraft.config import conf
     from updraft.store.migrate import migrate
 
     from conftest import _empty_store
 
+    postgres_url = request.getfixturevalue(request.param)
     migrate(postgres_url)
     _empty_store(postgres_url)
     dags = tmp_path / "dags"
