@@ -45,7 +45,7 @@ from updraft.store.runs import (
 
 from scheduler import dispatch, runs, zombies
 from scheduler.assets import AssetRuns
-from updraft.store.assets import newest_event_id
+from updraft.store.assets import any_asset_consumer, newest_event_id
 from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
 
@@ -101,6 +101,7 @@ class Scheduler:
         self.zombie_threshold = conf.getfloat("scheduler", "zombie_threshold")
         self.scheduler_health_threshold = conf.getfloat("scheduler",
                                                         "scheduler_health_check_threshold")
+        self.run_version_policy = str(conf.get("core", "run_version_policy")).strip().lower()
         self.dags = DagCache()
         self._bus = bus
         self._dirty: set[tuple[str, str]] = set()
@@ -122,6 +123,9 @@ class Scheduler:
         #: A try ended: look only if an event was recorded since (the newest event id).
         self._assets_maybe = False
         self._newest_event = -1
+        #: Whether a DAG is scheduled on an asset, read at most once a second.
+        self._asset_consumers = True
+        self._consumers_read_at = 0.0
         self._outage = OutageReporter("scheduler", log)
         self._zombies_paused_until = 0.0
         #: Lost workers whose running tries are failed once their heartbeats stop
@@ -349,6 +353,12 @@ class Scheduler:
                 self.mark_dirty(*key)
         with session_scope(self.store_url) as session:
             self.snapshots.ingest(session)
+            if self._assets_maybe and time.monotonic() - self._consumers_read_at >= 1.0:
+                # Without a DAG scheduled on an asset, finished tries need no asset check.
+                self._asset_consumers = any_asset_consumer(session)
+                self._consumers_read_at = time.monotonic()
+            if self._assets_maybe and not self._asset_consumers:
+                self._assets_maybe = False
             if self._assets_maybe:
                 self._assets_maybe = False
                 newest = newest_event_id(session)
@@ -536,6 +546,16 @@ class Scheduler:
 
     # -- deciding a run --------------------------------------------------------------------
 
+    def _pinned_graph(self, session, run: DagRunModel):
+        """The serialized DAG a run was created with, when ``[core] run_version_policy`` is
+        pinned and the run is pinned to a bundle version (ADR 12); None: align the run with
+        the newest graph instead (ADR 5)."""
+        if self.run_version_policy != "pinned" or not run.bundle_version or not run.dag_hash:
+            return None
+        from updraft.store.dags import read_dag
+
+        return read_dag(session, run.dag_id, run.dag_hash)
+
     def schedule_run(self, dag_id: str, run_id: str, now: datetime) -> DagRunState | None:
         """Evaluate one run and apply the decisions; returns the run's final state if it ended."""
         with session_scope(self.store_url) as session:
@@ -550,7 +570,11 @@ class Scheduler:
             if dag is None:
                 return None
             if run.dag_hash != dag.dag_hash:
-                verify_integrity(session, run, dag, now, self.node_id)
+                pinned = self._pinned_graph(session, run)
+                if pinned is not None:
+                    dag = pinned  # the run keeps the graph it was created with (ADR 12)
+                else:
+                    verify_integrity(session, run, dag, now, self.node_id)
             specs = self.dags.specs(dag)
             past_tasks = [s.task_id for s in specs.values() if s.depends_on_past]
             # On SQLite the first write takes the database-wide write lock: commit each

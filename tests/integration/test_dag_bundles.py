@@ -206,3 +206,50 @@ def test_the_api_and_the_ui_show_each_runs_code(web_env, app, tokens, tmp_path):
     assert f"/bundles/{v1}" in page
     code = client.get(f"/bundles/{v1}/files/pinned.py").get_data(as_text=True)
     assert "return WORD + &#34;-A&#34;" in code or 'return WORD + "-A"' in code
+
+
+SHRINKING = '''
+import os
+import time
+from datetime import datetime
+
+from updraft import DAG, task
+from updraft.operators.empty import EmptyOperator
+
+with DAG("shrinking", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task
+    def first():
+        while not os.path.exists({gate!r}):
+            time.sleep(0.05)
+
+    first() >> [EmptyOperator(task_id="kept"){gone}]
+'''
+
+
+def test_a_pinned_run_keeps_its_graph(env, tmp_path):
+    """The graph is pinned with the code: a task removed from the file mid-run still runs in
+    the run created before (ADR 12); the next run does not have it."""
+    gate = tmp_path / "gate"
+    body = SHRINKING.replace("{gate!r}", repr(str(gate)))
+    h.write_dag(env, "shrinking", body.replace("{gone}", ', EmptyOperator(task_id="gone")'))
+    with h.running_scheduler(env, "local", parallelism=2) as scheduler:
+        old = h.wait_parsed("shrinking")
+        first = h.trigger("shrinking")
+        h.wait_for(lambda: h.states("shrinking", first)["first"][0] == "running",
+                   what="first to run")
+        h.write_dag(env, "shrinking", body.replace("{gone}", ""))
+        new = h.wait_parsed("shrinking", hash_not=old.dag_hash)
+        h.wait_scheduler_sees(scheduler, "shrinking", new.dag_hash)
+        h.wait_for(lambda: latest_version() != run_version_of("shrinking", first),
+                   what="the new bundle version")
+        second = h.trigger("shrinking")
+        gate.touch()
+        assert h.wait_run("shrinking", first) == "success"
+        assert h.wait_run("shrinking", second) == "success"
+    assert h.states("shrinking", first) == {"first": ("success", 1), "kept": ("success", 1),
+                                            "gone": ("success", 1)}
+    assert h.states("shrinking", second) == {"first": ("success", 1), "kept": ("success", 1)}
+
+
+def run_version_of(dag_id: str, run_id: str) -> str | None:
+    return next(r.bundle_version for r in h.runs(dag_id) if r.run_id == run_id)

@@ -149,7 +149,13 @@ def wait_file(name, timeout=120):
 '''
 
 
-def test_task_removed_mid_run_becomes_removed(env, tmp_path):
+def test_task_removed_mid_run_becomes_removed(env, tmp_path, monkeypatch):
+    """With run_version_policy = latest, a run follows the newest graph (ADR 5); pinned
+    runs keep theirs (tests/integration/test_dag_bundles.py)."""
+    from updraft.config import conf
+
+    monkeypatch.setenv("UPDRAFT__CORE__RUN_VERSION_POLICY", "latest")
+    conf.reload()
     body = WAIT_FILE.format(folder=str(tmp_path)) + '''
 from updraft import DAG, task
 from updraft.operators.empty import EmptyOperator
