@@ -274,6 +274,8 @@ def test_log_viewer(session_page):
     lines = page.locator("#log .log-line")
     expect(lines).to_have_count(len(LOG_LINES))
     expect(page.locator("#L1 .ln")).to_have_attribute("href", "#L1")
+    expect(page.locator(f"#L{len(LOG_LINES)}")).to_contain_text('<img src=x onerror=')
+    assert page.evaluate("window.__xss === undefined"), "markup in a log ran"
     watch.shot(page, "log")
 
     # Each try's log is one click away.
@@ -331,6 +333,7 @@ def test_log_viewer(session_page):
     page.fill("#log-search", "working line")
     expect(page.locator("#log")).to_have_attribute("data-ended", re.compile(".+"), timeout=30000)
     expect(page.locator("#log .log-line.match")).to_have_count(8)
+    assert page.evaluate("window.__xss === undefined")
     numbers = page.eval_on_selector_all("#log .log-line", "els => els.map(e => e.id)")
     assert numbers == [f"L{i}" for i in range(1, len(numbers) + 1)], numbers
     watch.shot(page, "log-live-ended")

@@ -21,6 +21,8 @@ LOG_LINES = [
     "[2025-01-01T06:02:00Z] {task.py:20} WARNING - the lake is slow today",
     "[2025-01-01T06:02:01Z] {task.py:22} ERROR - needle: the third partition failed once",
     "[2025-01-01T06:02:02Z] {runtime.py:140} INFO - Task finished: success",
+    '[2025-01-01T06:02:03Z] {task.py:30} INFO - markup stays text: <img src=x '
+    'onerror="window.__xss=1">',
 ]
 
 
