@@ -45,7 +45,7 @@ from updraft.store.runs import (
 
 from scheduler import dispatch, runs, zombies
 from scheduler.assets import AssetRuns
-from updraft.store.assets import newest_event_id
+from updraft.store.assets import any_asset_consumer, newest_event_id
 from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
 
@@ -123,6 +123,9 @@ class Scheduler:
         #: A try ended: look only if an event was recorded since (the newest event id).
         self._assets_maybe = False
         self._newest_event = -1
+        #: Whether a DAG is scheduled on an asset, read at most once a second.
+        self._asset_consumers = True
+        self._consumers_read_at = 0.0
         self._outage = OutageReporter("scheduler", log)
         self._zombies_paused_until = 0.0
         #: Lost workers whose running tries are failed once their heartbeats stop
@@ -350,6 +353,12 @@ class Scheduler:
                 self.mark_dirty(*key)
         with session_scope(self.store_url) as session:
             self.snapshots.ingest(session)
+            if self._assets_maybe and time.monotonic() - self._consumers_read_at >= 1.0:
+                # Without a DAG scheduled on an asset, finished tries need no asset check.
+                self._asset_consumers = any_asset_consumer(session)
+                self._consumers_read_at = time.monotonic()
+            if self._assets_maybe and not self._asset_consumers:
+                self._assets_maybe = False
             if self._assets_maybe:
                 self._assets_maybe = False
                 newest = newest_event_id(session)

@@ -318,6 +318,14 @@ def record_outside_event(session: Session, *, name: str, extra: Mapping[str, Any
         return seen, True
 
 
+def any_asset_consumer(session: Session) -> bool:
+    """Whether any DAG is scheduled on an asset (only then can an event start a run)."""
+    from updraft.store.models import AssetReference
+
+    return session.execute(select(AssetReference.id).where(
+        AssetReference.kind == "schedule").limit(1)).first() is not None
+
+
 def newest_event_id(session: Session) -> int:
     """The highest event id (0: none yet)."""
     return session.execute(select(func.max(_E.c.id))).scalar() or 0
