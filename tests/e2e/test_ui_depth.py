@@ -78,6 +78,12 @@ def test_grid(session_page):
     expect(page.locator("#side-panel .try-log-link")).to_have_count(2)
     assert "/grid" in page.url, "the panel opens beside the grid, not instead of it"
     watch.shot(page, "grid-panel-task")
+    page.keyboard.press("ArrowRight")  # the keys move through the grid
+    expect(page.locator("#side-panel .meta")).to_contain_text("seed_35")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#side-panel h3")).to_contain_text("end")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#side-panel .meta")).to_contain_text("seed_34")
     page.click('.run-bar[data-run-id="seed_38"]')
     expect(page.locator("#side-panel h3")).to_contain_text("run seed_38")
     watch.shot(page, "grid-panel-run")

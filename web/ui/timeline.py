@@ -27,8 +27,8 @@ TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 108
               43200, 86400, 172800, 604800)
 #: Worst first: a calendar day shows the first of these any of its runs has.
 RUN_PRIORITY = ("failed", "running", "queued", "success")
-CELL = 13
-GAP = 2
+CELL = 16
+GAP = 3
 
 
 def gantt_bars(session, dag, run, now: datetime) -> list[dict]:
@@ -193,7 +193,7 @@ def calendar_svg(dag_id: str, year: int, days: dict[date, dict[str, int]]) -> st
            f'aria-label="Runs of {escape(dag_id)} in {year}">']
     for i, name in enumerate(("Mon", "", "Wed", "", "Fri", "", "Sun")):
         if name:
-            out.append(f'<text class="axis" x="{left - 6}" y="{top + i * (CELL + GAP) + 10}" '
+            out.append(f'<text class="axis" x="{left - 6}" y="{top + i * (CELL + GAP) + 12}" '
                        f'text-anchor="end">{name}</text>')
     for n in range(count):
         day = first + timedelta(days=n)

@@ -330,7 +330,13 @@
     var close = document.getElementById("panel-close");
     if (close) { close.addEventListener("click", function () { self.close(); }); }
     document.addEventListener("keydown", function (e) {
-      if (e.key === "Escape" && !document.querySelector("dialog[open]")) { self.close(); }
+      if (document.querySelector("dialog[open]")) { return; }
+      if (e.key === "Escape") { self.close(); return; }
+      var moves = {ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0]};
+      if (self.selected && moves[e.key] && !(e.target.closest && e.target.closest("input, select, textarea"))) {
+        e.preventDefault();
+        self.move(moves[e.key][0], moves[e.key][1]);
+      }
     });
     this.applyFolds();
     this.remember();
@@ -373,6 +379,28 @@
       return r.text();
     }).then(function (html) { body.innerHTML = html; })
       .catch(function (err) { body.innerHTML = '<p class="flash flash-error">Could not load the panel: ' + String(err.message).replace(/</g, "&lt;") + "</p>"; });
+  };
+
+  // Arrow keys move the selection: left and right through runs, up and down through the
+  // rows shown (task cells and group cells; a run bar moves into the first row).
+  Grid.prototype.move = function (dRow, dCol) {
+    var cell = this.selected.closest("td, th");
+    var row = cell && cell.parentElement;
+    if (!row) { return; }
+    var col = Array.prototype.indexOf.call(row.children, cell);
+    var rows = Array.prototype.slice.call(this.section.querySelectorAll("tr.grid-row")).filter(function (r) { return !r.hidden; });
+    var target = null;
+    if (row.classList.contains("bars")) {
+      if (dRow > 0 && rows.length) { target = rows[0].children[col]; }
+      else if (dCol) { target = row.children[col + dCol]; }
+    } else {
+      var at = rows.indexOf(row);
+      if (dRow < 0 && at === 0) { target = this.section.querySelector("tr.bars").children[col]; }
+      else if (dRow) { target = rows[at + dRow] && rows[at + dRow].children[col]; }
+      else { target = row.children[col + dCol]; }
+    }
+    var link = target && target.querySelector("[data-panel-url]");
+    if (link) { this.open(link); link.scrollIntoView({block: "nearest", inline: "nearest"}); }
   };
 
   Grid.prototype.close = function () {
