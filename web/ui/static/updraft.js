@@ -456,6 +456,15 @@
     if (!this.shows(ev.run_id)) { if (this.section.getAttribute("data-offset") === "0") { this.refreshSoon(); } return; }
     var column = '[data-run-id="' + cssEscape(ev.run_id) + '"]';
     var section = this.section;
+    // A mapped task's cell shows the worst state of its copies, not the last event's.
+    if (ev.map_index !== undefined && ev.map_index !== null && ev.map_index >= 0) {
+      var copies = this.copies || (this.copies = {});
+      var key = ev.run_id + "\u0000" + ev.task_id;
+      (copies[key] = copies[key] || {})[ev.map_index] = ev.new_state || "none";
+      var states = Object.keys(copies[key]).map(function (k) { return copies[key][k]; });
+      section.querySelectorAll(".cell" + column + '[data-task-id="' + cssEscape(ev.task_id) + '"]')
+        .forEach(function (cell) { setState(cell, aggregate(states)); });
+    }
     section.querySelectorAll(".group-cell" + column).forEach(function (cell) {
       var states = [];
       (cell.getAttribute("data-task-ids") || "").split(" ").forEach(function (t) {
