@@ -1,7 +1,7 @@
 """Horizontal scaling: 1,000 tasks that each sleep 200 ms on 1, 2 and 4 Dask workers.
 
     .venv/bin/python tests/bench/bench_scale.py [--tasks 1000] [--sleep 0.2] [--threads 4]
-        [--workers 1,2,4] [--store URL] [--isolation process|thread]
+        [--workers 1,2,4] [--store URL] [--isolation process|thread] [--max-bundle N]
 
 An external Dask cluster (``dask scheduler`` and ``dask worker`` processes, as a platform
 team runs one: ``tests/dask_processes.py``) and an Updraft scheduler in this process on a
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default="1,2,4", help="cluster sizes, growing")
     parser.add_argument("--store", default="", help="store URL (default: SQLite in a temp dir)")
     parser.add_argument("--isolation", default="", help="[core] task_isolation for the tries")
+    parser.add_argument("--max-bundle", default="", help="[dask] max_bundle (default: config)")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.workers.split(",")]
     concurrency = max(sizes) * args.threads
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.isolation:
         env["UPDRAFT__CORE__TASK_ISOLATION"] = args.isolation
+    if args.max_bundle:
+        env["UPDRAFT__DASK__MAX_BUNDLE"] = args.max_bundle
     os.environ.update(env)
     (workdir / "home").mkdir()
     from updraft.config import conf
@@ -153,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         thread.start()
         wait_parsed(["bench_scale", "bench_scale_warmup"])
         print(f"{args.tasks} tasks of {args.sleep:g} s, {args.threads} threads per worker, "
-              f"store {store.split(':')[0]}, isolation {conf.get('core', 'task_isolation')}")
+              f"store {store.split(':')[0]}, isolation {conf.get('core', 'task_isolation')}, "
+              f"max_bundle {conf.get('dask', 'max_bundle')}")
         print(f"{'workers':>8} {'time s':>8} {'ideal s':>8} {'efficiency':>10}")
         results = []
         for size in sizes:
