@@ -88,15 +88,16 @@ def list_ti_events(dag_id: str, run_id: str, task_id: str):
 @require(READ)
 def list_dependencies(dag_id: str, run_id: str, task_id: str):
     """Why a task instance is not running: each unmet condition and its reason, read from
-    the store with the scheduler's rules (``web.queries.waiting_reasons``)."""
+    the store with the scheduler's rules (``web.waiting``)."""
     from updraft.store.dags import read_dag
+    from web.waiting import waiting_reasons
 
     map_index = _map_index()
     with session_scope() as session:
         ti = _ti_or_404(session, dag_id, run_id, task_id, map_index)
         run = queries.get_run(session, dag_id, run_id)
         dag = read_dag(session, dag_id, run.dag_hash) or read_dag(session, dag_id)
-        reasons = queries.waiting_reasons(session, dag, run, ti) if dag is not None else []
+        reasons = waiting_reasons(session, dag, run, ti) if dag is not None else []
         state = ti.state
     return jsonify({"state": state, "dependencies": [
         {"name": r["check"], "reason": r["reason"]} for r in reasons]})

@@ -237,7 +237,7 @@ def grid_panel(dag_id: str):
                     TiEvent.dag_id == dag_id, TiEvent.run_id == run_id,
                     TiEvent.task_id == task_id, TiEvent.map_index == ti.map_index)
                     .order_by(TiEvent.id.desc()).limit(5)))
-            from web.queries import waiting_reasons
+            from web.waiting import waiting_reasons
 
             waiting = waiting_reasons(session, dag, run, ti) if ti is not None else []
             context.update(kind="task", task_id=task_id, ti=ti, copies=copies,
@@ -257,8 +257,3 @@ def grid_panel(dag_id: str):
                 .group_by(TaskInstanceModel.state)).all())
             context.update(kind="run", counts=counts)
     return render_template("_grid_panel.html", **context)
-
-
-def panel_url(dag_id: str, run_id: str, **args) -> str:
-    """Where the script fetches the side panel of a run, a group or a task instance."""
-    return url_for("ui.grid_panel", dag_id=dag_id, run_id=run_id, **args)

@@ -83,7 +83,8 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         lines, skipped = log_lines(log_text) if log_text else ([], 0)
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
-        from web.queries import trigger_json, waiting_reasons
+        from web.queries import trigger_json
+        from web.waiting import waiting_reasons
 
         waiting = waiting_reasons(session, dag, run, ti) if dag is not None else []
 
