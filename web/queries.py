@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,8 @@ from updraft.store.models import (
     XComModel,
     utcnow,
 )
+from updraft.store.waiting import SCHEDULER_HEALTH_THRESHOLD
 from web.masking import shown
-
-#: A scheduler whose heartbeat is older than this is reported unhealthy.
-SCHEDULER_HEALTH_THRESHOLD = timedelta(seconds=60)
 
 
 def iso(value: datetime | None) -> str | None:

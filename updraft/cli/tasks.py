@@ -164,21 +164,39 @@ def task_state(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
 @click.option("--map-index", type=int, default=-1, show_default=True)
 @store_command
 def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
-    """Explain why a task instance is not running: its story of state changes."""
+    """Explain why a task instance is not running: the reasons the UI shows (the scheduler's
+    rules read from the store), then its story of state changes."""
     from sqlalchemy import select
 
+    from updraft.store.dags import read_dag
     from updraft.store.engine import session_scope
-    from updraft.store.models import TiEvent
+    from updraft.store.models import TaskInstanceModel, TiEvent
+    from updraft.store.waiting import waiting_reasons
 
     with session_scope() as session:
         run = find_run(session, dag_id, run_id)
         if run is None:
             raise click.ClickException(f"No run {run_id!r} of DAG {dag_id!r}")
+        ti = session.get(TaskInstanceModel, (dag_id, run.run_id, task_id, map_index))
+        if ti is None:
+            raise click.ClickException(f"Task instance {task_id}[{map_index}] not found in "
+                                       f"run {run.run_id}")
+        dag = read_dag(session, dag_id, run.dag_hash) or read_dag(session, dag_id)
+        reasons = waiting_reasons(session, dag, run, ti) if dag is not None else []
+        if reasons:
+            click.echo(f"Why {task_id} is not running ({ti.state}):")
+            width = max(len(r["check"]) for r in reasons)
+            for reason in reasons:
+                click.echo(f"  {reason['check']:<{width}}  {reason['reason']}")
+        elif dag is None:
+            click.echo("The DAG is not in the store yet: it has not been parsed.")
+        else:
+            click.echo(f"Nothing holds it back: it is {ti.state}.")
         events = session.scalars(select(TiEvent).where(
             TiEvent.dag_id == dag_id, TiEvent.run_id == run.run_id, TiEvent.task_id == task_id,
             TiEvent.map_index == map_index).order_by(TiEvent.id)).all()
-        if not events:
-            click.echo("No state change recorded yet: the task waits for its upstream tasks.")
+        if events:
+            click.echo("Story:")
         for event in events:
             click.echo(f"{iso(event.timestamp)} try {event.try_number}: {event.old_state} -> "
                        f"{event.new_state}: {event.cause}")

@@ -88,9 +88,9 @@ def list_ti_events(dag_id: str, run_id: str, task_id: str):
 @require(READ)
 def list_dependencies(dag_id: str, run_id: str, task_id: str):
     """Why a task instance is not running: each unmet condition and its reason, read from
-    the store with the scheduler's rules (``web.waiting``)."""
+    the store with the scheduler's rules (``updraft.store.waiting``)."""
     from updraft.store.dags import read_dag
-    from web.waiting import waiting_reasons
+    from updraft.store.waiting import waiting_reasons
 
     map_index = _map_index()
     with session_scope() as session:

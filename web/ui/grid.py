@@ -237,7 +237,7 @@ def grid_panel(dag_id: str):
                     TiEvent.dag_id == dag_id, TiEvent.run_id == run_id,
                     TiEvent.task_id == task_id, TiEvent.map_index == ti.map_index)
                     .order_by(TiEvent.id.desc()).limit(5)))
-            from web.waiting import waiting_reasons
+            from updraft.store.waiting import waiting_reasons
 
             waiting = waiting_reasons(session, dag, run, ti) if ti is not None else []
             context.update(kind="task", task_id=task_id, ti=ti, copies=copies,

@@ -84,7 +84,7 @@ def task_instance(dag_id: str, run_id: str, task_id: str):
         live = bool(chosen) and chosen == ti.try_number and ti.state in (
             "running", "queued", "scheduled", "up_for_retry")
         from web.queries import trigger_json
-        from web.waiting import waiting_reasons
+        from updraft.store.waiting import waiting_reasons
 
         waiting = waiting_reasons(session, dag, run, ti) if dag is not None else []
 

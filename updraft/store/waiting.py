@@ -1,5 +1,6 @@
 """Why a task instance is not running, read from the store with the scheduler's own rules:
-the UI's task instance page and grid panel, and the API's ``.../dependencies``, show it.
+the UI's task instance page and grid panel, the API's ``.../dependencies`` and
+``updraft tasks failed-deps`` show it.
 
 The scheduler decides with ``updraft.runlogic.decide`` (dependencies) and dispatch's limits
 (pools, max_active_tasks, per-task limits) and drops its reasons; until it records them,
@@ -8,15 +9,16 @@ this module asks the same questions of the store. It never writes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from updraft.store.models import DagModel, DagRunModel, NodeModel, TaskInstanceModel, utcnow
-from web.queries import SCHEDULER_HEALTH_THRESHOLD
 
+#: A scheduler whose last heartbeat is older than this counts as down (UI health, reasons).
+SCHEDULER_HEALTH_THRESHOLD = timedelta(seconds=60)
 
 #: States in which a task instance waits for something (the others run or are over).
 WAITING_STATES = frozenset({"none", "scheduled", "queued", "up_for_retry", "up_for_reschedule",
