@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -42,7 +43,7 @@ _DEFERRED_USAGE = select(_TI.c.pool, func.sum(_TI.c.pool_slots)).join(
     _TI.c.state == str(TI.DEFERRED), _POOL.c.include_deferred.is_(True)).group_by(_TI.c.pool)
 _CANDIDATES = select(
     _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.pool, _TI.c.pool_slots,
-    _TI.c.queue,
+    _TI.c.queue, _TI.c.state, _TI.c.try_number, _TI.c.next_method,
 ).join(_RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id)).join(
     DagModel.__table__, DagModel.__table__.c.dag_id == _TI.c.dag_id).where(
     _TI.c.state == str(TI.SCHEDULED),
@@ -83,6 +84,7 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     pool_sizes = dict(session.execute(_POOLS).all())
     pool_used, dag_used, task_used, task_run_used = _usage(session)
     chosen: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    rows: dict[tuple[str, str, str, int], Any] = {}
     queues: dict[tuple[str, str, str, int], str] = {}
     placement: dict[tuple[str, str, str, int], dict] = {}  # resources and pool, for Dask
     for row in candidates:
@@ -114,6 +116,7 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
                 waiting[key] = why
             continue
         chosen.setdefault((row.dag_id, row.run_id), []).append((row.task_id, row.map_index))
+        rows[key] = row
         queues[key] = row.queue or "default"
         config = getattr(task, "executor_config", None)
         resources = config.get("resources") if isinstance(config, dict) else None
@@ -133,7 +136,10 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     for (dag_id, run_id), keys in chosen.items():
         dag = read_dag(session, dag_id)
         queued = queue_task_instances(session, dag_id, run_id, keys, node=node,
-                                      executor=executor_name, now=now)
+                                      executor=executor_name, now=now, current={
+                                          (task_id, map_index): rows[(dag_id, run_id,
+                                                                      task_id, map_index)]
+                                          for task_id, map_index in keys})
         for (task_id, map_index), (try_number, try_id) in queued.items():
             requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
                                        code.fileloc(dag_id, run_id, dag.fileloc),

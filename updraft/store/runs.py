@@ -229,18 +229,23 @@ def set_ti_states(session: Session, dag_id: str, run_id: str,
 def queue_task_instances(session: Session, dag_id: str, run_id: str,
                          keys: Iterable[tuple[str, int]], node: str | None = None,
                          executor: str | None = None,
-                         now: datetime | None = None) -> dict[tuple[str, int], QueuedTry]:
+                         now: datetime | None = None,
+                         current: Mapping[tuple[str, int], Any] | None = None,
+                         ) -> dict[tuple[str, int], QueuedTry]:
     """Move ready task instances to queued, starting their next try; return each queued
     try's number and identity (``try_id``, which the worker's claim must name).
 
     A reschedule or a resumed deferral continues the same try; anything else starts a new
     one. Only rows still in a schedulable state are queued (a concurrent clear or mark wins).
+    ``current``: the rows' state, try_number and next_method as the caller read them in
+    this transaction (else they are read here); the update compares and sets on them.
     """
     now = now or utcnow()
     keys = list(keys)
     if not keys:
         return {}
-    current = _current_rows(session, dag_id, run_id, keys)
+    if current is None or any(key not in current for key in keys):
+        current = _current_rows(session, dag_id, run_id, keys)
     rescheduled = _mid_reschedule_keys(session, dag_id, run_id, [
         (k, r.try_number) for k, r in current.items()
         if r.state == str(TI.SCHEDULED) and r.try_number])
