@@ -141,6 +141,22 @@ def apply_command(verb: str, msg: schemas.Message, store_url: str | None,
         elif verb == "delete_run":
             commands.delete_dag_run(session, msg.dag_id, msg.run_id, owner=who)
             result = {"dag_id": msg.dag_id, "run_id": msg.run_id, "deleted": True}
+        elif verb == "set_note":
+            from updraft.store.actions import set_note
+
+            result = set_note(session, msg.dag_id, msg.run_id, msg.note, task_id=msg.task_id,
+                              map_index=msg.map_index, owner=who)
+        elif verb == "delete_dag":
+            from updraft.store.actions import delete_dag
+
+            result = {"dag_id": msg.dag_id, "deleted": delete_dag(session, msg.dag_id,
+                                                                  owner=who)}
+        elif verb == "backfill":
+            from updraft.store.actions import backfill
+
+            result = backfill(session, msg.dag_id, msg.start_date, msg.end_date,
+                              reset_existing=msg.reset_dagruns, dry_run=msg.dry_run, owner=who)
+            dirty.extend((msg.dag_id, r) for r in result.get("created", []))
         else:  # the schemas table and this function disagree: a bug, not a user error
             raise RuntimeError(f"no handler for command {verb!r}")
     return _json_safe(result), dirty

@@ -127,6 +127,45 @@ class DeleteRunCommand(Message):
 
 
 @dataclass(frozen=True)
+class SetNoteCommand(Message):
+    """Set or remove (empty ``note``) the note of a run, or of a task instance when
+    ``task_id`` is given (reply result: dag_id, run_id, task_id, map_index, note)."""
+
+    dag_id: str
+    run_id: str
+    note: str | None = None
+    task_id: str | None = None
+    map_index: int = -1
+    owner: str | None = None
+    v: int = 1
+
+
+@dataclass(frozen=True)
+class DeleteDagCommand(Message):
+    """Delete a DAG's metadata; its file stays and is parsed again (reply result: dag_id,
+    deleted: rows per table)."""
+
+    dag_id: str
+    owner: str | None = None
+    v: int = 1
+
+
+@dataclass(frozen=True)
+class BackfillCommand(Message):
+    """Create the backfill runs between two logical dates (ISO 8601; naive ones are in the
+    DAG's timezone); ``dry_run`` only lists them (reply result: run_ids, logical_dates,
+    created or existing)."""
+
+    dag_id: str
+    start_date: str
+    end_date: str
+    reset_dagruns: bool = False
+    dry_run: bool = False
+    owner: str | None = None
+    v: int = 1
+
+
+@dataclass(frozen=True)
 class AssetEventCommand(Message):
     """Record an event of asset ``name`` (reply result: asset, event_id, duplicate); ``id``
     makes it idempotent."""
@@ -148,6 +187,9 @@ COMMANDS: dict[str, type[Message]] = {
     "set_state": SetStateCommand,
     "set_run_state": SetRunStateCommand,
     "delete_run": DeleteRunCommand,
+    "set_note": SetNoteCommand,
+    "delete_dag": DeleteDagCommand,
+    "backfill": BackfillCommand,
 }
 
 #: error codes of a CommandReply

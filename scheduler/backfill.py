@@ -31,7 +31,7 @@ def scheduler_alive(session, now: datetime, within: float = 30.0) -> bool:
 def run_backfill(dag, start: datetime, end: datetime, *, reset: bool = False,
                  dry_run: bool = False, executor_name: str | None = None) -> int:
     """Create the backfill runs, make sure they run, show progress; return an exit code."""
-    from scheduler.runs import create_backfill_runs
+    from updraft.store.actions import create_backfill_runs
     from updraft.store.dags import read_dag, write_dag
 
     now = utcnow()

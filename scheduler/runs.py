@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,8 @@ from updraft.state import (
     TaskInstanceState as TI,
     state_values,
 )
+# Backfill runs are made in the store: the UI's backfill command makes them too.
+from updraft.store.actions import create_backfill_runs  # noqa: F401  (re-exported)
 from updraft.store.models import DagModel, DagRunModel, TaskInstanceModel
 from updraft.store.ti_state import write_state
 
@@ -232,30 +234,3 @@ def time_out_runs(session: Session, now: datetime, read_dag) -> list[tuple[str, 
                       when=now)
         timed_out.append((run.dag_id, run.run_id))
     return timed_out
-
-
-def create_backfill_runs(session: Session, dag, start: datetime, end: datetime,
-                         now: datetime, reset_existing: bool = False) -> list[str]:
-    """Create one backfill run per scheduled interval whose logical date is in [start, end]."""
-    from updraft.store.commands import delete_dag_run
-    from updraft.store.runs import create_dag_run, row_defaults_for
-
-    created: list[str] = []
-    for info in dag.timetable.iter_dagrun_infos_between(start, end):
-        run_id = DagRunType.BACKFILL.generate_run_id(info.logical_date)
-        existing = session.scalar(select(DagRunModel).where(
-            DagRunModel.dag_id == dag.dag_id,
-            or_(DagRunModel.run_id == run_id,
-                and_(DagRunModel.logical_date == info.logical_date))))
-        if existing is not None:
-            if not reset_existing:
-                continue
-            delete_dag_run(session, dag.dag_id, existing.run_id, owner="backfill", now=now)
-        create_dag_run(session, dag_id=dag.dag_id, run_id=run_id,
-                       run_type=DagRunType.BACKFILL, logical_date=info.logical_date,
-                       data_interval=(info.data_interval.start, info.data_interval.end),
-                       conf={}, tasks=row_defaults_for(dag.task_dict),
-                       state=DagRunState.QUEUED, dag_hash=dag.dag_hash, triggered_by="backfill",
-                       now=now)
-        created.append(run_id)
-    return created
