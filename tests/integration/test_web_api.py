@@ -199,8 +199,8 @@ def test_secret_key_is_generated_once_with_mode_0600(web_env, updraft_home):
 
 # -- the permission matrix -------------------------------------------------------------------
 
-READ, DAG_PAUSE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE = (
-    "read", "dag.pause", "run.trigger", "run.clear", "run.mark", "run.delete")
+READ, DAG_PAUSE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE, DAG_DELETE = (
+    "read", "dag.pause", "run.trigger", "run.clear", "run.mark", "run.delete", "dag.delete")
 TI = f"/api/v1/dags/{DAG_ID}/dagRuns/base/taskInstances"
 
 
@@ -223,6 +223,7 @@ def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
         (READ, "GET", f"{TI}/produce", None, 200),
         (READ, "GET", f"{TI}/produce/tries", None, 200),
         (READ, "GET", f"{TI}/produce/events", None, 200),
+        (READ, "GET", f"{TI}/produce/dependencies", None, 200),
         (READ, "GET", f"{TI}/produce/logs", None, 200),
         (READ, "GET", f"{TI}/produce/xcomEntries", None, 200),
         (READ, "GET", f"{TI}/produce/xcomEntries/return_value", None, 200),
@@ -238,6 +239,11 @@ def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
         (RUN_TRIGGER, "POST", "/api/v1/assets/events",
          {"asset_name": "web_asset", "extra": {"role": r}}, 201),
         (DAG_PAUSE, "PATCH", dag, {"is_paused": False}, 200),
+        (READ, "GET", f"{dag}/backfill", None, 200),
+        (RUN_TRIGGER, "POST", f"{dag}/backfill",
+         {"start_date": "2024-01-01", "end_date": "2024-01-03", "dry_run": True}, 200),
+        # a DAG that does not exist: the permission is checked first, then 404
+        (DAG_DELETE, "DELETE", f"/api/v1/dags/del_dag_{r}", None, 404),
         (RUN_TRIGGER, "POST", f"{dag}/dagRuns", {"conf": {"size": 2}}, 200),
         (RUN_CLEAR, "POST", f"{dag}/dagRuns/base/clear", {"dry_run": True}, 200),
         (RUN_CLEAR, "POST", f"{dag}/clearTaskInstances",
@@ -245,6 +251,8 @@ def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
         (RUN_MARK, "PATCH", f"{TI}/end", {"new_state": "success"}, 200),
         (RUN_MARK, "POST", f"{TI}/end", {"new_state": "success"}, 200),
         (RUN_MARK, "PATCH", f"{dag}/dagRuns/base", {"state": "success"}, 200),
+        (RUN_MARK, "PATCH", f"{dag}/dagRuns/base", {"note": f"run note by {r}"}, 200),
+        (RUN_MARK, "PATCH", f"{TI}/end", {"note": f"task note by {r}"}, 200),
         (RUN_DELETE, "DELETE", f"{dag}/dagRuns/del_{r}", None, 204),
         ("variable.read", "GET", "/api/v1/variables", None, 200),
         ("variable.read", "GET", "/api/v1/variables/shared", None, 200),

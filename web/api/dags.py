@@ -1,4 +1,5 @@
-"""DAGs: list, get, pause/unpause (over the bus), details, tasks, source."""
+"""DAGs: list, get, pause/unpause and delete (over the bus), backfill (over the bus) and its
+progress, details, tasks, source."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from web import queries
 from web.api import bp
 from web.api.common import (
     bool_arg,
+    date_arg,
     json_body,
     list_arg,
     not_found,
@@ -19,7 +21,7 @@ from web.api.common import (
     send_command,
     str_arg,
 )
-from web.auth.permissions import DAG_PAUSE, READ, require
+from web.auth.permissions import DAG_DELETE, DAG_PAUSE, READ, RUN_TRIGGER, require
 
 #: Fields of a serialized DAG that ``/details`` leaves out (the tasks have their own route).
 _DETAIL_SKIP = ("tasks", "task_group", "edge_info")
@@ -67,6 +69,47 @@ def patch_dag(dag_id: str):
     send_command("pause" if body["is_paused"] else "unpause", {"dag_id": dag_id})
     with session_scope() as session:
         return jsonify(queries.dag_json(_dag_or_404(session, dag_id)))
+
+
+@bp.delete("/dags/<dag_id>")
+@require(DAG_DELETE)
+def delete_dag(dag_id: str):
+    """Delete a DAG's metadata (runs, task instances, versions); the file stays and is parsed
+    again, so the DAG comes back without its history. The scheduler does it."""
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+    send_command("delete_dag", {"dag_id": dag_id})
+    return "", 204
+
+
+@bp.post("/dags/<dag_id>/backfill")
+@require(RUN_TRIGGER)
+def backfill(dag_id: str):
+    """Create the backfill runs of a date range (``dry_run``: only list them); the scheduler
+    makes and runs them."""
+    body = json_body("DAGBackfill")
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+    return jsonify(send_command("backfill", {
+        "dag_id": dag_id, "start_date": body["start_date"], "end_date": body["end_date"],
+        "reset_dagruns": bool(body.get("reset_dagruns")), "dry_run": bool(body.get("dry_run"))}))
+
+
+@bp.get("/dags/<dag_id>/backfill")
+@require(READ)
+def backfill_progress(dag_id: str):
+    """The backfill runs of a DAG (between ``start_date`` and ``end_date``) with their task
+    instances done and in all."""
+    from updraft.store.actions import backfill_progress as progress
+
+    start, end = date_arg("start_date"), date_arg("end_date")
+    with session_scope() as session:
+        _dag_or_404(session, dag_id)
+        found = progress(session, dag_id, start, end)
+    for run in found["runs"]:
+        for key in ("logical_date", "start_date", "end_date"):
+            run[key] = queries.iso(run[key])
+    return jsonify(found)
 
 
 @bp.get("/dags/<dag_id>/details")

@@ -51,6 +51,16 @@ def _text(max_length: int | None = None, *, nullable: bool = True, **extra: Any)
     return schema
 
 
+#: A run's or task instance's note: set it, or remove it with "" or null.
+_NOTE = _text(1000, description="the note (at most 1,000 characters; empty or null removes it)")
+#: A backfill's first or last logical date: RFC 3339, or a date or a time without offset in
+#: the DAG's timezone.
+_BACKFILL_DATE = {"type": "string", "minLength": 10, "maxLength": 40,
+                  "pattern": DATE_YEAR_PATTERN + r"[0-9]{2}-[0-9]{2}([T ][0-9:.]+([+-][0-9:]+|Z)?)?$",
+                  "description": "a logical date: RFC 3339, or without an offset in the DAG's "
+                                 "timezone (2025-01-31 or 2025-01-31T06:00:00)"}
+
+
 def _name(max_length: int, what: str) -> dict:
     return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NAME_PATTERN,
             "description": f"{what}: 1 to {max_length} printable ASCII characters, not all "
@@ -166,8 +176,16 @@ SCHEMAS: dict[str, dict] = {
                                      "description": "makes the event idempotent: an event "
                                                     "with this id is recorded once"}},
                              required=("asset_name",), extra=False),
-    "DAGRunState": _obj({"state": {"type": "string", "enum": ["queued", "success", "failed"]}},
-                        required=("state",), extra=False),
+    "DAGRunState": _obj({"state": {"type": "string", "enum": ["queued", "success", "failed"]},
+                         "note": _NOTE}, extra=False),
+    "DAGBackfill": _obj({"start_date": _BACKFILL_DATE, "end_date": _BACKFILL_DATE,
+                         "reset_dagruns": dict(_BOOL, description="replace runs that exist"),
+                         "dry_run": dict(_BOOL, description="only list the runs")},
+                        required=("start_date", "end_date"), extra=False),
+    "DAGBackfillProgress": _obj({"dag_id": _STR, "runs": {"type": "array", "items": _OBJ},
+                                 "total": _INT, "done": _INT, "runs_done": _INT,
+                                 "failed": _INT, "finished": _BOOL},
+                                required=("dag_id", "runs")),
     "ClearRequest": _obj({"dry_run": _BOOL, "only_failed": _BOOL, "only_running": _BOOL,
                           "task_ids": {"type": "array", "items": _STR},
                           "include_upstream": _BOOL, "include_downstream": _BOOL}, extra=False),
@@ -180,7 +198,7 @@ SCHEMAS: dict[str, dict] = {
                           "map_index": _INT, "state": _STR, "try_number": _INT,
                           "max_tries": _INT, "start_date": _DATE, "end_date": _DATE,
                           "duration": _NUM, "hostname": _NSTR, "executor": _NSTR,
-                          "pool": _STR, "operator": _NSTR,
+                          "pool": _STR, "operator": _NSTR, "note": _NSTR,
                           "rendered_fields": dict(_OBJ, description=(
                               "the rendered template fields, with every secret the task read "
                               "(sensitive variables, connection passwords) masked as ***")),
@@ -196,8 +214,8 @@ SCHEMAS: dict[str, dict] = {
                                "map_indexes": {"type": "array", "items": {
                                    "type": "integer", "minimum": 0, "maximum": MAX_INT}},
                                "include_upstream": _BOOL, "include_downstream": _BOOL,
-                               "include_future": _BOOL, "include_past": _BOOL},
-                              required=("new_state",), extra=False),
+                               "include_future": _BOOL, "include_past": _BOOL,
+                               "note": _NOTE}, extra=False),
     "Try": _obj({"try_number": _INT, "map_index": _INT, "state": _STR, "start_date": _DATE,
                  "end_date": _DATE, "duration": _NUM, "hostname": _NSTR, "executor": _NSTR,
                  "error": _NSTR}, required=("try_number", "state")),
@@ -384,7 +402,25 @@ def _paths() -> dict:
             "get": _op("Get a DAG", _json("DAG"), params=[DAG_ID], errors=("404",), tag="DAG"),
             "patch": _op("Pause or unpause a DAG (over the bus)", _json("DAG"), params=[DAG_ID],
                          body="DAGPatch", errors=("404",) + _BUS, tag="DAG",
-                         permission="dag.pause")},
+                         permission="dag.pause"),
+            "delete": _op("Delete a DAG's metadata (over the bus)", _NO_CONTENT, status="204",
+                          params=[DAG_ID], errors=("404",) + _BUS, tag="DAG",
+                          permission="dag.delete",
+                          description="Its runs, task instances, tries, XComs and versions "
+                                      "go; the audit log stays. The file stays too: the DAG "
+                                      "processor parses it again and the DAG comes back "
+                                      "without its history.")},
+        "/dags/{dag_id}/backfill": {
+            "get": _op("The progress of a DAG's backfill runs", _json("DAGBackfillProgress"),
+                       params=[DAG_ID, _query("start_date", _FILTER_DATE, "RFC 3339"),
+                               _query("end_date", _FILTER_DATE, "RFC 3339")],
+                       errors=("404",), tag="DAG"),
+            "post": _op("Backfill a date range (over the bus)", _json("CommandResult"),
+                        params=[DAG_ID], body="DAGBackfill", errors=("404",) + _BUS, tag="DAG",
+                        permission="run.trigger",
+                        description="Creates one backfill run per scheduled interval whose "
+                                    "logical date is in the range (existing ones are kept "
+                                    "unless reset_dagruns); the scheduler runs them.")},
         "/dags/{dag_id}/details": {"get": _op("Get a DAG with its serialized details",
                                               _json("DAG"), params=[DAG_ID], errors=("404",),
                                               tag="DAG")},
@@ -423,7 +459,7 @@ def _paths() -> dict:
         run: {
             "get": _op("Get a run", _json("DAGRun"), params=[DAG_ID, RUN_ID], errors=("404",),
                        tag="DAGRun"),
-            "patch": _op("Set a run's state (over the bus)", _json("DAGRun"),
+            "patch": _op("Set a run's state or note (over the bus)", _json("DAGRun"),
                          params=[DAG_ID, RUN_ID], body="DAGRunState", tag="DAGRun",
                          errors=("404", "409") + _BUS, permission="run.mark", conflict=_CHANGED),
             "delete": _op("Delete a run (over the bus)", _NO_CONTENT, status="204",
@@ -445,7 +481,8 @@ def _paths() -> dict:
         ti: {
             "get": _op("Get a task instance", _json("TaskInstance"), tag="TaskInstance",
                        params=[DAG_ID, RUN_ID, TASK_ID, MAP_INDEX], errors=("404",)),
-            "patch": _op("Set a task instance's state (over the bus)", _json("CommandResult"),
+            "patch": _op("Set a task instance's state or note (over the bus)",
+                         _json("CommandResult"),
                          params=[DAG_ID, RUN_ID, TASK_ID, MAP_INDEX], body="TaskInstanceState",
                          tag="TaskInstance", errors=("404", "409") + _BUS,
                          permission="run.mark", conflict=_CHANGED),

@@ -115,11 +115,18 @@ def delete_run(dag_id: str, run_id: str):
 @bp.patch("/dags/<dag_id>/dagRuns/<run_id>")
 @require(RUN_MARK)
 def set_run_state(dag_id: str, run_id: str):
-    """Mark a run success or failed, or queue it again."""
+    """Mark a run success or failed, or queue it again; and/or set its ``note``."""
     body = json_body("DAGRunState")
+    if "state" not in body and "note" not in body:
+        raise ApiError(400, "give 'state', 'note' or both")
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
-    send_command("set_run_state", {"dag_id": dag_id, "run_id": run_id, "state": body["state"]})
+    if "state" in body:
+        send_command("set_run_state", {"dag_id": dag_id, "run_id": run_id,
+                                       "state": body["state"]})
+    if "note" in body:
+        send_command("set_note", {"dag_id": dag_id, "run_id": run_id,
+                                  "note": body["note"] or ""})
     with session_scope() as session:
         return jsonify(queries.run_json(_run_or_404(session, dag_id, run_id)))
 

@@ -8,6 +8,7 @@ from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import (
+    ApiError,
     int_arg,
     json_body,
     list_arg,
@@ -132,12 +133,22 @@ def get_log(dag_id: str, run_id: str, task_id: str):
 @bp.route(_TI + "/<task_id>", methods=["PATCH", "POST"])
 @require(RUN_MARK)
 def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
-    """Mark a task instance success, failed or skipped (with relatives) via the scheduler."""
+    """Mark a task instance success, failed or skipped (with relatives) via the scheduler;
+    and/or set its ``note``."""
     body = json_body("TaskInstanceState")
+    if "new_state" not in body and "note" not in body:
+        raise ApiError(400, "give 'new_state', 'note' or both")
     map_indexes = body.get("map_indexes")
     map_index = _map_index()
     with session_scope() as session:
         _ti_or_404(session, dag_id, run_id, task_id, map_index)
+    result: dict = {}
+    if "note" in body:
+        result = send_command("set_note", {"dag_id": dag_id, "run_id": run_id,
+                                           "task_id": task_id, "map_index": map_index,
+                                           "note": body["note"] or ""})
+    if "new_state" not in body:
+        return jsonify(result)
     if map_indexes is None and map_index >= 0:
         map_indexes = [map_index]
     result = send_command("set_state", {

@@ -30,6 +30,7 @@ F = TypeVar("F", bound=Callable)
 # import errors, health and the audit log is ``READ``.
 READ = "read"
 DAG_PAUSE = "dag.pause"
+DAG_DELETE = "dag.delete"
 RUN_TRIGGER = "run.trigger"
 RUN_CLEAR = "run.clear"
 RUN_MARK = "run.mark"
@@ -42,12 +43,12 @@ POOL_EDIT = "pool.edit"
 USER_READ = "user.read"
 USER_EDIT = "user.edit"
 
-ALL_PERMISSIONS = (READ, DAG_PAUSE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE, VARIABLE_READ,
+ALL_PERMISSIONS = (READ, DAG_PAUSE, DAG_DELETE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE, VARIABLE_READ,
                    VARIABLE_EDIT, CONNECTION_READ, CONNECTION_EDIT, POOL_EDIT, USER_READ,
                    USER_EDIT)
 
 _VIEWER = frozenset({READ})
-_USER = _VIEWER | {DAG_PAUSE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE}
+_USER = _VIEWER | {DAG_PAUSE, DAG_DELETE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE}
 _OP = _USER | {VARIABLE_READ, VARIABLE_EDIT, CONNECTION_READ, CONNECTION_EDIT, POOL_EDIT}
 _ADMIN = _OP | {USER_READ, USER_EDIT}
 
@@ -63,9 +64,10 @@ ROLES = tuple(ROLE_PERMISSIONS)
 PERMISSION_DESCRIPTIONS = {
     READ: "read DAGs, runs, task instances, logs, XComs, pools, import errors and health",
     DAG_PAUSE: "pause and unpause DAGs",
+    DAG_DELETE: "delete a DAG's runs and history (its file stays and is parsed again)",
     RUN_TRIGGER: "trigger DAG runs",
     RUN_CLEAR: "clear task instances",
-    RUN_MARK: "mark runs and task instances success or failed",
+    RUN_MARK: "mark runs and task instances success or failed, and write their notes",
     RUN_DELETE: "delete DAG runs",
     VARIABLE_READ: "read variables",
     VARIABLE_EDIT: "create, change and delete variables",
