@@ -13,6 +13,7 @@ from web.ui import (  # noqa: F401  (they add their routes to bp)
     admin,
     assets,
     browse,
+    dag_actions,
     dags,
     grid,
     home,
