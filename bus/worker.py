@@ -227,7 +227,9 @@ class Worker:
     def run(self) -> int:
         """Serve until ``stop()`` (or SIGTERM via the CLI); returns tries abandoned at exit."""
         from updraft.listeners import notify_before_stopping, notify_starting
+        from updraft.runtime import apply_switch_interval
 
+        apply_switch_interval()
         notify_starting(self)
         try:
             asyncio.run(self.serve())

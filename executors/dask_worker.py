@@ -206,6 +206,9 @@ class WarmWorker(WorkerPlugin):
 
     def setup(self, worker: Any = None) -> None:
         self._worker = worker
+        from updraft.runtime import apply_switch_interval
+
+        apply_switch_interval()
         threading.Thread(target=self._warm, args=(worker,), name="updraft-warm-worker",
                          daemon=True).start()
 

@@ -14,7 +14,9 @@ log = logging.getLogger("updraft.scheduler")
 def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
     """Entry point of ``updraft scheduler``."""
     from executors import get_executor
+    from updraft.runtime import apply_switch_interval
 
+    apply_switch_interval()
     scheduler = Scheduler(get_executor(executor_name), num_runs=num_runs)
     # The bus connects in the background: scheduling never waits for NATS.
     from bus.node import start_scheduler_bus

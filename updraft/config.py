@@ -45,6 +45,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "task_isolation": "process",
         # Seconds a stopped try gets between SIGTERM (its on_kill() runs) and SIGKILL.
         "kill_grace_period": 5.0,
+        # Python's GIL switch interval (seconds) in the scheduler and worker processes:
+        # their threads mostly wait on sockets, and a thread woken by one waits up to this
+        # long for another that computes. 0 keeps Python's default (0.005).
+        "switch_interval": 0.001,
         # How many tries one try process may run, one after the other, when each leaves
         # nothing behind (1: a fresh process for every try; see README "Task isolation").
         "tries_per_process": 100,

@@ -416,6 +416,22 @@ def run_task_try(request: TryRequest, dag=None, *, node: str | None = None,
     return outcome
 
 
+def apply_switch_interval() -> None:
+    """Set ``[core] switch_interval`` as this process's GIL switch interval (node start)."""
+    import sys
+
+    from updraft.config import conf
+
+    try:
+        interval = float(conf.get("core", "switch_interval") or 0)
+    except (TypeError, ValueError):
+        log.warning("[core] switch_interval must be a number of seconds; left at %s",
+                    sys.getswitchinterval())
+        return
+    if interval > 0:
+        sys.setswitchinterval(interval)
+
+
 def preload() -> None:
     """Import what a try needs (the runner imports it lazily, so importing this module stays
     cheap): a worker that calls this ahead saves its first try about a tenth of a second."""
