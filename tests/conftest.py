@@ -87,20 +87,6 @@ def _sqlite_template(tmp_path_factory):
     return path
 
 
-def _empty_store(url: str) -> None:
-    """Delete every row (schema kept), then put the default pool back."""
-    from sqlalchemy import delete
-
-    from updraft.store.engine import get_engine
-    from updraft.store.migrate import _ensure_default_pool
-    from updraft.store.models import Base
-
-    with get_engine(url).begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(delete(table))
-        _ensure_default_pool(connection)
-
-
 @pytest.fixture(params=[
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
@@ -118,7 +104,7 @@ def store_url(request, updraft_home, monkeypatch):
     else:
         url = request.getfixturevalue(f"{request.param}_url")
         migrate(url)
-        _empty_store(url)
+        services.empty_store(url)
     monkeypatch.setenv("UPDRAFT__DATABASE__SQL_ALCHEMY_CONN", url)
     conf.reload()
     yield url

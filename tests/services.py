@@ -268,3 +268,20 @@ def delete_nats_streams(url: str, prefix: str) -> None:
         asyncio.run(clean())
     except Exception as exc:  # noqa: BLE001  (cleanup only)
         print(f"could not delete the streams of {prefix}: {exc}")
+
+
+def empty_store(url: str) -> None:
+    """Delete every row of a migrated store (schema kept), then put the default pool back.
+
+    A plain helper, not in a conftest: under xdist a test module's ``from conftest import``
+    can resolve to another folder's conftest (``tests/chaos/conftest.py``)."""
+    from sqlalchemy import delete
+
+    from updraft.store.engine import get_engine
+    from updraft.store.migrate import _ensure_default_pool
+    from updraft.store.models import Base
+
+    with get_engine(url).begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
+        _ensure_default_pool(connection)

@@ -17,6 +17,7 @@ import signal
 
 import pytest
 import scheduler_helpers as h
+import services
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -39,11 +40,9 @@ def pg_env(request, nats_url, updraft_home, tmp_path, monkeypatch):
     from updraft.config import conf
     from updraft.store.migrate import migrate
 
-    from conftest import _empty_store
-
     postgres_url = request.getfixturevalue(request.param)
     migrate(postgres_url)
-    _empty_store(postgres_url)
+    services.empty_store(postgres_url)
     dags = tmp_path / "dags"
     dags.mkdir()
     for name, value in h.FAST_SETTINGS.items():

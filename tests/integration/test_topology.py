@@ -64,8 +64,6 @@ with DAG("topology", schedule=None, start_date=datetime(2024, 1, 1), max_active_
 
 @pytest.fixture
 def topology(postgres_url, updraft_home, tmp_path, monkeypatch):
-    from conftest import _empty_store
-
     from updraft.config import conf
     from updraft.store.migrate import migrate
 
@@ -75,7 +73,7 @@ def topology(postgres_url, updraft_home, tmp_path, monkeypatch):
             pytest.fail(reason)
         pytest.skip(reason)
     migrate(postgres_url)
-    _empty_store(postgres_url)
+    services.empty_store(postgres_url)
     nats = NatsCluster(tmp_path / "nats").start()
     dags = tmp_path / "dags"
     dags.mkdir()
