@@ -50,6 +50,8 @@ class DagFileProcessor:
         self._alive: dict[str, list[str] | None] = {}
         self._submitted: dict[str, float] = {}  # path -> mtime, while in the pool
         self._blocked: dict[str, set[str]] = {}  # path -> files holding its DAG ids
+        self._frees = 0  # how many times marking DAGs inactive freed DAG ids
+        self._frees_at_submit: dict[str, int] = {}  # path -> _frees when it was submitted
         self._gone: set[str] = set()
         self._inactive_due = False
         self._synced_at = 0.0
@@ -270,6 +272,7 @@ class DagFileProcessor:
             except OSError:
                 return
         self._submitted[path] = mtime
+        self._frees_at_submit[path] = self._frees
         self._get_pool().submit(path)
 
     def _release(self, holders: Iterable[str]) -> None:
@@ -287,6 +290,7 @@ class DagFileProcessor:
         for outcome in outcomes:
             path = outcome.path
             mtime = self._submitted.pop(path, -1.0)
+            frees_at_submit = self._frees_at_submit.pop(path, self._frees)
             self._parsed += 1
             if self._first_round is not None:
                 self._first_round.discard(path)
@@ -318,6 +322,11 @@ class DagFileProcessor:
                 changed_any = True
             if outcome.conflicts:
                 self._blocked[path] = set(outcome.conflicts.values())
+                if frees_at_submit != self._frees:
+                    # DAG ids were freed while it was parsing: its child may have found
+                    # the holder still active just before. Parse it again, as
+                    # ``_sync_store`` would have had it not been in flight.
+                    self._submit(path)
             else:
                 self._blocked.pop(path, None)
         if outcomes:
@@ -386,6 +395,7 @@ class DagFileProcessor:
         self._inactive_due = False
         if gone:
             log.info("Marked inactive (file gone or DAG removed): %s", ", ".join(gone))
+            self._frees += 1  # a file parsing now is submitted again by _handle if blocked
             for path in list(self._blocked):  # a DAG id they wanted may be free now
                 self._submit(path)
         return bool(gone) or bool(gone_files)

@@ -306,6 +306,40 @@ def test_a_dag_id_stays_with_its_first_file(env, processor):
     assert import_errors() == {}
 
 
+def test_a_file_parsed_while_its_dag_id_is_freed_is_parsed_again(env, processor, monkeypatch):
+    """The order a loaded machine produced: both files parse at once, the second's child
+    finds the id still held, then the first file's outcome frees it (marked inactive)
+    before the second's outcome is handled. The second file is parsed again and gets it."""
+    from scheduler.parsing_pool import ParsingPool
+
+    first = write(env, "free_first", GOOD.format(dag_id="freed", task_id="a"))
+    job = processor()
+    job.process_once(timeout=60)
+    second = write(env, "free_second", GOOD.format(dag_id="freed", task_id="b"))
+    job.process_once(timeout=60)
+    assert stored()["freed"] == (str(first), True)
+    write(env, "free_first", GOOD.format(dag_id="other", task_id="a"))
+    touch(second)
+    real_poll, real_busy = ParsingPool.poll, ParsingPool.busy
+    held: list = []
+
+    def poll(self, timeout, wake=()):
+        """Hold outcomes until neither file parses, then hand them over one at a time,
+        the first file's first."""
+        held.extend(real_poll(self, timeout, wake))
+        if real_busy(self):
+            return []
+        held.sort(key=lambda outcome: outcome.path != str(first))
+        return [held.pop(0)] if held else []
+
+    monkeypatch.setattr(ParsingPool, "poll", poll)
+    monkeypatch.setattr(ParsingPool, "busy", lambda self: bool(held) or real_busy(self))
+    job._synced_at = 0.0  # the first outcome's store sync is due (as after a slow pass)
+    job.process_once(timeout=60)
+    assert stored()["freed"] == (str(second), True)
+    assert import_errors() == {}
+
+
 def test_two_new_files_with_one_dag_id_at_once(env, processor):
     a = write(env, "twin_a", GOOD.format(dag_id="twin", task_id="a"))
     b = write(env, "twin_b", GOOD.format(dag_id="twin", task_id="b"))
