@@ -209,32 +209,42 @@ def test_clear_and_mark_preview(session_page, seeded):
     page.click('.cell[data-run-id="seed_34"][data-task-id="work.check"]')
     page.click("#side-panel #action-clear")
     dialog = page.locator("dialog#action-dialog")
+
+    def preview(rows: int) -> None:
+        """The preview of the options as they stand: each change fetches one, and two in a
+        row can answer in any order, so wait until the newest is shown (data-loading gone),
+        then count its rows (two option sets can have the same count)."""
+        expect(dialog).not_to_have_attribute("data-loading", "1", timeout=15_000)
+        expect(dialog.locator("#action-rows tbody tr")).to_have_count(rows)
+
     expect(dialog).to_be_visible()
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(1)
+    preview(1)
     page.check("#opt-downstream")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(2)
+    preview(2)
     page.check("#opt-future")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(12)
+    preview(12)
     expect(dialog.locator("#action-count")).to_contain_text("12 task instance(s)")
     watch.shot(page, "clear-dialog-future-downstream")
     page.uncheck("#opt-future")
     page.check("#opt-upstream")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(4)
+    preview(4)
     page.uncheck("#opt-upstream")
     page.check("#opt-only_failed")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(2)  # failed + upstream_failed
+    preview(2)  # failed + upstream_failed
+    expect(page.locator("#opt-only_failed")).to_be_checked()
     page.click("#action-cancel")
     expect(dialog).to_be_hidden()
 
     # Mark failed with downstream, from a task instance's page: preview, then confirm.
     page.goto(f"{base}/dags/e2e_demo/runs/seed_22/tasks/work.slow")
     page.click("#ti-mark-failed")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(1)
+    preview(1)
     page.check("#opt-downstream")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(3)
+    preview(3)
     page.check("#opt-past")
-    expect(dialog.locator("#action-rows tbody tr")).to_have_count(3 * 23 - 3)  # 3 checks failed
+    preview(3 * 23 - 3)  # 3 checks failed
     page.uncheck("#opt-past")
+    preview(3)
     watch.shot(page, "mark-failed-dialog")
     page.click("#action-confirm-button")
     expect(page.locator(".flash-success")).to_contain_text("Marked failed: 3 task instance(s)")
@@ -574,9 +584,10 @@ def test_graph_zoom_and_run_overlay(session_page):
     page.evaluate("window.__not_reloaded = true")
 
     # Stepping through runs recolours the graph in place (here to a failed run).
-    for _ in range(5):
+    for _ in range(5):  # quicker than the SVGs come back: each step counts from the last asked
         page.click("#run-prev")
-    expect(graph).to_have_attribute("data-run-id", "seed_34")
+    expect(graph).to_have_attribute("data-run-id", "seed_34", timeout=15_000)
+    expect(graph).not_to_have_attribute("data-loading", re.compile("."))
     expect(check).to_have_class(re.compile("state-failed"))
     expect(page.locator('svg.dag-graph .task-node[data-task-id="end"]')).to_have_class(
         re.compile("state-upstream_failed"))

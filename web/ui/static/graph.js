@@ -75,13 +75,23 @@
     section.addEventListener("updraft:svg", apply);
 
     function chips() { return Array.prototype.slice.call(document.querySelectorAll("#run-strip .run-chip")); }
+    // The run asked for last: steps count from it while its SVG is on its way (five quick
+    // clicks on "previous" go five runs back), and only its answer is drawn (answers to
+    // earlier clicks may come back later). data-loading is set until it is drawn.
+    var wanted = null, asked = 0;
     function show(chip) {
       var runId = chip.getAttribute("data-run-id");
+      var mine = ++asked;
+      wanted = chip;
+      section.setAttribute("data-loading", runId);
       var collapsed = section.getAttribute("data-collapsed") || "";
       var query = "?run_id=" + encodeURIComponent(runId) + (collapsed ? "&collapsed=" + encodeURIComponent(collapsed) : "");
       return fetch(section.getAttribute("data-svg-url") + query, {credentials: "same-origin"})
         .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
         .then(function (text) {
+          if (mine !== asked) { return; }
+          wanted = null;
+          section.removeAttribute("data-loading");
           holder.innerHTML = text;
           section.setAttribute("data-run-id", runId);
           chips().forEach(function (c) { c.classList.toggle("current", c === chip); });
@@ -95,12 +105,17 @@
           history.replaceState(null, "", location.pathname + query);
           apply();
           if (window.updraftLive) { window.updraftLive.taskStates = {}; window.updraftLive.sync(); }
-        }).catch(function () {});
+        }).catch(function () {
+          if (mine === asked) { wanted = null; section.removeAttribute("data-loading"); }
+        });
     }
     function step(delta) {
-      var all = chips(), at = all.findIndex(function (c) { return c.classList.contains("current"); });
-      var next = all[Math.min(all.length - 1, Math.max(0, (at < 0 ? all.length - 1 : at) + delta))];
-      if (next && !next.classList.contains("current")) { show(next); }
+      var all = chips();
+      var at = wanted ? all.indexOf(wanted) : -1;
+      if (at < 0) { at = all.findIndex(function (c) { return c.classList.contains("current"); }); }
+      var from = at < 0 ? all.length - 1 : at;
+      var next = all[Math.min(all.length - 1, Math.max(0, from + delta))];
+      if (next && next !== all[from]) { show(next); }
     }
     var strip = document.getElementById("run-strip");
     if (strip) {
