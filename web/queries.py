@@ -144,7 +144,8 @@ def serialized_dag_json(session: Session, dag_id: str, dag_hash: str | None = No
 
 
 def dag_source(session: Session, dag_id: str) -> tuple[str, str] | None:
-    """``(fileloc, source)`` of the file that defines ``dag_id``, from the store."""
+    """``(fileloc, source)`` of the file that defines ``dag_id``, from the store, with every
+    secret the store knows masked (a DAG file may hold one as a literal)."""
     row = session.execute(
         select(SerializedDagModel.file_hash).join(
             DagModel, (DagModel.dag_id == SerializedDagModel.dag_id)
@@ -153,7 +154,7 @@ def dag_source(session: Session, dag_id: str) -> tuple[str, str] | None:
     if row is None or row.file_hash is None:
         return None
     code = session.get(DagCode, row.file_hash)
-    return None if code is None else (code.fileloc, code.source_code)
+    return None if code is None else (code.fileloc, shown(code.source_code))
 
 
 # -- runs ------------------------------------------------------------------------------------

@@ -175,6 +175,47 @@ def test_variables_page_masks_secret_values(app, tokens):
     assert "shown masked" in page
 
 
+def test_dag_code_and_bundle_files_mask_secrets(app, tokens, web_env):
+    """Every file of the DAGs folder is in a bundle version, which every role that reads DAGs
+    may read (as Airflow's Viewer reads DAG code): a settings file or a DAG file holding a
+    stored secret shows *** instead, in the API and on the pages."""
+    from updraft.store.bundles import bundle_manifest, latest_bundle_version
+    from updraft.store.engine import session_scope
+
+    _store_secrets()
+    (web_env / "settings.cfg").write_text(f"[db]\npassword = {DB_PASSWORD}\nhost = db\n")
+    h.write_dag(web_env, SECRET_DAG_ID, SECRET_DAG + f"\n# the key: {API_SECRET}\n")
+
+    def recorded():
+        with session_scope() as session:
+            version = latest_bundle_version(session)
+            files = bundle_manifest(session, version) if version else None
+        return version if files and {"settings.cfg", f"{SECRET_DAG_ID}.py"} <= set(files) \
+            else None
+
+    with running_scheduler(web_env):
+        h.wait_parsed(SECRET_DAG_ID)
+        version = h.wait_for(recorded, what="a bundle version with settings.cfg")
+    client = app.test_client()
+    viewer = bearer(tokens["Viewer"])
+    assert client.get(f"/api/v1/dagBundles/{version}", headers=viewer).status_code == 200
+    for path in ("settings.cfg", f"{SECRET_DAG_ID}.py"):
+        response = client.get(f"/api/v1/dagBundles/{version}/files/{path}", headers=viewer)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        _assert_no_secret(response.get_data(as_text=True), f"bundle file {path}")
+        assert "***" in response.get_json()["content"]
+    source = client.get(f"/api/v1/dags/{SECRET_DAG_ID}/source", headers=viewer)
+    assert source.status_code == 200 and "# the key: ***" in source.get_json()["content"]
+    _assert_no_secret(source.get_data(as_text=True), "the DAG's source")
+    login(client, "viewer")
+    for url in (f"/bundles/{version}/files/settings.cfg",
+                f"/bundles/{version}/files/{SECRET_DAG_ID}.py", f"/dags/{SECRET_DAG_ID}/code"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        _assert_no_secret(response.get_data(as_text=True), f"page {url}")
+        assert "***" in response.get_data(as_text=True), url
+
+
 # -- paths that name a file --------------------------------------------------------------------
 
 def test_no_path_names_a_file_outside_its_folder(app, tokens, secret_run, updraft_home):

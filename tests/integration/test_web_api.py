@@ -204,8 +204,9 @@ READ, DAG_PAUSE, RUN_TRIGGER, RUN_CLEAR, RUN_MARK, RUN_DELETE, DAG_DELETE = (
 TI = f"/api/v1/dags/{DAG_ID}/dagRuns/base/taskInstances"
 
 
-def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
-    """(permission, method, path, json body, status when allowed) for ``role``'s turn."""
+def matrix(role: str, bundle: str = "0" * 64) -> list[tuple[str, str, str, dict | None, int]]:
+    """(permission, method, path, json body, status when allowed) for ``role``'s turn;
+    ``bundle``: the version the base run was pinned to."""
     r = role.lower()
     dag = f"/api/v1/dags/{DAG_ID}"
     return [
@@ -215,6 +216,10 @@ def matrix(role: str) -> list[tuple[str, str, str, dict | None, int]]:
         (READ, "GET", f"{dag}/tasks", None, 200),
         (READ, "GET", f"{dag}/tasks/produce", None, 200),
         (READ, "GET", f"{dag}/source", None, 200),
+        # the DAGs' code: whoever reads DAGs reads it (Airflow's Viewer reads DAG code), with
+        # the secrets the store knows masked
+        (READ, "GET", f"/api/v1/dagBundles/{bundle}", None, 200),
+        (READ, "GET", f"/api/v1/dagBundles/{bundle}/files/{DAG_ID}.py", None, 200),
         (READ, "GET", "/api/v1/dagTags", None, 200),
         (READ, "GET", f"{dag}/dagRuns", None, 200),
         (READ, "GET", "/api/v1/dags/~/dagRuns", None, 200),
@@ -306,6 +311,9 @@ def test_every_endpoint_with_every_role(app, tokens, web_env):
     with running_scheduler(web_env):
         h.wait_parsed(DAG_ID)
         trigger_and_wait(client, admin, "base")
+        bundle = client.get(f"/api/v1/dags/{DAG_ID}/dagRuns/base",
+                            headers=bearer(admin)).get_json()["bundle_version"]
+        assert bundle, "the base run is pinned to no DAG bundle version"
         for role in ROLES:
             trigger_and_wait(client, admin, f"del_{role.lower()}")
         _seed_matrix_targets(client, admin)
@@ -313,10 +321,11 @@ def test_every_endpoint_with_every_role(app, tokens, web_env):
         denied = 0
         # every route of the API must appear in the matrix
         covered = {(m, re.sub(r"/(base|del_\w+|viewer|target|shared|default_pool|produce|end|"
-                               r"return_value|web_dag|web_asset|~)(?=/|$)", "/{}", p))
-                   for _, m, p, _, _ in matrix("x")}
+                               r"return_value|web_dag|web_dag\.py|web_asset|[0-9a-f]{64}|~)"
+                               r"(?=/|$)", "/{}", p))
+                   for _, m, p, _, _ in matrix("x", bundle)}
         for role in ROLES:
-            for permission, method, path, body, ok_status in matrix(role):
+            for permission, method, path, body, ok_status in matrix(role, bundle):
                 response = client.open(path, method=method, json=body,
                                        headers=bearer(tokens[role]))
                 allowed = permission in ROLE_PERMISSIONS[role]

@@ -9,6 +9,7 @@ from updraft.store.engine import session_scope
 from web.api import bp
 from web.api.common import not_found
 from web.auth.permissions import READ, require
+from web.masking import shown
 from web.queries import iso
 
 
@@ -28,11 +29,13 @@ def get_bundle(version: str):
 @bp.get("/dagBundles/<version>/files/<path:path>")
 @require(READ)
 def get_bundle_file(version: str, path: str):
-    """One file of a version, as text (undecodable bytes replaced)."""
+    """One file of a version, as text (undecodable bytes replaced), with every secret the
+    store knows masked: a bundle holds every file of the DAGs folder (a settings file with a
+    password too), and every role that reads DAGs may read it."""
     with session_scope() as session:
         info = bundle_info(session, version)
         data = read_bundle_file(session, version, path) if info else None
     if data is None:
         raise not_found(f"file {path!r} of DAG bundle version {version!r}")
     return jsonify({"path": path, "sha256": info["files"][path],
-                    "content": data.decode("utf-8", errors="replace")})
+                    "content": shown(data.decode("utf-8", errors="replace"))})

@@ -7,6 +7,7 @@ from flask import abort, render_template
 
 from updraft.store.bundles import bundle_info, read_bundle_file
 from web.auth.permissions import READ, require
+from web.masking import shown
 from web.ui.blueprint import bp
 from web.ui.helpers import store
 
@@ -15,7 +16,8 @@ from web.ui.helpers import store
 @bp.route("/bundles/<version>/files/<path:path>")
 @require(READ)
 def bundle_code(version: str, path: str | None = None):
-    """A version's file list, and the source of ``path`` (default: the first DAG file)."""
+    """A version's file list, and the source of ``path`` (default: the first DAG file), with
+    every secret the store knows masked (any file of the DAGs folder is in a bundle)."""
     with store() as session:
         info = bundle_info(session, version)
         if info is None:
@@ -26,4 +28,4 @@ def bundle_code(version: str, path: str | None = None):
             abort(404, f"{path!r} is not a file of DAG bundle version {version[:12]}")
         data = read_bundle_file(session, version, path) if path else None
     return render_template("bundle_code.html", info=info, files=files, path=path,
-                           source=data.decode("utf-8", errors="replace") if data else None)
+                           source=shown(data.decode("utf-8", errors="replace")) if data else None)

@@ -4,6 +4,7 @@ is in ``grid``, the Gantt and calendar in ``timeline``)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from flask import abort, jsonify, redirect, render_template, request, url_for
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from updraft.store.models import DagCode, DagModel, DagRunModel, TaskInstanceModel
 from web.auth.permissions import DAG_PAUSE, READ, RUN_TRIGGER, require
+from web.masking import shown
 from web.ui.blueprint import bp
 from web.ui.commands import send_command
 from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store
@@ -185,11 +187,16 @@ def dag_state(dag_id: str):
 @bp.route("/dags/<dag_id>/code")
 @require(READ)
 def dag_code(dag_id: str):
-    """The DAG file's source, from the store (by file hash); the file is never read."""
+    """The DAG file's source, from the store (by file hash); the file is never read. Every
+    secret the store knows is masked (a DAG file may hold one as a literal)."""
     def code(session, dag, _runs, _run):
         if not dag.file_hash:
             return None
-        return session.get(DagCode, dag.file_hash)
+        row = session.get(DagCode, dag.file_hash)
+        if row is None:
+            return None
+        return SimpleNamespace(fileloc=row.fileloc, last_updated=row.last_updated,
+                               file_hash=row.file_hash, source_code=shown(row.source_code))
     return _page("dag_code.html", dag_id, code=code)
 
 
