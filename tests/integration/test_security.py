@@ -128,7 +128,9 @@ def test_viewer_never_receives_a_secret(app, tokens, secret_run):
     values = {"dag_id": SECRET_DAG_ID, "dag_run_id": secret_run, "task_id": "use_secrets",
               "xcom_key": "return_value", "variable_key": "db_password", "connection_id": "c",
               "pool_name": "default_pool", "username": "viewer", "import_error_id": "1",
-              "asset_name": "secret_out"}
+              "asset_name": "secret_out", "path": f"{SECRET_DAG_ID}.py",
+              "version": client.get(f"/api/v1/dags/{SECRET_DAG_ID}/dagRuns/{secret_run}",
+                                    headers=viewer).get_json()["bundle_version"] or "0" * 64}
     swept = 0
     for path, item in openapi_document()["paths"].items():
         if "get" not in item:
@@ -147,11 +149,14 @@ def test_viewer_never_receives_a_secret(app, tokens, secret_run):
     pages = 0
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("ui.") or "GET" not in rule.methods or \
-                rule.endpoint in ("ui.static", "ui.dag_events"):
+                rule.endpoint in ("ui.static", "ui.dag_events") or \
+                rule.rule.startswith("/events/"):  # streams: they never end
             continue
         url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: {
             "dag_id": SECRET_DAG_ID, "run_id": secret_run, "task_id": "use_secrets",
-            "map_index": "-1", "try_number": "1", "name": "secret_out"}[m.group(1)], rule.rule)
+            "map_index": "-1", "try_number": "1", "name": "secret_out",
+            "version": values["version"], "path": values["path"],
+            "day": "2024-01-01"}[m.group(1)], rule.rule)
         response = client.get(url)
         assert response.status_code < 500, (url, response.status_code)
         _assert_no_secret(response.get_data().decode("utf-8", "replace"), f"page {url}")
@@ -771,6 +776,7 @@ BODIES = {
     "UserCreate": {"username": "u_{who}", "password": PASSWORD, "role": "Viewer"},
     "UserUpdate": {"email": "x@example.com"},
     "AssetEventCreate": {"asset_name": "secret_out", "extra": {"by": "{who}"}},
+    "DAGBackfill": {"start_date": "2024-01-01", "end_date": "2024-01-02", "dry_run": True},
 }
 CALLERS = ("anonymous", *ROLES)
 
@@ -799,6 +805,13 @@ def test_every_operation_of_the_document_with_every_caller(app, tokens, web_env)
                                ("/api/v1/users", {"username": f"d_{who}", "password": PASSWORD,
                                                   "role": "Viewer"})]:
                 assert client.post(path, json=body, headers=admin).status_code == 201
+        from updraft.store.engine import session_scope
+        from updraft.store.models import DagModel
+
+        with session_scope() as session:  # what each caller's DELETE of a DAG removes
+            session.add_all(DagModel(dag_id=f"gone_{who}", is_active=True) for who in CALLERS)
+        version = client.get(f"/api/v1/dags/{SECRET_DAG_ID}/dagRuns/run_Admin",
+                             headers=admin).get_json()["bundle_version"] or "0" * 64
         checked = 0
         for path, item in document["paths"].items():
             for method, op in item.items():
@@ -808,6 +821,7 @@ def test_every_operation_of_the_document_with_every_caller(app, tokens, web_env)
                 permission = op.get("x-permission")
                 for who in CALLERS:
                     values = {"dag_id": SECRET_DAG_ID, "dag_run_id": f"run_{who}",
+                              "version": version, "path": f"{SECRET_DAG_ID}.py",
                               "task_id": "use_secrets", "xcom_key": "return_value",
                               "variable_key": f"d_{who}", "connection_id": f"d_{who}",
                               "pool_name": f"d_{who}", "username": f"d_{who}",
@@ -818,6 +832,8 @@ def test_every_operation_of_the_document_with_every_caller(app, tokens, web_env)
                         body = json.loads(template.replace("{who}", who))
                     if method == "delete" and path.endswith("{dag_run_id}"):
                         values["dag_run_id"] = f"del_{who}"
+                    if method == "delete" and path == "/dags/{dag_id}":
+                        values["dag_id"] = f"gone_{who}"
                     url = "/api/v1" + _fill(path, values)
                     headers = bearer(tokens[who]) if who != "anonymous" else {}
                     response = client.open(url, method=method.upper(), json=body,
@@ -877,7 +893,8 @@ with DAG("junk", schedule=None, start_date=datetime(2024, 1, 1),
     client = app.test_client()
     login(client, "admin")
     names = {"dag_id": "junk", "run_id": "r", "task_id": "g.t", "map_index": "-1",
-             "try_number": "1", "name": "no_such_asset"}
+             "try_number": "1", "name": "no_such_asset", "version": "0" * 64,
+             "path": "junk.py", "day": "2024-01-01"}
     failures = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("ui.") or rule.endpoint in ("ui.static",
@@ -898,7 +915,8 @@ with DAG("junk", schedule=None, start_date=datetime(2024, 1, 1),
                         for f in rng.sample(FORM_FIELDS, 6)}
                 response = client.post(url, data={**data, "csrf_token": csrf_of(client)})
                 if response.status_code >= 500 and not (
-                        response.status_code == 503 and url.endswith("/trigger")
+                        response.status_code == 503
+                        and url.endswith(("/trigger", "/backfill"))
                         and "the bus is down" in response.get_data(as_text=True)):
                     failures.append(("POST", url, data, response.status_code))
     assert not failures, failures[:10]
