@@ -395,7 +395,8 @@ class DaskExecutor(DaskNative, DaskRecovery, BaseExecutor):
         if not dags or self._client is None:
             return
         try:
-            self._client.run(warm_dags, list(dags), self.isolation, on_error="return")
+            self._client.run(warm_dags, list(dags), self.isolation, self._default_store_url,
+                             on_error="return")
         except Exception:  # noqa: BLE001  (only an optimisation)
             log.debug("could not ask the Dask workers to parse DAGs ahead", exc_info=True)
 

@@ -153,19 +153,33 @@ def noop() -> None:
 
 
 def warm_dags(dags: list[tuple[str, str]], isolation: str = "process",
-              dask_worker: Any = None) -> None:
+              store_url: str | None = None, dask_worker: Any = None) -> None:
     """Parse these ``(fileloc, dag_id)`` pairs ahead of their first tries: in the zygote
-    (process isolation) or in a background thread of this worker (thread isolation). Runs
-    via ``Client.run`` (which passes ``dask_worker``) on the worker's event loop, which it
-    must not block."""
+    (process isolation) or in a background thread of this worker (thread isolation). A
+    ``bundle://`` fileloc is fetched into this machine's cache first. Runs via
+    ``Client.run`` (which passes ``dask_worker``) on the worker's event loop, which it must
+    not block: the work happens in a thread."""
+    def localized() -> list[tuple[str, str]]:
+        from updraft.bundles.cache import local_fileloc
+
+        found = []
+        for fileloc, dag_id in dags:
+            try:
+                found.append((local_fileloc(fileloc, store_url), dag_id))
+            except Exception:  # noqa: BLE001  (the try that needs it fetches and reports)
+                log.debug("could not fetch %s ahead of time", fileloc, exc_info=True)
+        return found
+
     if isolation != "thread":
-        worker_supervisor(dask_worker).warm(list(dags))
+        supervisor = worker_supervisor(dask_worker)
+        threading.Thread(target=lambda: supervisor.warm(localized()),
+                         name="updraft-warm-dags", daemon=True).start()
         return
 
     def parse():
         from updraft.task_execution import load_dag, settle_heap
 
-        for fileloc, dag_id in dags:
+        for fileloc, dag_id in localized():
             try:
                 load_dag(fileloc, dag_id)
             except Exception:  # noqa: BLE001  (the try that needs it reports the error)

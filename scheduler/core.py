@@ -190,6 +190,11 @@ class Scheduler:
                 if r.fileloc and self._warmed.get(r.dag_id) != r.dag_hash]
         self._warmed = {r.dag_id: r.dag_hash for r in rows}
         if todo:
+            # Runs execute a DAG bundle version (ADR 12): warm what new runs will name.
+            from scheduler.run_code import newest_code
+
+            with session_scope(self.store_url) as session:
+                todo = newest_code(session, todo, self.dags_folder)
             self.executor.warm(todo)
             # A trigger of a big DAG would otherwise deserialize it first: do it now, aside.
             threading.Thread(target=self._read_ahead, args=([d for _f, d in todo],),

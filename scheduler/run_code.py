@@ -21,6 +21,23 @@ from updraft.store.bundles import latest_bundle_version
 from updraft.store.models import DagRunModel
 
 
+def newest_code(session: Session, dags: list[tuple[str, str]],
+                dags_folder: str | None) -> list[tuple[str, str]]:
+    """``(fileloc, dag_id)`` pairs with each fileloc in the DAGs folder named as the newest
+    bundle version's file (what a run created now executes); others unchanged."""
+    version = latest_bundle_version(session)
+    if not version or not dags_folder:
+        return list(dags)
+    root = os.path.realpath(dags_folder) + os.sep
+    named = []
+    for fileloc, dag_id in dags:
+        real = os.path.realpath(fileloc)
+        if real.startswith(root):
+            fileloc = bundle_fileloc(version, real[len(root):].replace(os.sep, "/"))
+        named.append((fileloc, dag_id))
+    return named
+
+
 _PINNED: dict[tuple[str, str, str], str] = {}  # (store, dag_id, run_id) -> version
 _PINNED_MAX = 20000
 
