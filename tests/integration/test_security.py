@@ -776,7 +776,8 @@ BODIES = {
     "UserCreate": {"username": "u_{who}", "password": PASSWORD, "role": "Viewer"},
     "UserUpdate": {"email": "x@example.com"},
     "AssetEventCreate": {"asset_name": "secret_out", "extra": {"by": "{who}"}},
-    "DAGBackfill": {"start_date": "2024-01-01", "end_date": "2024-01-02", "dry_run": True},
+    "DAGBackfill": {"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-01-02T00:00:00Z",
+                    "dry_run": True},
 }
 CALLERS = ("anonymous", *ROLES)
 

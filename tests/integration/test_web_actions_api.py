@@ -32,18 +32,24 @@ def test_backfill_notes_and_dag_delete_over_the_api(app, tokens, web_env):
     with running_scheduler(web_env):
         h.wait_parsed("api_daily")
         bad = client.post(f"{base}/backfill", headers=admin,
-                          json={"start_date": "2025-01-03", "end_date": "2025-01-01"})
-        assert bad.status_code == 400 and "before the start" in bad.get_json()["detail"]
+                          json={"start_date": "2025-01-03T00:00:00Z",
+                                "end_date": "2025-01-01T00:00:00Z"})
+        assert bad.status_code == 409 and "before the start" in bad.get_json()["detail"]
         assert client.post(f"{base}/backfill", headers=admin,
-                           json={"start_date": "soon", "end_date": "2025-01-01"}
+                           json={"start_date": "2025-01-01", "end_date": "2025-01-01Z"}
                            ).status_code == 400
         plan = client.post(f"{base}/backfill", headers=admin, json={
-            "start_date": "2025-01-01", "end_date": "2025-01-02", "dry_run": True}).get_json()
+            "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-01-02T00:00:00Z",
+            "dry_run": True}).get_json()
         assert len(plan["run_ids"]) == 2 and plan["dry_run"]
         assert client.post(f"{base}/backfill", headers=viewer, json={
-            "start_date": "2025-01-01", "end_date": "2025-01-02"}).status_code == 403
+            "start_date": "2025-01-01T00:00:00Z",
+            "end_date": "2025-01-02T00:00:00Z"}).status_code == 403
         made = client.post(f"{base}/backfill", headers=admin, json={
-            "start_date": "2025-01-01", "end_date": "2025-01-02"})
+            "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-01-02T00:00:00Z"})
+        huge = client.post(f"{base}/backfill", headers=admin, json={
+            "start_date": "1990-01-01T00:00:00Z", "end_date": "2025-01-02T00:00:00Z"})
+        assert huge.status_code == 409 and "more than 1,000 runs" in huge.get_json()["detail"]
         assert made.status_code == 200 and made.get_json()["created"] == plan["run_ids"]
 
         def finished():
@@ -59,7 +65,7 @@ def test_backfill_notes_and_dag_delete_over_the_api(app, tokens, web_env):
 
         run_id = plan["run_ids"][0]
         run_url = f"{base}/dagRuns/{run_id}"
-        assert client.patch(run_url, headers=admin, json={}).status_code == 400
+        assert client.patch(run_url, headers=admin, json={}).status_code == 200  # no change
         assert client.patch(run_url, headers=viewer, json={"note": "x"}).status_code == 403
         assert client.patch(run_url, headers=admin, json={"note": "x" * 1001}).status_code == 400
         noted = client.patch(run_url, headers=admin, json={"note": "checked by ops"})

@@ -246,7 +246,8 @@ def matrix(role: str, bundle: str = "0" * 64) -> list[tuple[str, str, str, dict 
         (DAG_PAUSE, "PATCH", dag, {"is_paused": False}, 200),
         (READ, "GET", f"{dag}/backfill", None, 200),
         (RUN_TRIGGER, "POST", f"{dag}/backfill",
-         {"start_date": "2024-01-01", "end_date": "2024-01-03", "dry_run": True}, 200),
+         {"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-01-03T00:00:00Z",
+          "dry_run": True}, 200),
         # a DAG that does not exist: the permission is checked first, then 404
         (DAG_DELETE, "DELETE", f"/api/v1/dags/del_dag_{r}", None, 404),
         (RUN_TRIGGER, "POST", f"{dag}/dagRuns", {"conf": {"size": 2}}, 200),

@@ -22,7 +22,7 @@ def _write(session, dag_id: str, schedule="@daily"):
 
 
 def test_backfill_preview_create_keep_and_reset(store_url):
-    from updraft.exceptions import UpdraftBadRequest
+    from updraft.exceptions import UpdraftBadRequest, UpdraftConflict
     from updraft.store.actions import backfill, backfill_progress
     from updraft.store.engine import session_scope
 
@@ -44,10 +44,12 @@ def test_backfill_preview_create_keep_and_reset(store_url):
         progress = backfill_progress(session, "daily", datetime(2025, 1, 2).astimezone())
         assert progress["total"] == 2 * len(progress["runs"]) and progress["done"] == 0
         assert not progress["finished"]
-        with pytest.raises(UpdraftBadRequest, match="before the start"):
+        with pytest.raises(UpdraftConflict, match="before the start"):
             backfill(session, "daily", "2025-01-03", "2025-01-01")
         with pytest.raises(UpdraftBadRequest):
             backfill(session, "daily", "yesterday", "2025-01-01")
+        with pytest.raises(UpdraftConflict, match="more than 1,000 runs"):
+            backfill(session, "daily", "2020-01-01", "2025-01-01", dry_run=True)
     with session_scope() as session:
         assert len(backfill_progress(session, "daily")["runs"]) == 3
 

@@ -11,7 +11,13 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from updraft.exceptions import DagNotFound, DagRunNotFound, TaskNotFound, UpdraftBadRequest
+from updraft.exceptions import (
+    DagNotFound,
+    DagRunNotFound,
+    TaskNotFound,
+    UpdraftBadRequest,
+    UpdraftConflict,
+)
 from updraft.state import FINISHED_STATES, DagRunState, DagRunType, state_values
 from updraft.store.commands import audit, get_serialized_dag
 from updraft.store.models import (
@@ -31,6 +37,9 @@ from updraft.store.models import (
 
 #: Longest note kept (Airflow's limit is 1,000 characters).
 MAX_NOTE = 1000
+
+#: Most runs one backfill may create: a larger range is refused (do it in parts).
+MAX_BACKFILL_RUNS = 1000
 
 #: What a DAG delete removes, children first; the audit log keeps its entries (as Airflow's).
 DAG_TABLES = (TaskInstanceTry, TaskReschedule, TiEvent, XComModel, SlaMiss, TaskInstanceModel,
@@ -86,8 +95,16 @@ def delete_dag(session: Session, dag_id: str, *, owner: str | None = None,
 
 
 def backfill_logical_dates(dag: Any, start: datetime, end: datetime) -> list[Any]:
-    """The scheduled intervals of ``dag`` whose logical date is in [start, end]."""
-    return list(dag.timetable.iter_dagrun_infos_between(start, end))
+    """The scheduled intervals of ``dag`` whose logical date is in [start, end]; refused
+    (UpdraftConflict) past MAX_BACKFILL_RUNS."""
+    from itertools import islice
+
+    infos = list(islice(dag.timetable.iter_dagrun_infos_between(start, end),
+                        MAX_BACKFILL_RUNS + 1))
+    if len(infos) > MAX_BACKFILL_RUNS:
+        raise UpdraftConflict(f"the range holds more than {MAX_BACKFILL_RUNS:,} runs of "
+                              f"{dag.dag_id}: backfill it in parts")
+    return infos
 
 
 def create_backfill_runs(session: Session, dag: Any, start: datetime, end: datetime,
@@ -133,7 +150,7 @@ def backfill(session: Session, dag_id: str, start: str | datetime, end: str | da
     if first is None or last is None:
         raise UpdraftBadRequest("a backfill needs a start date and an end date")
     if last < first:
-        raise UpdraftBadRequest("the end date is before the start date")
+        raise UpdraftConflict("the end date is before the start date")
     infos = backfill_logical_dates(dag, first, last)
     dates = [i.logical_date.isoformat() for i in infos]
     run_ids = [DagRunType.BACKFILL.generate_run_id(i.logical_date) for i in infos]

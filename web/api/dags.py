@@ -18,6 +18,7 @@ from web.api.common import (
     not_found,
     page,
     page_args,
+    run_date,
     send_command,
     str_arg,
 )
@@ -88,10 +89,12 @@ def backfill(dag_id: str):
     """Create the backfill runs of a date range (``dry_run``: only list them); the scheduler
     makes and runs them."""
     body = json_body("DAGBackfill")
+    start = run_date(body["start_date"], "field 'start_date'").isoformat()
+    end = run_date(body["end_date"], "field 'end_date'").isoformat()
     with session_scope() as session:
         _dag_or_404(session, dag_id)
     return jsonify(send_command("backfill", {
-        "dag_id": dag_id, "start_date": body["start_date"], "end_date": body["end_date"],
+        "dag_id": dag_id, "start_date": start, "end_date": end,
         "reset_dagruns": bool(body.get("reset_dagruns")), "dry_run": bool(body.get("dry_run"))}))
 
 

@@ -53,12 +53,9 @@ def _text(max_length: int | None = None, *, nullable: bool = True, **extra: Any)
 
 #: A run's or task instance's note: set it, or remove it with "" or null.
 _NOTE = _text(1000, description="the note (at most 1,000 characters; empty or null removes it)")
-#: A backfill's first or last logical date: RFC 3339, or a date or a time without offset in
-#: the DAG's timezone.
-_BACKFILL_DATE = {"type": "string", "minLength": 10, "maxLength": 40,
-                  "pattern": DATE_YEAR_PATTERN + r"[0-9]{2}-[0-9]{2}([T ][0-9:.]+([+-][0-9:]+|Z)?)?$",
-                  "description": "a logical date: RFC 3339, or without an offset in the DAG's "
-                                 "timezone (2025-01-31 or 2025-01-31T06:00:00)"}
+#: A backfill's first or last logical date.
+_BACKFILL_DATE = {"type": "string", "format": "date-time", "pattern": DATE_YEAR_PATTERN,
+                  "description": "a logical date: RFC 3339 with a timezone, years 1900 to 9000"}
 
 
 def _name(max_length: int, what: str) -> dict:
@@ -416,8 +413,10 @@ def _paths() -> dict:
                                _query("end_date", _FILTER_DATE, "RFC 3339")],
                        errors=("404",), tag="DAG"),
             "post": _op("Backfill a date range (over the bus)", _json("CommandResult"),
-                        params=[DAG_ID], body="DAGBackfill", errors=("404",) + _BUS, tag="DAG",
-                        permission="run.trigger",
+                        params=[DAG_ID], body="DAGBackfill", errors=("404", "409") + _BUS,
+                        tag="DAG", permission="run.trigger",
+                        conflict="the end date is before the start date, or the range holds "
+                                 "more than 1,000 runs (backfill it in parts)",
                         description="Creates one backfill run per scheduled interval whose "
                                     "logical date is in the range (existing ones are kept "
                                     "unless reset_dagruns); the scheduler runs them.")},

@@ -117,8 +117,6 @@ def delete_run(dag_id: str, run_id: str):
 def set_run_state(dag_id: str, run_id: str):
     """Mark a run success or failed, or queue it again; and/or set its ``note``."""
     body = json_body("DAGRunState")
-    if "state" not in body and "note" not in body:
-        raise ApiError(400, "give 'state', 'note' or both")
     with session_scope() as session:
         _run_or_404(session, dag_id, run_id)
     if "state" in body:

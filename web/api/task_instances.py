@@ -8,7 +8,6 @@ from updraft.store.engine import session_scope
 from web import queries
 from web.api import bp
 from web.api.common import (
-    ApiError,
     int_arg,
     json_body,
     list_arg,
@@ -136,8 +135,6 @@ def set_task_instance_state(dag_id: str, run_id: str, task_id: str):
     """Mark a task instance success, failed or skipped (with relatives) via the scheduler;
     and/or set its ``note``."""
     body = json_body("TaskInstanceState")
-    if "new_state" not in body and "note" not in body:
-        raise ApiError(400, "give 'new_state', 'note' or both")
     map_indexes = body.get("map_indexes")
     map_index = _map_index()
     with session_scope() as session:
