@@ -172,7 +172,12 @@ with DAG("nq_special", schedule=None, start_date=START):
 with DAG("nq_chatty", schedule=None, start_date=START):
     @task
     def chatty():
+        go = os.environ["NQ_CHATTY_GO"]  # the test's follower is attached
         for i in range(30):
+            if i == 10:
+                deadline = time.monotonic() + 120
+                while not os.path.exists(go) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             print(f"line {i}", flush=True)
             time.sleep(0.2)
 
@@ -217,6 +222,7 @@ def cluster(nats_env, store_url, tmp_path, monkeypatch):
     markers = tmp_path / "markers"
     markers.mkdir()
     env = sh.cli_env(UPDRAFT__CORE__DAGS_FOLDER=str(folder), NQ_MARKER_DIR=str(markers),
+                     NQ_CHATTY_GO=str(tmp_path / "chatty.go"),
                      UPDRAFT__SCHEDULER__TASK_HEARTBEAT_INTERVAL="0.3",
                      UPDRAFT__SCHEDULER__ZOMBIE_THRESHOLD="1.5")
     processes: list[subprocess.Popen] = []
@@ -224,6 +230,7 @@ def cluster(nats_env, store_url, tmp_path, monkeypatch):
     class Cluster:
         dags_folder = folder
         marker_dir = markers
+        chatty_go = tmp_path / "chatty.go"
         helpers = sh
 
         @staticmethod
@@ -352,14 +359,19 @@ def test_live_logs_are_followed_before_the_task_ends(cluster, store_url):
     seen: list[tuple[float, str]] = []
     for line in follower.stdout:
         seen.append((time.monotonic(), line.rstrip("\n")))
+        if "line " in line:
+            # The follower is attached (however long its start took on a loaded machine):
+            # the task prints lines 10 to 29 (about 4 s) from now on.
+            cluster.chatty_go.touch()
     assert follower.wait(30) == 0
     ended_at = time.monotonic()
     lines = [text for _, text in seen]
     numbered = [text for text in lines if "line " in text]
     assert [text.rsplit("line ", 1)[1] for text in numbered] == [str(i) for i in range(30)]
     assert sh.states("nq_chatty", run_id, store_url)["chatty"][0] == "success"
-    # Lines came while the task ran (about 6 s), not all at the end.
-    arrivals = [at for at, text in seen if "line " in text]
+    # The lines printed after the follower attached came while the task ran (about 4 s),
+    # not all at the end.
+    arrivals = [at for at, text in seen if "line " in text][10:]
     assert arrivals[-1] - arrivals[0] > 1.5 and ended_at - arrivals[0] > 1.5, seen
 
 
