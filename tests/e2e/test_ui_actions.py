@@ -135,6 +135,10 @@ def test_backfill_notes_and_dag_delete(stack, browser):
     ti = context.request.get(
         f"{base}/api/v1/dags/e2e_daily/dagRuns/{run_id}/taskInstances/load").json()
     assert ti["note"] == "Loaded twice: checked, harmless."
+    page.goto(f"{base}/dags/e2e_daily/grid")
+    page.click(f'.cell[data-run-id="{run_id}"][data-task-id="load"]')
+    expect(page.locator("#side-panel .note-cell")).to_have_text("Loaded twice: checked, harmless.")
+    page.goto(f"{base}/dags/e2e_daily/runs/{run_id}/tasks/load")
     page.click("#note-edit summary")
     page.click("#note-remove")
     expect(page.locator(".flash-success")).to_contain_text("Note of load removed")
