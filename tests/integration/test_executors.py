@@ -189,10 +189,28 @@ def build(kind: str, parallelism: int = 2, **options) -> BaseExecutor:
     return get_executor(kind, parallelism=parallelism, **options)
 
 
+def warm_dask(executor: BaseExecutor, dag, workers: int = 1, timeout: float = 120.0) -> None:
+    """Have the in-process Dask workers' zygotes parse ``dag`` ahead, as the scheduler does
+    (``executor.warm``), and wait for it: a fresh executor's zygotes are new interpreters
+    importing the task runner and distributed (seconds of CPU, many more on a loaded
+    machine), which the event waits of the tests are not about."""
+    from executors import dask_worker
+
+    executor.warm([(dag.fileloc, dag.dag_id)])
+    deadline = time.monotonic() + timeout
+    while sum(supervisor.zygote.warmed.get(dag.fileloc, "not yet") is None
+              for supervisor in list(dask_worker._supervisors.values())) < workers:
+        assert time.monotonic() < deadline, f"the Dask workers' zygotes did not parse " \
+            f"{dag.dag_id} in {timeout:g}s"
+        time.sleep(0.05)
+
+
 @pytest.fixture(params=["sequential", "local", "dask"])
-def executor(request, store_url):
+def executor(request, store_url, dag):
     executor = build(request.param)
     executor.start()
+    if request.param == "dask":
+        warm_dask(executor, dag)
     yield executor
     executor.stop(wait=False)
 
@@ -355,6 +373,7 @@ def test_dask_queue_runs_on_a_worker_with_its_resource(store_url, dag):
     client = Client(cluster, set_as_default=False)
     try:
         with DaskExecutorFor(client) as executor:
+            warm_dask(executor, dag, workers=2)
             on_gpu, hello, unserved = queue_tries(store_url, dag, ["on_gpu", "hello",
                                                                    "unserved"])
             assert on_gpu.queue == "gpu" and hello.queue == "default"
@@ -407,6 +426,7 @@ def bundling_executor(**options) -> BaseExecutor:
 def test_dask_bundles_tries_that_would_queue_and_reports_each(store_url, quick_dag):
     requests = queue_tries(store_url, quick_dag, [f"q{i:02d}" for i in range(12)])
     with bundling_executor() as executor:
+        warm_dask(executor, quick_dag)
         executor.submit(requests)
         events = wait_events(executor, 12)
         assert executor.bundled_tries == 12
