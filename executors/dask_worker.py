@@ -160,15 +160,9 @@ def warm_dags(dags: list[tuple[str, str]], isolation: str = "process",
     ``Client.run`` (which passes ``dask_worker``) on the worker's event loop, which it must
     not block: the work happens in a thread."""
     def localized() -> list[tuple[str, str]]:
-        from updraft.bundles.cache import local_fileloc
+        from updraft.bundles.cache import local_dag_refs
 
-        found = []
-        for fileloc, dag_id in dags:
-            try:
-                found.append((local_fileloc(fileloc, store_url), dag_id))
-            except Exception:  # noqa: BLE001  (the try that needs it fetches and reports)
-                log.debug("could not fetch %s ahead of time", fileloc, exc_info=True)
-        return found
+        return local_dag_refs(dags, store_url)
 
     if isolation != "thread":
         supervisor = worker_supervisor(dask_worker)

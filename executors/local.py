@@ -98,20 +98,11 @@ class LocalExecutor(BaseExecutor):
     def warm(self, dags: list[tuple[str, str]]) -> None:
         """Have the zygote parse these DAGs ahead of their first tries."""
         if self._supervisor is not None:
-            from updraft.bundles.cache import local_fileloc
+            from updraft.bundles.cache import local_dag_refs
 
             supervisor = self._supervisor
-
-            def warm() -> None:
-                found = []
-                for fileloc, dag_id in dags:
-                    try:
-                        found.append((local_fileloc(fileloc), dag_id))
-                    except Exception:  # noqa: BLE001  (the try fetches it and reports)
-                        log.debug("could not fetch %s ahead of time", fileloc, exc_info=True)
-                supervisor.warm(found)
-
-            threading.Thread(target=warm, name="updraft-warm-dags", daemon=True).start()
+            threading.Thread(target=lambda: supervisor.warm(local_dag_refs(dags)),
+                             name="updraft-warm-dags", daemon=True).start()
 
     def queue_depth(self) -> int:
         with self._lock:

@@ -29,13 +29,16 @@ def newest_code(session: Session, dags: list[tuple[str, str]],
     if not version or not dags_folder:
         return list(dags)
     root = os.path.realpath(dags_folder) + os.sep
-    named = []
-    for fileloc, dag_id in dags:
-        real = os.path.realpath(fileloc)
-        if real.startswith(root):
-            fileloc = bundle_fileloc(version, real[len(root):].replace(os.sep, "/"))
-        named.append((fileloc, dag_id))
-    return named
+    return [(_in_bundle(version, root, fileloc), dag_id) for fileloc, dag_id in dags]
+
+
+def _in_bundle(version: str, root: str, fileloc: str) -> str:
+    """``fileloc`` as the file of bundle ``version`` if it lies in the DAGs folder ``root``
+    (an example DAG does not: it stays as it is)."""
+    real = os.path.realpath(fileloc)
+    if not real.startswith(root):
+        return fileloc
+    return bundle_fileloc(version, real[len(root):].replace(os.sep, "/"))
 
 
 _PINNED: dict[tuple[str, str, str], str] = {}  # (store, dag_id, run_id) -> version
@@ -85,10 +88,7 @@ class RunCode:
         version = self.versions.get((dag_id, run_id))
         if not version or not fileloc:
             return fileloc
-        real = os.path.realpath(fileloc)
-        if not real.startswith(self.root):
-            return fileloc  # not in the bundle (an example DAG)
-        return bundle_fileloc(version, real[len(self.root):].replace(os.sep, "/"))
+        return _in_bundle(version, self.root, fileloc)
 
 
 __all__ = ["RunCode"]

@@ -50,6 +50,20 @@ def local_fileloc(fileloc: str, store_url: str | None = None) -> str:
     return os.path.join(local_root(version, store_url), relative)
 
 
+def local_dag_refs(dags: list[tuple[str, str]],
+                   store_url: str | None = None) -> list[tuple[str, str]]:
+    """``(fileloc, dag_id)`` pairs with each fileloc on this machine, for parsing ahead; a
+    version that cannot be fetched now is left out (the try that needs it fetches it and
+    reports)."""
+    found = []
+    for fileloc, dag_id in dags:
+        try:
+            found.append((local_fileloc(fileloc, store_url), dag_id))
+        except Exception:  # noqa: BLE001
+            log.debug("could not fetch %s ahead of time", fileloc, exc_info=True)
+    return found
+
+
 def localize_request(request: Any, store_url: str | None = None) -> Any:
     """The try request with its ``fileloc`` on this machine (unchanged for a plain path)."""
     if not request.fileloc.startswith(SCHEME):
