@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from bus import schemas, subjects
+from updraft.store.outage import OutageReporter, is_store_unavailable
 
 log = logging.getLogger("updraft.bus.assets")
 
@@ -101,6 +102,8 @@ class AssetEvents:
         #: (subject, servers) -> (subscription, asset names, connection)
         self._watching: dict[tuple[str, str | None], tuple[Any, set[str], Any]] = {}
         self._connections: dict[str, Any] = {}
+        self._watch_outage = OutageReporter("Asset watchers", log)
+        self._last_watch_error: str | None = None
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -181,12 +184,24 @@ class AssetEvents:
                 if nc.is_connected and self.node._scheduler_ready():
                     wanted = await asyncio.get_running_loop().run_in_executor(
                         None, watched_subjects, self.node.store_url)
+                    self._watch_outage.succeeded()
                     await self._sync(nc, wanted)
+                    self._last_watch_error = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (the store or NATS is away: next time)
-                log.warning("Asset watchers: %s: %s; retrying", type(exc).__name__, exc)
+                self._watch_failed(exc)
             await asyncio.sleep(WATCH_SYNC_INTERVAL)
+
+    def _watch_failed(self, exc: Exception) -> None:
+        """One line per outage or per new error, never one per 2-second attempt."""
+        if is_store_unavailable(exc):
+            self._watch_outage.failed(exc)
+            return
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_watch_error:
+            self._last_watch_error = text
+            log.warning("Asset watchers: %s; retrying every %g s", text, WATCH_SYNC_INTERVAL)
 
     async def _sync(self, nc, wanted: dict[tuple[str, str | None], set[str]]) -> None:
         import nats

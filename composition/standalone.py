@@ -162,6 +162,9 @@ def standalone(host: str | None, port: int | None, threads: int, executor_name: 
             scheduler_thread.join(60)
             if node is not None:
                 node.stop()
+            from scheduler.node import stop_helper_processes
+
+            stop_helper_processes()
 
         cleanup.append(("scheduler and executor", stop_scheduler))
         # The triggerer (ADR 11): deferred tasks' triggers on one event loop, in a thread;

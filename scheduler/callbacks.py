@@ -10,6 +10,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import threading
+import time
 
 log = logging.getLogger("updraft.callbacks")
 _pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -23,6 +24,24 @@ def _get_pool() -> concurrent.futures.ProcessPoolExecutor:
             _pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         return _pool
+
+
+def shutdown(timeout: float = 3.0) -> None:
+    """Stop the pool (node stop): a callback still running after ``timeout`` s is killed."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 0.0))
+        if process.is_alive():
+            log.warning("A DAG callback still ran at stop; killed (pid %s)", process.pid)
+            process.kill()
+            process.join(1.0)
 
 
 def submit_dag_callback(fileloc: str, dag_id: str, run_id: str, state: str, reason: str,

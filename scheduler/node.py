@@ -42,6 +42,17 @@ def run_scheduler(num_runs: int = -1, executor_name: str | None = None) -> None:
             node.stop()
         if metrics_server is not None:
             metrics_server.shutdown()
+        stop_helper_processes()
+
+
+def stop_helper_processes() -> None:
+    """After the scheduler stopped: end the DAG-callback pool, then multiprocessing's
+    resource tracker, so that no process of this node outlives it."""
+    from scheduler import callbacks
+    from updraft.utils.process_exit import stop_resource_tracker
+
+    callbacks.shutdown()
+    stop_resource_tracker()
 
 
 def _start_metrics(scheduler: Scheduler):
@@ -62,4 +73,4 @@ def _start_metrics(scheduler: Scheduler):
     return server
 
 
-__all__ = ["run_scheduler"]
+__all__ = ["run_scheduler", "stop_helper_processes"]

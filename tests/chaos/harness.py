@@ -1292,7 +1292,8 @@ def leftovers(nodes: Iterable[ProcessTree], grace: float = 10.0) -> dict[str, li
     left: dict[str, list[str]] = {}
     for node in nodes:
         since = node.killed_at if node.killed_at is not None else time.monotonic()
-        survivors = node.wait_gone(max(0.0, since + grace - time.monotonic()))
+        # At least a second: a child that sees its parent's pipe close needs a moment.
+        survivors = node.wait_gone(max(1.0, since + grace - time.monotonic()))
         if survivors:
             left[f"{node.name} (pid {node.pid})"] = describe_procs(survivors)
     return left
