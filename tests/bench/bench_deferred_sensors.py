@@ -2,7 +2,7 @@
 their deadline they end, and that none holds a worker slot while it waits.
 
     .venv/bin/python tests/bench/bench_deferred_sensors.py [-n 1000] [--seconds 30]
-        [--executor dask] [--isolation process] [--end-from-trigger]
+        [--executor dask] [--isolation process] [--end-from-trigger unset|true|false]
 
 One DAG of ``n`` ``TimeDeltaSensor(deferrable=True)`` tasks (and a join) runs through a real
 ``updraft scheduler`` (Dask LocalCluster with 2 workers x 4 threads, as in
@@ -10,8 +10,10 @@ One DAG of ``n`` ``TimeDeltaSensor(deferrable=True)`` tasks (and a join) runs th
 when the last sensor deferred, how many task instances were queued or running while the
 sensors waited (a deferred sensor holds no slot: 0), and, after the deadline (the run's
 data interval end + ``--seconds``), when the last trigger fired (``deferred -> scheduled``)
-and when the last resumed sensor ended. With ``--end-from-trigger`` the sensors end in the
-triggerer, with no resumed try. Figures are printed, never asserted.
+and when the last sensor ended. ``--end-from-trigger`` sets the sensors' parameter: left
+unset (the default) a time sensor with nothing to run on resuming ends in the triggerer (ADR
+13); ``false`` makes every sensor resume as a try on a worker. Figures are printed, never
+asserted.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _count(session, dag_id: str, run_id: str, *states: str) -> int:
         T.state.in_(states))) or 0
 
 
-def run(n: int, seconds: float, executor: str, isolation: str, end_from_trigger: bool) -> None:
+def run(n: int, seconds: float, executor: str, isolation: str,
+        end_from_trigger: bool | None) -> None:
     from bench_scheduler import _env, _trigger
 
     with tempfile.TemporaryDirectory(prefix="updraft-bench-sensors-") as tmp:
@@ -133,7 +136,7 @@ def run(n: int, seconds: float, executor: str, isolation: str, end_from_trigger:
                     TiEvent.task_id))).where(TiEvent.dag_id == dag_id,
                                              TiEvent.new_state == "deferred"))
             label = f"{n} sensors x {seconds:g} s [{executor}, {isolation}" + \
-                (", end_from_trigger]" if end_from_trigger else "]")
+                ("]" if end_from_trigger is None else f", end_from_trigger={end_from_trigger}]")
             print(f"{label}: run {state}; {ever_deferred} deferred, all of them "
                   + (f"{(all_deferred_at - queued_at).total_seconds():.1f} s after the trigger"
                      if all_deferred_at else "never at once (the first woke before the last "
@@ -162,9 +165,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--executor", default="dask")
     parser.add_argument("--isolation", default="process")
-    parser.add_argument("--end-from-trigger", action="store_true")
+    parser.add_argument("--end-from-trigger", choices=("unset", "true", "false"),
+                        default="unset")
     args = parser.parse_args()
-    run(args.n, args.seconds, args.executor, args.isolation, args.end_from_trigger)
+    run(args.n, args.seconds, args.executor, args.isolation,
+        {"unset": None, "true": True, "false": False}[args.end_from_trigger])
 
 
 if __name__ == "__main__":

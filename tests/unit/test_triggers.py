@@ -165,3 +165,41 @@ def test_a_state_event_that_comes_before_its_commit_is_looked_at_again_soon(monk
     # Looked at again within seconds of the event, not at the minute's safety check.
     assert event.payload == {"done": True} and len(looks) == 3
     assert looks[2] - looks[1] < 8 and time.monotonic() - started < 10
+
+
+def _deferred_trigger(sensor) -> DateTimeTrigger:
+    """The trigger ``sensor`` defers on, an hour ahead."""
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({"data_interval_end": datetime.now(UTC)})
+    return deferred.value.trigger
+
+
+def test_a_time_sensor_with_nothing_to_resume_ends_in_the_triggerer_by_default():
+    from updraft.assets import Asset
+    from updraft.sensors.time import DateTimeSensorAsync, TimeDeltaSensor, TimeDeltaSensorAsync
+
+    hour = timedelta(hours=1)
+    plain = TimeDeltaSensor(task_id="plain", delta=hour, deferrable=True)
+    assert _deferred_trigger(plain).end_from_trigger is True
+    later = datetime.now(UTC) + hour
+    assert _deferred_trigger(DateTimeSensorAsync(task_id="dt", target_time=later)) \
+        .end_from_trigger is True
+    asked = TimeDeltaSensorAsync(task_id="asked", delta=hour, end_from_trigger=False)
+    assert _deferred_trigger(asked).end_from_trigger is False
+
+    # Something of the user's would run on resuming: the try resumes on a worker.
+    called = TimeDeltaSensorAsync(task_id="cb", delta=hour, on_success_callback=print)
+    assert _deferred_trigger(called).end_from_trigger is False
+    outlets = TimeDeltaSensorAsync(task_id="out", delta=hour, outlets=[Asset("s3://b/k")])
+    assert _deferred_trigger(outlets).end_from_trigger is False
+
+    class Overridden(TimeDeltaSensorAsync):
+        def execute_complete(self, context, event=None):
+            return "mine"
+
+    class PostExecute(TimeDeltaSensorAsync):
+        def post_execute(self, context, result=None):
+            pass
+
+    for cls in (Overridden, PostExecute):
+        assert _deferred_trigger(cls(task_id="sub", delta=hour)).end_from_trigger is False

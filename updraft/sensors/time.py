@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from updraft.sensors.base import BaseSensorOperator
 
 
-def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger: bool):
+def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger: bool | None):
     """Defer ``sensor`` until ``moment`` (ADR 11); a moment already past needs no wait."""
     from updraft.exceptions import UpdraftSkipException
     from updraft.triggers.temporal import DateTimeTrigger
@@ -17,7 +17,8 @@ def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger:
         sensor.log.info("The time (%s) has come already", moment)
         return None
     try:
-        trigger = DateTimeTrigger(moment=moment, end_from_trigger=end_from_trigger)
+        trigger = DateTimeTrigger(moment=moment,
+                                  end_from_trigger=ends_in_trigger(sensor, end_from_trigger))
     except (TypeError, ValueError) as exc:
         if sensor.soft_fail:
             raise UpdraftSkipException("Skipping due to soft_fail is set to True.") from exc
@@ -26,12 +27,34 @@ def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger:
     sensor.defer(trigger=trigger, method_name="execute_complete")
 
 
+def ends_in_trigger(sensor: BaseSensorOperator, requested: bool | None) -> bool:
+    """Whether the sensor ends in the triggerer, with no resumed try (ADR 13).
+
+    ``end_from_trigger=True`` or ``False`` is obeyed. Left unset (``None``), it is True when
+    resuming would run nothing but the time sensor's own no-op ``execute_complete``: not
+    overridden, no ``post_execute``, no success callback, no outlets to record and no
+    listener of finished tries. The outcome is the same (success, no XCom), 1,000 sensors end
+    within a second of their moment instead of queueing 1,000 tries, and nothing waits on a
+    worker slot to say "the time has come".
+    """
+    from updraft.listeners import has_listeners
+    from updraft.operators.base import BaseOperator
+
+    if requested is not None:
+        return bool(requested)
+    cls = type(sensor)
+    return (getattr(cls.execute_complete, "__code__", None) in _NO_OP_COMPLETIONS
+            and cls.post_execute is BaseOperator.post_execute
+            and not sensor.on_success_callback and not sensor.outlets
+            and not has_listeners("on_task_instance_success"))
+
+
 class TimeDeltaSensor(BaseSensorOperator):
     """Waits until ``delta`` after the end of the run's data interval; with
     ``deferrable=True`` it waits in a triggerer, holding no worker slot."""
 
     def __init__(self, *, delta: timedelta, deferrable: bool = False,
-                 end_from_trigger: bool = False, **kwargs) -> None:
+                 end_from_trigger: bool | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.delta = delta
         self.deferrable = deferrable
@@ -61,7 +84,7 @@ class TimeDeltaSensor(BaseSensorOperator):
 class TimeDeltaSensorAsync(TimeDeltaSensor):
     """``TimeDeltaSensor(deferrable=True)``, Airflow's async class."""
 
-    def __init__(self, *, delta: timedelta, end_from_trigger: bool = False, **kwargs) -> None:
+    def __init__(self, *, delta: timedelta, end_from_trigger: bool | None = None, **kwargs) -> None:
         kwargs.pop("deferrable", None)
         super().__init__(delta=delta, deferrable=True, end_from_trigger=end_from_trigger,
                          **kwargs)
@@ -74,7 +97,7 @@ class DateTimeSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("target_time",)
 
     def __init__(self, *, target_time: str | datetime, deferrable: bool = False,
-                 end_from_trigger: bool = False, **kwargs) -> None:
+                 end_from_trigger: bool | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.deferrable = deferrable
         self.end_from_trigger = end_from_trigger
@@ -110,7 +133,7 @@ class DateTimeSensor(BaseSensorOperator):
 class DateTimeSensorAsync(DateTimeSensor):
     """``DateTimeSensor(deferrable=True)``, Airflow's async class."""
 
-    def __init__(self, *, target_time: str | datetime, end_from_trigger: bool = False,
+    def __init__(self, *, target_time: str | datetime, end_from_trigger: bool | None = None,
                  **kwargs) -> None:
         kwargs.pop("deferrable", None)
         super().__init__(target_time=target_time, deferrable=True,
@@ -121,7 +144,7 @@ class TimeSensor(BaseSensorOperator):
     """Waits until the time of day is past ``target_time``, in the DAG's timezone."""
 
     def __init__(self, *, target_time: time, deferrable: bool = False,
-                 end_from_trigger: bool = False, **kwargs) -> None:
+                 end_from_trigger: bool | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.target_time = target_time
         self.deferrable = deferrable
@@ -147,11 +170,14 @@ class TimeSensor(BaseSensorOperator):
 class TimeSensorAsync(TimeSensor):
     """``TimeSensor(deferrable=True)``, Airflow's async class."""
 
-    def __init__(self, *, target_time: time, end_from_trigger: bool = False, **kwargs) -> None:
+    def __init__(self, *, target_time: time, end_from_trigger: bool | None = None, **kwargs) -> None:
         kwargs.pop("deferrable", None)
         super().__init__(target_time=target_time, deferrable=True,
                          end_from_trigger=end_from_trigger, **kwargs)
 
+
+_NO_OP_COMPLETIONS = frozenset(cls.execute_complete.__code__ for cls in (
+    TimeDeltaSensor, DateTimeSensor, TimeSensor))
 
 __all__ = ["DateTimeSensor", "DateTimeSensorAsync", "TimeDeltaSensor", "TimeDeltaSensorAsync",
            "TimeSensor", "TimeSensorAsync"]
