@@ -48,6 +48,7 @@ from scheduler.assets import AssetRuns
 from updraft.store.assets import any_asset_consumer, newest_event_id
 from scheduler.integrity import verify_integrity
 from scheduler.snapshots import SnapshotCache
+from scheduler.waiting import WaitingReasons
 
 log = logging.getLogger("updraft.scheduler")
 
@@ -143,6 +144,11 @@ class Scheduler:
                                               on_change=self._dags_changed,
                                               node_id=self.node_id)
         self.loop_durations: list[float] = []
+        #: Why task instances are held back, written when it changes (scheduler.waiting);
+        #: with no free executor slot, the candidates are explained once something new
+        #: was scheduled.
+        self.waiting = WaitingReasons()
+        self._explain_slots = True
 
     @property
     def bus(self):
@@ -570,6 +576,8 @@ class Scheduler:
                 query = query.with_for_update(skip_locked=True)
             run = session.scalar(query)
             if run is None or run.state != str(DagRunState.RUNNING):
+                if run is not None:
+                    self.waiting.forget_run(dag_id, run_id)
                 return None
             dag = self.dags.read(session, dag_id)
             if dag is None:
@@ -613,6 +621,8 @@ class Scheduler:
                 set_ti_states(session, dag_id, run_id,
                               [(t, i, TI.SCHEDULED, "dependencies met")
                                for t, i in newly_ready], self.node_id, now, expected=current)
+                self._explain_slots = True
+            self.waiting.note_run(dag_id, run_id, current, decision.waiting, now)
             if changed or newly_ready or decision.run_state is not None:
                 self._pass_wrote = True
                 last = run.last_scheduling_decision
@@ -623,6 +633,7 @@ class Scheduler:
                     run.last_scheduling_decision = now
             if decision.run_state is not None:
                 self.snapshots.drop((dag_id, run_id))
+                self.waiting.forget_run(dag_id, run_id)
                 set_run_state(session, run, decision.run_state, now)
                 self._publish_run(dag_id, run_id, str(DagRunState.RUNNING),
                                   str(decision.run_state), now, session=session,
@@ -662,14 +673,21 @@ class Scheduler:
 
     def _dispatch(self, now: datetime) -> None:
         free = self.executor.slots_available()
-        if free <= 0:
+        explain = free <= 0 and self._explain_slots
+        if free <= 0 and not explain and not self.waiting.pending:
             return
+        self._explain_slots = False
         with session_scope(self.store_url) as session:
             requests = dispatch.pick_and_queue(session, now, free_slots=free,
                                                read_dag=self.dags.read,
                                                executor_name=self.executor.name,
                                                node=self.node_id, store_url=self.store_url,
+                                               waiting=self.waiting, explain=explain,
+                                               parallelism=getattr(self.executor,
+                                                                   "parallelism", None),
                                                dags_folder=self.dags_folder)
+            # Why what was decided or dispatched waits, in one statement (changes only).
+            self.waiting.flush(session)
         if requests:
             self._pass_wrote = True
             self.executor.submit(requests)

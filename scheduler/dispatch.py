@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from updraft.state import ACTIVE_STATES, DagRunState, TaskInstanceState as TI, s
 from updraft.store.models import DagModel, DagRunModel, PoolModel, TaskInstanceModel
 from scheduler.runs import _not_paused
 from updraft.store.runs import queue_task_instances
+
+if TYPE_CHECKING:
+    from scheduler.waiting import WaitingReasons
 
 log = logging.getLogger(__name__)
 ACTIVE = state_values(ACTIVE_STATES)
@@ -69,14 +72,46 @@ def _usage(session: Session):
     return pools, dags, tasks, task_runs
 
 
+def _held_back(row, dag, task, size: int | None, pool_used: int, dag_used: int,
+               task_used: int, task_run_used: int) -> tuple[str, str] | None:
+    """The first limit that keeps this candidate from being queued now, as (check, reason)
+    (the checks are named as ``updraft.store.waiting`` names them); None: none does."""
+    if size is None:
+        return "pool", (f"pool {row.pool!r} does not exist: create it on the Pools page or "
+                        "with `updraft pools set`")
+    if size >= 0 and pool_used + row.pool_slots > size:
+        if size == 0:
+            return "pool", (f"pool {row.pool!r} has 0 slots: nothing in it can run (give "
+                            "it slots on the Pools page)")
+        return "pool", (f"pool {row.pool!r} is full: {pool_used} of {size} slots in use, "
+                        f"this task needs {row.pool_slots}")
+    limit = dag.max_active_tasks or 16
+    if dag_used >= limit:
+        return "max_active_tasks", (f"the DAG's max_active_tasks ({limit}) is reached: "
+                                    f"{dag_used} of its task instances are queued or running")
+    for name, used in (("max_active_tis_per_dag", task_used),
+                       ("max_active_tis_per_dagrun", task_run_used)):
+        limit = getattr(task, name, None) if task is not None else None
+        if limit and used >= limit:
+            return name, f"the task's {name} ({limit}) is reached: {used} running or queued"
+    return None
+
+
 def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag,
                    executor_name: str, node: str | None, store_url: str | None,
-                   waiting: dict | None = None,
+                   waiting: WaitingReasons | None = None, explain: bool = False,
+                   parallelism: int | None = None,
                    dags_folder: str | None = None) -> list[TryRequest]:
-    """Queue as many scheduled task instances as the limits allow; return their requests."""
-    if free_slots <= 0:
+    """Queue as many scheduled task instances as the limits allow; return their requests.
+
+    ``waiting`` records why each candidate left scheduled was held back (the limit that
+    stopped it, or the executor's free slots). ``explain``: the executor has no free slot;
+    only record why the candidates wait (nothing is locked or queued).
+    """
+    if free_slots <= 0 and not (explain and waiting is not None):
         return []
-    locks = session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb")
+    locks = session.get_bind().dialect.name in ("postgresql", "mysql", "mariadb") and \
+        free_slots > 0
     query = _CANDIDATES_LOCKED if locks else _CANDIDATES
     candidates = session.execute(query, {"limit": max(free_slots * 4, 64)}).all()
     if not candidates:  # most passes: the limits need not be read
@@ -88,32 +123,23 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
     queues: dict[tuple[str, str, str, int], str] = {}
     placement: dict[tuple[str, str, str, int], dict] = {}  # resources and pool, for Dask
     for row in candidates:
-        if free_slots <= 0:
+        if free_slots <= 0 and waiting is None:
             break
         dag = read_dag(session, row.dag_id)
         if dag is None:
             continue
         task = dag.task_dict.get(row.task_id)
         key = (row.dag_id, row.run_id, row.task_id, row.map_index)
-        size = pool_sizes.get(row.pool)
-        why = None
-        if size is None:
-            why = f"pool {row.pool!r} does not exist; create it with `updraft pools set`"
-        elif size >= 0 and pool_used[row.pool] + row.pool_slots > size:
-            why = (f"pool {row.pool!r} is full ({pool_used[row.pool]} of {size} slots used, "
-                   f"needs {row.pool_slots})")
-        elif dag_used[row.dag_id] >= (dag.max_active_tasks or 16):
-            why = f"DAG max_active_tasks ({dag.max_active_tasks}) reached"
-        elif task is not None and getattr(task, "max_active_tis_per_dag", None) and \
-                task_used[(row.dag_id, row.task_id)] >= task.max_active_tis_per_dag:
-            why = f"task max_active_tis_per_dag ({task.max_active_tis_per_dag}) reached"
-        elif task is not None and getattr(task, "max_active_tis_per_dagrun", None) and \
-                task_run_used[(row.dag_id, row.run_id, row.task_id)] >= \
-                task.max_active_tis_per_dagrun:
-            why = f"task max_active_tis_per_dagrun ({task.max_active_tis_per_dagrun}) reached"
-        if why is not None:
+        held = _held_back(row, dag, task, pool_sizes.get(row.pool), pool_used[row.pool],
+                          dag_used[row.dag_id], task_used[(row.dag_id, row.task_id)],
+                          task_run_used[(row.dag_id, row.run_id, row.task_id)])
+        if held is None and free_slots <= 0:
+            held = ("executor", f"the executor ({executor_name}) has no free slot: "
+                    f"{parallelism or 'all'} of {parallelism or 'its'} slots are taken "
+                    "(parallelism)")
+        if held is not None:
             if waiting is not None:
-                waiting[key] = why
+                waiting.note_held(*key, *held, now)
             continue
         chosen.setdefault((row.dag_id, row.run_id), []).append((row.task_id, row.map_index))
         rows[key] = row
@@ -140,6 +166,9 @@ def pick_and_queue(session: Session, now: datetime, *, free_slots: int, read_dag
                                           (task_id, map_index): rows[(dag_id, run_id,
                                                                       task_id, map_index)]
                                           for task_id, map_index in keys})
+        if waiting is not None:
+            waiting.queued((dag_id, run_id, task_id, map_index)
+                           for task_id, map_index in queued)
         for (task_id, map_index), (try_number, try_id) in queued.items():
             requests.append(TryRequest(dag_id, run_id, task_id, map_index, try_number,
                                        code.fileloc(dag_id, run_id, dag.fileloc),

@@ -355,7 +355,7 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
     position = _topological_positions(tasks)
     # Scheduled ones were found ready before and wait for a slot: nothing to decide again.
     scheduled = [k for k, st in states.items() if st is TI.SCHEDULED]
-    decision.waiting.update(dict.fromkeys(scheduled, "waits for a free slot (scheduled)"))
+    decision.waiting.update(dict.fromkeys(scheduled, SCHEDULED_WAIT))
     pending = sorted((k for k, st in states.items() if st in _UNDECIDED and
                       k[0] in position), key=lambda k: (position[k[0]], k[1]))
     # Tasks with at least one finished task instance; grows as the cascade below decides.
@@ -396,7 +396,7 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
                 continue
         if spec.is_mapped and map_index < 0:
             decision.expand.append(task_id)
-            decision.waiting[key] = "is about to be expanded"
+            decision.waiting[key] = EXPANDING_WAIT
             continue
         decision.ready.append(key)
 
@@ -405,6 +405,25 @@ def decide(tasks: Mapping[str, TaskSpec], tis: Iterable[TiView], now: datetime,
 
 
 WAITING_FOR_UPSTREAM = "waits for its upstream tasks: none has finished yet"
+SCHEDULED_WAIT = "waits for a free slot (scheduled)"
+EXPANDING_WAIT = "is about to be expanded"
+
+
+def waiting_check(reason: str) -> str:
+    """The check a ``Decision.waiting`` reason belongs to, named as the UI and API name it:
+    ``dependencies`` (trigger rules), ``depends_on_past``, ``retry delay``, ``reschedule``,
+    ``slot`` (scheduled: dispatch knows which limit) or ``expanding``."""
+    if reason.startswith(("depends_on_past", "wait_for_downstream")):
+        return "depends_on_past"
+    if reason.startswith("waits for its retry time"):
+        return "retry delay"
+    if reason.startswith("waits for its reschedule time"):
+        return "reschedule"
+    if reason == SCHEDULED_WAIT:
+        return "slot"
+    if reason == EXPANDING_WAIT:
+        return "expanding"
+    return "dependencies"
 
 
 _UNDECIDED = SCHEDULABLE_STATES - {TI.SCHEDULED}

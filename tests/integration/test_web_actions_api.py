@@ -89,3 +89,40 @@ def test_backfill_notes_and_dag_delete_over_the_api(app, tokens, web_env):
         assert runs["total_entries"] == 0
     events = [e.extra for e in web_helpers.audit_events("delete_dag")]
     assert events and "2 run(s)" in events[0]
+
+
+def test_a_viewer_follows_a_backfill_page_and_may_not_start_one(app, tokens):
+    """The backfill progress page is for anyone who may read the DAG (no form for a Viewer);
+    starting a backfill (POST) needs run.trigger, and the CSRF token is still checked."""
+    from datetime import datetime
+
+    from updraft import DAG
+    from updraft.operators.empty import EmptyOperator
+    from updraft.store.dags import write_dag
+    from updraft.store.engine import session_scope
+    from updraft.store.models import utcnow
+    from web_helpers import csrf_of, login
+
+    with session_scope() as session:
+        with DAG("ui_daily", schedule="@daily", start_date=datetime(2025, 1, 1),
+                 catchup=False) as dag:
+            EmptyOperator(task_id="a")
+        write_dag(session, dag, file_hash=None, now=utcnow())
+    client = app.test_client()
+    login(client, "viewer")
+    page = client.get("/dags/ui_daily/backfill?start_date=2025-01-01&end_date=2025-01-02")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert 'id="backfill-progress"' in html and 'id="backfill-read-only"' in html
+    assert 'id="backfill-form"' not in html
+    form = {"start_date": "2025-01-01", "end_date": "2025-01-02", "action": "preview"}
+    assert client.post("/dags/ui_daily/backfill", data=form).status_code == 400  # no CSRF
+    refused = client.post("/dags/ui_daily/backfill", data={**form,
+                                                          "csrf_token": csrf_of(client)})
+    assert refused.status_code == 403
+    assert "may not" in refused.get_data(as_text=True)
+
+    user = app.test_client()
+    login(user, "user")
+    html = user.get("/dags/ui_daily/backfill").get_data(as_text=True)
+    assert 'id="backfill-form"' in html and 'id="backfill-read-only"' not in html

@@ -164,8 +164,9 @@ def task_state(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
 @click.option("--map-index", type=int, default=-1, show_default=True)
 @store_command
 def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
-    """Explain why a task instance is not running: the reasons the UI shows (the scheduler's
-    rules read from the store), then its story of state changes."""
+    """Explain why a task instance is not running: the reasons the UI shows (what the
+    scheduler recorded, else its rules read from the store), then its story of state
+    changes."""
     from sqlalchemy import select
 
     from updraft.store.dags import read_dag
@@ -187,7 +188,12 @@ def failed_deps(dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
             click.echo(f"Why {task_id} is not running ({ti.state}):")
             width = max(len(r["check"]) for r in reasons)
             for reason in reasons:
-                click.echo(f"  {reason['check']:<{width}}  {reason['reason']}")
+                recorded = ""
+                if "recorded_since" in reason:
+                    since = reason["recorded_since"]
+                    recorded = " (recorded by the scheduler" + \
+                        (f" since {iso(since)})" if since else ")")
+                click.echo(f"  {reason['check']:<{width}}  {reason['reason']}{recorded}")
         elif dag is None:
             click.echo("The DAG is not in the store yet: it has not been parsed.")
         else:

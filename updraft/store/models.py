@@ -260,6 +260,11 @@ class TaskInstanceModel(Base):
     trigger_timeout: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_method: Mapped[str | None] = mapped_column(String(1000))
     next_kwargs: Mapped[str | None] = mapped_column(long_text())
+    #: Why the scheduler holds it back, as it recorded it (``scheduler.waiting``): JSON
+    #: ``{"state", "checks": [{"check", "reason"}]}``, meaningful only while the task
+    #: instance is still in that state; ``waiting_since``: when this check was first recorded.
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
+    waiting_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index(None, "state", "dag_id"),

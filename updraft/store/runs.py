@@ -238,7 +238,8 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
     A reschedule or a resumed deferral continues the same try; anything else starts a new
     one. Only rows still in a schedulable state are queued (a concurrent clear or mark wins).
     ``current``: the rows' state, try_number and next_method as the caller read them in
-    this transaction (else they are read here); the update compares and sets on them.
+    this transaction (else they are read here); the update compares and sets on them. The
+    same update clears why the scheduler held them back (``waiting_reason``).
     """
     now = now or utcnow()
     keys = list(keys)
@@ -262,7 +263,7 @@ def queue_task_instances(session: Session, dag_id: str, run_id: str,
         planned.append((key, row.state, row.try_number, dict(
             state=str(TI.QUEUED), try_number=try_number, try_id=new_try_id(), worker=None,
             queued_dttm=now, queued_by=node, executor=executor, next_retry_at=None,
-            updated_at=now)))
+            waiting_reason=None, waiting_since=None, updated_at=now)))
     done = update_many(session, dag_id, run_id, planned, writer="queue_task_instances")
     queued: dict[tuple[str, int], QueuedTry] = {}
     events: list[dict] = []

@@ -1,14 +1,18 @@
-"""Why a task instance is not running, read from the store with the scheduler's own rules:
-the UI's task instance page and grid panel, the API's ``.../dependencies`` and
-``updraft tasks failed-deps`` show it.
+"""Why a task instance is not running: the UI's task instance page and grid panel, the
+API's ``.../dependencies`` and ``updraft tasks failed-deps`` show it.
 
-The scheduler decides with ``updraft.runlogic.decide`` (dependencies) and dispatch's limits
-(pools, max_active_tasks, per-task limits) and drops its reasons; until it records them,
-this module asks the same questions of the store. It never writes.
+The scheduler records why it holds a task instance back as it decides (``scheduler.waiting``:
+dispatch's limits, ``updraft.runlogic.decide``'s dependencies) in ``task_instance
+.waiting_reason`` / ``waiting_since``; what it recorded is shown first, marked as such.
+What it cannot know or has not recorded yet (no scheduler heartbeat, a paused DAG, a queued
+run, a deferral, a task instance it has not looked at since) is asked of the store here with
+the same rules. This module never writes; ``encode_waiting_reason`` is the column's format.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,15 +29,41 @@ WAITING_STATES = frozenset({"none", "scheduled", "queued", "up_for_retry", "up_f
                             "deferred"})
 
 
-def waiting_reasons(session: Session, dag: Any, run: DagRunModel, ti: TaskInstanceModel,
-                    now: datetime | None = None) -> list[dict[str, str]]:
-    """Why ``ti`` is not running, as ``[{"check", "reason"}]`` (empty when it runs or is over).
+def encode_waiting_reason(state: str, checks: Iterable[tuple[str, str]]) -> str:
+    """``task_instance.waiting_reason`` as the scheduler writes it: the checks that hold the
+    task instance back, and the state they were recorded in."""
+    return json.dumps({"state": state, "checks": [{"check": check, "reason": reason}
+                                                   for check, reason in checks]},
+                      separators=(",", ":"))
 
-    Read from the store with the scheduler's own rules: the dependencies come from
+
+def recorded_checks(ti: TaskInstanceModel) -> list[dict[str, Any]]:
+    """What the scheduler recorded of why ``ti`` waits, as ``[{"check", "reason",
+    "recorded_since"}]``; empty when nothing is recorded for the state it is in now."""
+    if not ti.waiting_reason or ti.state not in WAITING_STATES:
+        return []
+    try:
+        data = json.loads(ti.waiting_reason)
+    except ValueError:
+        return []
+    if not isinstance(data, dict) or data.get("state") != ti.state:
+        return []  # recorded in an earlier state: the task instance moved on since
+    return [{"check": str(c["check"]), "reason": str(c.get("reason") or ""),
+             "recorded_since": ti.waiting_since}
+            for c in data.get("checks") or () if isinstance(c, dict) and c.get("check")]
+
+
+def waiting_reasons(session: Session, dag: Any, run: DagRunModel, ti: TaskInstanceModel,
+                    now: datetime | None = None) -> list[dict[str, Any]]:
+    """Why ``ti`` is not running, as ``[{"check", "reason"}]`` (empty when it runs or is over);
+    a reason the scheduler recorded also has ``recorded_since`` (when it first found it).
+
+    The run, the DAG's pause and the schedulers' heartbeats come first. Then what the
+    scheduler recorded for the state ``ti`` is in; failing that, the same questions asked of
+    the store with the scheduler's own rules: the dependencies from
     ``updraft.runlogic.decide`` on the run's task instances (trigger rules, depends_on_past,
-    retry and reschedule times); the slots are counted as dispatch counts them (the pool,
-    the DAG's max_active_tasks, the task's max_active_tis_per_dag / per_dagrun); the run,
-    the DAG's pause and the schedulers' heartbeats come first.
+    retry and reschedule times), the slots counted as dispatch counts them (the pool, the
+    DAG's max_active_tasks, the task's max_active_tis_per_dag / per_dagrun).
     """
     from updraft.runlogic import TiView, decide, spec_from_task
     from updraft.store.models import PoolModel
@@ -42,7 +72,7 @@ def waiting_reasons(session: Session, dag: Any, run: DagRunModel, ti: TaskInstan
     if ti.state not in WAITING_STATES:
         return []
     now = now or utcnow()
-    found: list[dict[str, str]] = []
+    found: list[dict[str, Any]] = []
 
     def add(check: str, reason: str) -> None:
         found.append({"check": check, "reason": reason})
@@ -75,10 +105,13 @@ def waiting_reasons(session: Session, dag: Any, run: DagRunModel, ti: TaskInstan
         add("executor", f"it is queued at the executor{age}: no worker has started it yet "
             f"(executor {ti.executor or 'unknown'}, queue {ti.queue or 'default'})")
         return found
-    specs = {t.task_id: spec_from_task(t) for t in dag.task_dict.values()}
-    if ti.task_id not in specs:
+    if ti.task_id not in dag.task_dict:
         add("removed", "the task is no longer in the DAG")
         return found
+    recorded = recorded_checks(ti)
+    if recorded:
+        return found + recorded
+    specs = {t.task_id: spec_from_task(t) for t in dag.task_dict.values()}
     views = [TiView(r.task_id, r.map_index, r.state, r.next_retry_at) for r in session.execute(
         select(TaskInstanceModel.task_id, TaskInstanceModel.map_index, TaskInstanceModel.state,
                TaskInstanceModel.next_retry_at).where(

@@ -218,7 +218,13 @@ SCHEMAS: dict[str, dict] = {
                  "error": _NSTR}, required=("try_number", "state")),
     "TiEvent": _obj({"timestamp": _DATE, "try_number": _INT, "old_state": _NSTR,
                      "new_state": _NSTR, "cause": _NSTR, "node": _NSTR}),
-    "TaskDependency": _obj({"name": _STR, "reason": _STR}, required=("name", "reason")),
+    "TaskDependency": _obj({
+        "name": _STR, "reason": _STR,
+        "recorded_by_scheduler": {**_BOOL, "description": "true: the scheduler recorded this "
+                                  "reason as it held the task instance back; false: read "
+                                  "from the store with the scheduler's rules"},
+        "since": {**_DATE, "description": "when the scheduler first recorded it"}},
+        required=("name", "reason")),
     "TaskDependencies": _obj({"state": _STR, "dependencies": {
         "type": "array", "items": _ref("TaskDependency")}},
         required=("state", "dependencies")),

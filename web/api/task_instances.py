@@ -87,8 +87,9 @@ def list_ti_events(dag_id: str, run_id: str, task_id: str):
 @bp.get(_TI + "/<task_id>/dependencies")
 @require(READ)
 def list_dependencies(dag_id: str, run_id: str, task_id: str):
-    """Why a task instance is not running: each unmet condition and its reason, read from
-    the store with the scheduler's rules (``updraft.store.waiting``)."""
+    """Why a task instance is not running: each unmet condition and its reason, as the
+    scheduler recorded it (``recorded_by_scheduler``, ``since``) or else read from the store
+    with the scheduler's rules (``updraft.store.waiting``)."""
     from updraft.store.dags import read_dag
     from updraft.store.waiting import waiting_reasons
 
@@ -100,7 +101,10 @@ def list_dependencies(dag_id: str, run_id: str, task_id: str):
         reasons = waiting_reasons(session, dag, run, ti) if dag is not None else []
         state = ti.state
     return jsonify({"state": state, "dependencies": [
-        {"name": r["check"], "reason": r["reason"]} for r in reasons]})
+        {"name": r["check"], "reason": r["reason"],
+         "recorded_by_scheduler": "recorded_since" in r,
+         "since": r["recorded_since"].isoformat() if r.get("recorded_since") else None}
+        for r in reasons]})
 
 
 @bp.get(_TI + "/<task_id>/logs")

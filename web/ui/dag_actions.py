@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from updraft.store.actions import MAX_NOTE
-from web.auth.permissions import DAG_DELETE, RUN_MARK, RUN_TRIGGER, require
+from web.auth.permissions import DAG_DELETE, READ, RUN_MARK, RUN_TRIGGER, require
 from web.ui.blueprint import bp
 from web.ui.commands import send_command
 from web.ui.helpers import MAX_INT, flash_outcome, int_param, owner_name, store, truthy
@@ -65,11 +65,24 @@ def _date_field(name: str) -> str:
     return value
 
 
-@bp.route("/dags/<dag_id>/backfill", methods=["GET", "POST"])
-@require(RUN_TRIGGER)
+@bp.get("/dags/<dag_id>/backfill")
+@require(READ)
 def dag_backfill(dag_id: str):
+    """The progress of the DAG's backfill runs in the range, for anyone who may read the DAG;
+    the form to start one only for those who may trigger runs."""
+    return _backfill_page(dag_id)
+
+
+@bp.post("/dags/<dag_id>/backfill")
+@require(RUN_TRIGGER)
+def dag_backfill_start(dag_id: str):
+    """Preview a backfill (``action=preview``: a dry run) or create its runs."""
+    return _backfill_page(dag_id)
+
+
+def _backfill_page(dag_id: str):
     """The backfill form (preview with ``dry_run``, then create) and the progress of the
-    DAG's backfill runs in the range."""
+    DAG's backfill runs in the range; a POST goes to the scheduler first."""
     from updraft.schedules import coerce_datetime
     from updraft.store.actions import backfill_progress
     from web.ui.dags import _dag_or_404
@@ -123,4 +136,4 @@ def dag_backfill(dag_id: str):
             first=first, last=last, progress_url=progress_url), status
 
 
-__all__ = ["dag_backfill", "dag_delete", "save_note"]
+__all__ = ["dag_backfill", "dag_backfill_start", "dag_delete", "save_note"]
