@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, update
+from sqlalchemy import and_, bindparam, case, update
 from sqlalchemy.orm import Session
 
 from updraft.runlogic import waiting_check
@@ -35,14 +35,20 @@ _TI = TaskInstanceModel.__table__
 _NOT_RECORDED = frozenset({"slot", "expanding"})
 #: Built once. ``updated_at`` is set to itself: a reason is not a change the scheduler's
 #: snapshots must read again (``scheduler.snapshots``). The state guard keeps a reason off
-#: a row that moved on meanwhile.
+#: a row that moved on meanwhile; a row that already holds the same reason (written before
+#: this scheduler started) keeps its ``waiting_since``.
+_REASON = bindparam("v_reason", type_=_TI.c.waiting_reason.type)
 _WRITE = update(_TI).where(and_(
     _TI.c.dag_id == bindparam("k_dag"), _TI.c.run_id == bindparam("k_run"),
     _TI.c.task_id == bindparam("k_task"), _TI.c.map_index == bindparam("k_index"),
-    _TI.c.state == bindparam("k_state"))).values(
-    waiting_reason=bindparam("v_reason"),
-    waiting_since=bindparam("v_since", type_=_TI.c.waiting_since.type),
-    updated_at=_TI.c.updated_at).execution_options(synchronize_session=False)
+    _TI.c.state == bindparam("k_state"))).ordered_values(
+    # waiting_since first: MariaDB assigns left to right, so the CASE must still see the
+    # old waiting_reason.
+    (_TI.c.waiting_since, case((and_(_TI.c.waiting_reason == _REASON,
+                                     _TI.c.waiting_since.is_not(None)), _TI.c.waiting_since),
+                               else_=bindparam("v_since", type_=_TI.c.waiting_since.type))),
+    (_TI.c.waiting_reason, _REASON),
+    (_TI.c.updated_at, _TI.c.updated_at)).execution_options(synchronize_session=False)
 
 
 class Recorded(NamedTuple):

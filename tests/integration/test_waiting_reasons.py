@@ -275,3 +275,90 @@ def test_a_chain_writes_no_reason_per_hop(env):
     assert len(reason_writes) == writes == 1, statements
     assert len(queueing) >= 1
     assert h.states("chained", run_id) == {f"t{i:02d}": ("success", 1) for i in range(length)}
+
+
+def test_recorded_reasons_on_every_store(store_url):
+    """The recorder's one statement on SQLite, PostgreSQL and MariaDB: it writes only what
+    changed, keeps ``waiting_since`` while the check stays (also across a restart, when the
+    row already holds the same reason), leaves ``updated_at`` alone, never writes on a row
+    that moved to another state; readers show it only in the state it was recorded in."""
+    from datetime import datetime, timedelta
+
+    from updraft import DAG
+    from updraft.operators.empty import EmptyOperator
+    from updraft.store.commands import trigger_dag_run
+    from updraft.store.dags import read_dag, write_dag
+    from updraft.store.engine import session_scope
+    from updraft.store.models import DagRunModel, TaskInstanceModel, utcnow
+    from updraft.store.waiting import waiting_reasons
+    from scheduler.waiting import WaitingReasons
+
+    with session_scope() as session:
+        with DAG("kept", schedule=None, start_date=datetime(2024, 1, 1),
+                 is_paused_upon_creation=False) as dag:
+            EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+        write_dag(session, dag, file_hash=None, now=utcnow())
+        run_id = trigger_dag_run(session, "kept").run_id
+    with session_scope() as session:
+        for row in session.query(TaskInstanceModel).filter_by(run_id=run_id):
+            row.state = "scheduled" if row.task_id == "a" else "none"
+        session.query(DagRunModel).filter_by(run_id=run_id).update({"state": "running"})
+
+    def row(task_id: str):
+        with session_scope() as session:
+            ti = session.get(TaskInstanceModel, ("kept", run_id, task_id, -1))
+            session.expunge(ti)
+            return ti
+
+    updated_before = row("a").updated_at
+    t0 = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    first = WaitingReasons()
+    first.note_held("kept", run_id, "a", -1, "pool", "pool 'p' is full: 1 of 1", t0)
+    first.note_run("kept", run_id, {("a", -1): "scheduled", ("b", -1): "none"},
+                   {("a", -1): "waits for a free slot (scheduled)",
+                    ("b", -1): "waits for its upstream tasks: none has finished yet"}, t0)
+    with session_scope() as session:
+        assert first.flush(session) == 2
+        assert first.flush(session) == 0  # nothing changed: no statement
+    a = row("a")
+    assert json.loads(a.waiting_reason) == {"state": "scheduled", "checks": [
+        {"check": "pool", "reason": "pool 'p' is full: 1 of 1"}]}
+    assert a.waiting_since == t0 and a.updated_at == updated_before
+    assert json.loads(row("b").waiting_reason)["checks"][0]["check"] == "dependencies"
+
+    # The same check with other words keeps its since; another check starts a new one.
+    t1 = t0 + timedelta(minutes=1)
+    first.note_held("kept", run_id, "a", -1, "pool", "pool 'p' is full: 2 of 2", t1)
+    first.note_held("kept", run_id, "a", -1, "pool", "pool 'p' is full: 2 of 2", t1)
+    with session_scope() as session:
+        assert first.flush(session) == 1
+    assert row("a").waiting_since == t0
+    # A restarted scheduler writes its reasons once more; an unchanged one keeps its since.
+    again = WaitingReasons()
+    again.note_held("kept", run_id, "a", -1, "pool", "pool 'p' is full: 2 of 2", t1)
+    with session_scope() as session:
+        assert again.flush(session) == 1
+    assert row("a").waiting_since == t0
+    again.note_held("kept", run_id, "a", -1, "max_active_tasks", "the DAG's limit", t1)
+    with session_scope() as session:
+        again.flush(session)
+    assert row("a").waiting_since == t1
+
+    # Readers: the recorded reason, marked as such; none once the state is another.
+    with session_scope() as session:
+        serialized = read_dag(session, "kept")
+        run = session.query(DagRunModel).filter_by(run_id=run_id).one()
+        ti = session.get(TaskInstanceModel, ("kept", run_id, "a", -1))
+        reasons = waiting_reasons(session, serialized, run, ti)
+        assert [r["check"] for r in reasons] == ["scheduler", "max_active_tasks"]
+        assert reasons[1]["recorded_since"] == t1
+        ti.state = "none"  # as a clear would leave it: the recorded reason no longer applies
+        session.flush()
+        reasons = waiting_reasons(session, serialized, run, ti)
+        assert all("recorded_since" not in r for r in reasons), reasons
+    # A reason for a state the row has left is not written.
+    again.note_held("kept", run_id, "a", -1, "pool", "pool 'p' has 0 slots", t1)
+    with session_scope() as session:
+        again.flush(session)
+    assert json.loads(row("a").waiting_reason)["state"] == "scheduled"
+    assert row("a").state == "none"
