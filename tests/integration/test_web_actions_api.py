@@ -115,6 +115,8 @@ def test_a_viewer_follows_a_backfill_page_and_may_not_start_one(app, tokens):
     assert page.status_code == 200, html
     assert 'id="backfill-progress"' in html and 'id="backfill-read-only"' in html
     assert 'id="backfill-form"' not in html
+    grid = client.get("/dags/ui_daily/grid").get_data(as_text=True)
+    assert 'id="backfill-progress-link"' in grid and 'id="backfill-button"' not in grid
     form = {"start_date": "2025-01-01", "end_date": "2025-01-02", "action": "preview"}
     assert client.post("/dags/ui_daily/backfill", data=form).status_code == 400  # no CSRF
     refused = client.post("/dags/ui_daily/backfill", data={**form,
