@@ -139,6 +139,12 @@ class TaskServices(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not serve asset events")
 
 
+    def has_listener(self, hook: str) -> bool:
+        """Whether a listener of this runtime implements ``hook`` (``updraft.listeners``).
+        Not knowing, say yes: an operator then does what runs its listeners."""
+        return True
+
+
 class NoTaskServices(TaskServices):
     """What a context without a runtime behind it has: every question fails saying so."""
 

@@ -197,6 +197,25 @@ def test_deferrable_sensors_hold_no_slot_and_end_near_their_deadline(env):
     assert result.lateness < 10
 
 
+def test_time_sensors_with_nothing_to_resume_end_in_the_triggerer(env):
+    """Left unset, ``end_from_trigger`` ends a plain time sensor in the triggerer (ADR 13):
+    one try, no resumed run of it, the trigger's ending in each task instance's story."""
+    result = _sensor_run(env, n=20, seconds=3, parallelism=4, end_from_trigger=None)
+    with h.session() as s:
+        from updraft.store.models import TiEvent
+
+        ended = s.scalars(select(TiEvent.task_id).where(
+            TiEvent.dag_id == "many_sensors", TiEvent.old_state == "deferred",
+            TiEvent.new_state == "success", TiEvent.cause.contains("ended the task"))).all()
+        resumed = s.scalar(select(func.count()).select_from(TiEvent).where(
+            TiEvent.dag_id == "many_sensors", TiEvent.new_state == "scheduled",
+            TiEvent.old_state == "deferred"))
+    if result.deferred < 20:
+        pytest.skip(f"the shared machine was too loaded: {result.deferred} of 20 deferred")
+    assert sorted(ended) == sorted(f"wait_{i}" for i in range(20)) and resumed == 0
+    assert result.lateness < 5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("end_from_trigger", [None, False])
 def test_a_thousand_deferrable_sensors_waiting_30_seconds(env, end_from_trigger):

@@ -167,10 +167,17 @@ def test_a_state_event_that_comes_before_its_commit_is_looked_at_again_soon(monk
     assert looks[2] - looks[1] < 8 and time.monotonic() - started < 10
 
 
-def _deferred_trigger(sensor) -> DateTimeTrigger:
-    """The trigger ``sensor`` defers on, an hour ahead."""
+def _deferred_trigger(sensor, listening: bool = False) -> DateTimeTrigger:
+    """The trigger ``sensor`` defers on, an hour ahead, in a runtime with or without a
+    success listener."""
+    from updraft.task_services import NoTaskServices
+
+    class Services(NoTaskServices):
+        def has_listener(self, hook: str) -> bool:
+            return listening and hook == "on_task_instance_success"
+
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({"data_interval_end": datetime.now(UTC)})
+        sensor.execute({"data_interval_end": datetime.now(UTC), "task_services": Services()})
     return deferred.value.trigger
 
 
@@ -192,6 +199,7 @@ def test_a_time_sensor_with_nothing_to_resume_ends_in_the_triggerer_by_default()
     assert _deferred_trigger(called).end_from_trigger is False
     outlets = TimeDeltaSensorAsync(task_id="out", delta=hour, outlets=[Asset("s3://b/k")])
     assert _deferred_trigger(outlets).end_from_trigger is False
+    assert _deferred_trigger(plain, listening=True).end_from_trigger is False
 
     class Overridden(TimeDeltaSensorAsync):
         def execute_complete(self, context, event=None):

@@ -8,7 +8,8 @@ from datetime import datetime, time, timedelta
 from updraft.sensors.base import BaseSensorOperator
 
 
-def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger: bool | None):
+def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger: bool | None,
+                 context: dict):
     """Defer ``sensor`` until ``moment`` (ADR 11); a moment already past needs no wait."""
     from updraft.exceptions import UpdraftSkipException
     from updraft.triggers.temporal import DateTimeTrigger
@@ -18,7 +19,7 @@ def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger:
         return None
     try:
         trigger = DateTimeTrigger(moment=moment,
-                                  end_from_trigger=ends_in_trigger(sensor, end_from_trigger))
+                                  end_from_trigger=ends_in_trigger(sensor, end_from_trigger, context))
     except (TypeError, ValueError) as exc:
         if sensor.soft_fail:
             raise UpdraftSkipException("Skipping due to soft_fail is set to True.") from exc
@@ -27,7 +28,7 @@ def _defer_until(sensor: BaseSensorOperator, moment: datetime, end_from_trigger:
     sensor.defer(trigger=trigger, method_name="execute_complete")
 
 
-def ends_in_trigger(sensor: BaseSensorOperator, requested: bool | None) -> bool:
+def ends_in_trigger(sensor: BaseSensorOperator, requested: bool | None, context: dict) -> bool:
     """Whether the sensor ends in the triggerer, with no resumed try (ADR 13).
 
     ``end_from_trigger=True`` or ``False`` is obeyed. Left unset (``None``), it is True when
@@ -37,8 +38,8 @@ def ends_in_trigger(sensor: BaseSensorOperator, requested: bool | None) -> bool:
     within a second of their moment instead of queueing 1,000 tries, and nothing waits on a
     worker slot to say "the time has come".
     """
-    from updraft.listeners import has_listeners
     from updraft.operators.base import BaseOperator
+    from updraft.task_services import task_services
 
     if requested is not None:
         return bool(requested)
@@ -46,7 +47,7 @@ def ends_in_trigger(sensor: BaseSensorOperator, requested: bool | None) -> bool:
     return (getattr(cls.execute_complete, "__code__", None) in _NO_OP_COMPLETIONS
             and cls.post_execute is BaseOperator.post_execute
             and not sensor.on_success_callback and not sensor.outlets
-            and not has_listeners("on_task_instance_success"))
+            and not task_services(context).has_listener("on_task_instance_success"))
 
 
 class TimeDeltaSensor(BaseSensorOperator):
@@ -67,7 +68,7 @@ class TimeDeltaSensor(BaseSensorOperator):
 
     def execute(self, context: dict):
         if self.deferrable:
-            return _defer_until(self, self._target(context), self.end_from_trigger)
+            return _defer_until(self, self._target(context), self.end_from_trigger, context)
         return super().execute(context)
 
     def execute_complete(self, context: dict, event=None) -> None:
@@ -118,7 +119,7 @@ class DateTimeSensor(BaseSensorOperator):
 
     def execute(self, context: dict):
         if self.deferrable:
-            return _defer_until(self, self._target(), self.end_from_trigger)
+            return _defer_until(self, self._target(), self.end_from_trigger, context)
         return super().execute(context)
 
     def execute_complete(self, context: dict, event=None) -> None:
@@ -154,7 +155,7 @@ class TimeSensor(BaseSensorOperator):
         if self.deferrable:
             local = self._now().astimezone(self.dag.timezone)
             moment = datetime.combine(local.date(), self.target_time, tzinfo=local.tzinfo)
-            return _defer_until(self, moment, self.end_from_trigger)
+            return _defer_until(self, moment, self.end_from_trigger, context)
         return super().execute(context)
 
     def execute_complete(self, context: dict, event=None) -> None:

@@ -116,6 +116,11 @@ class StoreTaskServices(TaskServices):
             return RunInfo(run.dag_id, run.run_id, str(run.state), run.logical_date,
                            dict(run.conf or {}))
 
+    def has_listener(self, hook: str) -> bool:
+        from updraft.listeners import has_listeners
+
+        return has_listeners(hook)
+
     def scheduler_alive(self) -> bool:
         from sqlalchemy import func, select
 
