@@ -24,7 +24,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, bindparam, case, update
 from sqlalchemy.orm import Session
 
-from updraft.runlogic import waiting_check
+from updraft.runlogic import SCHEDULED_WAIT, waiting_check
 from updraft.state import TaskInstanceState as TI
 from updraft.store.models import TaskInstanceModel
 from updraft.store.waiting import encode_waiting_reason
@@ -52,15 +52,15 @@ _WRITE = update(_TI).where(and_(
 
 
 class Recorded(NamedTuple):
-    """What was recorded for one task instance."""
+    """What was recorded for one task instance (``state``: the state it was recorded in)."""
 
-    state: str
+    state: TI
     check: str
     reason: str
     since: datetime
 
     def as_json(self) -> str:
-        return encode_waiting_reason(self.state, [(self.check, self.reason)])
+        return encode_waiting_reason(str(self.state), [(self.check, self.reason)])
 
 
 class WaitingReasons:
@@ -76,42 +76,53 @@ class WaitingReasons:
     def pending(self) -> bool:
         return bool(self._pending)
 
-    def _note(self, run: dict, dag_id: str, run_id: str, key: tuple[str, int], state: str,
+    def _note(self, run: dict, dag_id: str, run_id: str, key: tuple[str, int], state: TI,
               check: str, reason: str, now: datetime) -> None:
         old = run.get(key)
-        if old is not None and old.state == state and old.reason == reason:
+        if old is not None and old.state is state and old.reason == reason:
             return
-        since = old.since if old is not None and old.state == state and \
+        since = old.since if old is not None and old.state is state and \
             old.check == check else now
         run[key] = new = Recorded(state, check, reason, since)
         self._pending[(dag_id, run_id, *key)] = new
 
     def note_run(self, dag_id: str, run_id: str, states: Mapping[tuple[str, int], TI],
                  waiting: Mapping[tuple[str, int], str], now: datetime) -> None:
-        """decide's reasons for one run: ``states`` as decided on, ``waiting`` the
-        decision's (scheduled task instances are dispatch's to explain)."""
+        """decide's reasons for one run: ``states`` as decided on (``TI`` members, as in a
+        ``RunSnapshot``), ``waiting`` the decision's (scheduled task instances are
+        dispatch's to explain). Runs on every look at a run: unchanged reasons cost a dict
+        lookup each, and no statement."""
         run = self._runs.get((dag_id, run_id))
         if run is None:
             if not waiting:
                 return
             run = self._runs[(dag_id, run_id)] = {}
-        else:
-            # What moved on (queued elsewhere, finished, cleared) is forgotten; its stored
-            # reason names an old state, which readers ignore.
-            for key in [k for k, rec in run.items() if str(states.get(k)) != rec.state]:
+        elif len(run) > len(waiting):
+            # Some moved on (queued elsewhere, finished, cleared): forget them, so that a
+            # return to the old state is written again. Their stored reason names that old
+            # state, which readers ignore.
+            get = states.get
+            for key in [k for k, rec in run.items() if get(k) is not rec.state]:
                 del run[key]
+        get = run.get
         for key, reason in waiting.items():
+            if reason is SCHEDULED_WAIT:
+                continue
+            state = states[key]
+            old = get(key)
+            if old is not None and old.state is state and old.reason == reason:
+                continue  # recorded already: most task instances on most passes
             check = waiting_check(reason)
             if check in _NOT_RECORDED:
                 continue
-            self._note(run, dag_id, run_id, key, str(states[key]), check, reason, now)
+            self._note(run, dag_id, run_id, key, state, check, reason, now)
 
     def note_held(self, dag_id: str, run_id: str, task_id: str, map_index: int, check: str,
                   reason: str, now: datetime) -> None:
         """Dispatch kept a scheduled task instance from being queued, for ``reason``."""
         run = self._runs.setdefault((dag_id, run_id), {})
-        self._note(run, dag_id, run_id, (task_id, map_index), str(TI.SCHEDULED), check,
-                   reason, now)
+        self._note(run, dag_id, run_id, (task_id, map_index), TI.SCHEDULED, check, reason,
+                   now)
 
     def queued(self, keys: Iterable[tuple[str, str, str, int]]) -> None:
         """These were queued: the queueing UPDATE cleared their reasons."""
@@ -135,7 +146,7 @@ class WaitingReasons:
         pending, self._pending = self._pending, {}
         session.execute(_WRITE, [
             {"k_dag": key[0], "k_run": key[1], "k_task": key[2], "k_index": key[3],
-             "k_state": rec.state, "v_reason": rec.as_json(), "v_since": rec.since}
+             "k_state": str(rec.state), "v_reason": rec.as_json(), "v_since": rec.since}
             for key, rec in sorted(pending.items())])
         self.writes += 1
         return len(pending)

@@ -286,6 +286,7 @@ def test_recorded_reasons_on_every_store(store_url):
 
     from updraft import DAG
     from updraft.operators.empty import EmptyOperator
+    from updraft.state import TaskInstanceState as TI
     from updraft.store.commands import trigger_dag_run
     from updraft.store.dags import read_dag, write_dag
     from updraft.store.engine import session_scope
@@ -314,7 +315,7 @@ def test_recorded_reasons_on_every_store(store_url):
     t0 = utcnow().replace(microsecond=0) - timedelta(minutes=5)
     first = WaitingReasons()
     first.note_held("kept", run_id, "a", -1, "pool", "pool 'p' is full: 1 of 1", t0)
-    first.note_run("kept", run_id, {("a", -1): "scheduled", ("b", -1): "none"},
+    first.note_run("kept", run_id, {("a", -1): TI.SCHEDULED, ("b", -1): TI.NONE},
                    {("a", -1): "waits for a free slot (scheduled)",
                     ("b", -1): "waits for its upstream tasks: none has finished yet"}, t0)
     with session_scope() as session:
