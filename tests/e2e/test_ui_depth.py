@@ -703,6 +703,9 @@ def test_why_not_running(session_page):
         page.wait_for_timeout(500)
         page.reload()
     expect(reason).to_contain_text("pool 'default_pool' has 0 slots")
+    # Recorded by the scheduler as it held the task back, not worked out by the page.
+    expect(reason).to_have_attribute("data-recorded", "true")
+    expect(reason).to_contain_text("recorded by the scheduler since")
     watch.shot(page, "why-not-pool-empty")
     page.goto(f"{base}/dags/e2e_demo/runs/{run_id}/tasks/end")
     expect(page.locator('#why-not li[data-check="dependencies"]')).to_contain_text(
@@ -718,7 +721,8 @@ def test_why_not_running(session_page):
     assert answer.ok, answer.status
     body = answer.json()
     assert body["state"] == "scheduled"
-    assert any(d["name"] == "pool" and "0 slots" in d["reason"] for d in body["dependencies"])
+    assert any(d["name"] == "pool" and "0 slots" in d["reason"] and d["recorded_by_scheduler"]
+               and d["since"] for d in body["dependencies"])
 
     # Give the pool slots back: the run goes on and the reasons go away.
     page.goto(f"{base}/pools")
