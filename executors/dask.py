@@ -60,6 +60,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from executors.base import BaseExecutor, TryKey
+from executors.dask_identity import cluster_identity, worker_addresses
 from executors.dask_native import DaskNative
 from executors.dask_recovery import DaskRecovery
 from updraft.runtime import TryRequest
@@ -408,7 +409,7 @@ class DaskExecutor(DaskNative, DaskRecovery, BaseExecutor):
 
         try:
             self._client.register_plugin(WarmWorker(self._default_store_url, self.isolation))
-            workers = list(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+            workers = worker_addresses(self._client)
             futures = [self._client.submit(noop, pure=False, workers=[address],
                                            allow_other_workers=True) for address in workers]
             if wait:
@@ -520,7 +521,7 @@ class DaskExecutor(DaskNative, DaskRecovery, BaseExecutor):
         if self._client is None:
             return info
         try:
-            identity = self._client.scheduler_info(n_workers=-1)
+            identity = cluster_identity(self._client)
             info["scheduler_address"] = identity.get("address")
             info["dashboard_link"] = self._dashboard_link(identity)
             info["workers"] = [

@@ -17,6 +17,8 @@ import logging
 import time
 from typing import Any
 
+from executors.dask_identity import cluster_identity
+
 log = logging.getLogger("executors.dask")
 
 WATCH_INTERVAL = 0.5
@@ -38,7 +40,7 @@ class DaskRecovery:
     def _current_workers(self) -> dict[str, str]:
         """Address -> name of the cluster's workers (one round trip); also refreshes their
         resources (for placement) and the last ``scheduler_info`` (for adapting)."""
-        info = self._client.scheduler_info(n_workers=-1)
+        info = cluster_identity(self._client)
         workers = info.get("workers", {})
         self._worker_resources = {address: dict(w.get("resources") or {})
                                   for address, w in workers.items()}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import services
 
+from executors.dask_identity import worker_addresses
+
 BIN = Path(sys.executable).parent
 
 
@@ -95,7 +97,7 @@ class DaskProcesses:
 
         with Client(self.address, timeout=30) as client:
             deadline = time.monotonic() + timeout
-            while len(client.scheduler_info(n_workers=-1)["workers"]) != count:
+            while len(worker_addresses(client)) != count:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the cluster did not reach {count} workers")
                 time.sleep(0.2)

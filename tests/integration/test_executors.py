@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from executors import EXECUTORS, executor_class, get_executor
 from executors.base import BaseExecutor, ExecutorEvent, try_key
+from executors.dask_identity import worker_addresses
 from updraft.runtime import TryRequest
 from updraft.state import DagRunState
 from updraft.state import TaskInstanceState as TI
@@ -487,14 +488,14 @@ def test_dask_try_that_kills_itself_leaves_its_worker_alone(store_url, dag):
         [event] = wait_events(executor, 1, timeout=30)
         assert event.outcome.state == TI.SUCCESS and event.worker is not None
         assert "hello from updraft" in Path(event.outcome.log_path).read_text()
-        workers = set(executor.client.scheduler_info(n_workers=-1)["workers"])
+        workers = set(worker_addresses(executor.client))
         executor.submit([suicide])
         [event] = wait_events(executor, 1, timeout=30)
         # Only the try's own process died; the supervisor recorded how.
         assert event.error is None and event.outcome.state == TI.FAILED, event
         assert "signal 9 (SIGKILL)" in event.outcome.error
         assert ti_row(store_url, suicide).state == "failed"
-        assert set(executor.client.scheduler_info(n_workers=-1)["workers"]) == workers
+        assert set(worker_addresses(executor.client)) == workers
 
 
 def test_warming_a_worker_runs_the_runner_statements_and_leaves_the_store_as_it_was(
@@ -521,3 +522,20 @@ def test_dask_workers_parse_a_dag_ahead_when_asked(store_url, quick_dag):
                       for supervisor in list(dask_worker._supervisors.values())):
             assert time.monotonic() < deadline, "the workers' zygotes did not parse the DAG"
             time.sleep(0.02)
+
+
+def test_the_cluster_s_workers_are_read_without_the_client_s_cache_race():
+    """Dask's client refreshes its cached identity with totals only (no workers) every few
+    seconds; ``scheduler_info(n_workers=-1)`` returns that cache, so a refresh landing
+    between its fetch and its return shows a cluster with no workers, which the watchdog
+    took for every worker lost. ``cluster_identity`` returns the scheduler's own answer."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from executors.dask_identity import cluster_identity
+
+    with dask.config.set({"distributed.client.scheduler-info-interval": "2ms"}), \
+            LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        counts = [len(cluster_identity(client)["workers"]) for _ in range(300)]
+    assert set(counts) == {2}
