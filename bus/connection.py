@@ -20,6 +20,7 @@ import concurrent.futures
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
@@ -27,6 +28,8 @@ from typing import Any, Self
 log = logging.getLogger(__name__)
 #: While publishes keep coming, how often the bus thread takes them (seconds).
 PUMP_INTERVAL = 0.02
+#: How long a request waits for a connection being made or remade before it fails.
+CONNECT_GRACE = 3.0
 
 
 class BusUnavailable(ConnectionError):
@@ -277,12 +280,22 @@ class BusThread:
 
     def request(self, subject: str, data: bytes, timeout: float = 5.0,
                 headers: dict | None = None):
-        """Send a request and return the reply message; BusUnavailable if not connected."""
+        """Send a request and return the reply message; BusUnavailable if NATS is not
+        connected within ``CONNECT_GRACE`` s (a connection still being made or remade, as
+        right after a node starts, is waited for briefly rather than failed at once)."""
+        if not self.connected:
+            self._wait_reconnected(min(timeout, CONNECT_GRACE))
         if not self.connected:
             raise BusUnavailable(f"cannot reach NATS at {', '.join(self.servers)}: "
                                  f"{self.last_error or 'not connected'}")
         return self.call(self.nc.request(subject, data, timeout=timeout, headers=headers),
                          timeout=timeout + 5)
+
+    def _wait_reconnected(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        self._connected_event.wait(seconds)
+        while not self.connected and not self._stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout``) until every queued publish went out and the server has
