@@ -217,11 +217,13 @@ def test_time_sensors_with_nothing_to_resume_end_in_the_triggerer(env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("end_from_trigger", [None, False])
-def test_a_thousand_deferrable_sensors_waiting_30_seconds(env, end_from_trigger):
-    """The issue's case. By default (None) a time sensor with nothing to run on resuming
-    ends in the triggerer (ADR 13); with ``end_from_trigger=False`` 1,000 resumed tries pass
-    through the executor's 4 slots after the deadline."""
+def test_a_thousand_deferrable_sensors_waiting_30_seconds(env):
+    """The issue's case, with the sensors' defaults: a time sensor with nothing to run on
+    resuming ends in the triggerer (ADR 13). With ``end_from_trigger=False``, 1,000 resumed
+    tries pass through the executor's slots after the deadline: the resumed path is
+    tested with 200 sensors above, its 1,000-sensor figure is
+    ``tests/bench/bench_deferred_sensors.py --end-from-trigger false``."""
+    end_from_trigger = None
     result = _sensor_run(env, n=1000, seconds=30, parallelism=4,
                          end_from_trigger=end_from_trigger)
     print(f"\n1,000 deferrable sensors x 30 s on 4 slots (end_from_trigger="
@@ -235,7 +237,7 @@ def test_a_thousand_deferrable_sensors_waiting_30_seconds(env, end_from_trigger)
                     f"4 slots: only {result.deferred} deferred before their deadline")
     assert result.busy in (0, None)
     assert result.wake_lateness < 5
-    assert result.lateness < (30 if end_from_trigger is False else 5)
+    assert result.lateness < 5
 
 
 TIMEOUT_DAG = """
