@@ -346,6 +346,28 @@ def test_local_cancel_stops_a_running_try(store_url, dag):
         assert executor.slots_available() == 2
 
 
+def test_local_cancel_as_the_claim_commits_stops_the_try(store_url, dag, monkeypatch):
+    """A cancel that comes the moment the store says "running" (the claim committed, the
+    try's process not started yet) still stops the try: it is not lost in between."""
+    import updraft.isolation.supervisor as supervisor
+
+    real_claim = supervisor.claim_try
+    answers: list[bool] = []
+
+    with build("local") as executor:
+        def claim_then_cancel(request, *args, **kwargs):
+            claimed = real_claim(request, *args, **kwargs)
+            answers.append(executor.cancel(try_key(request)))
+            return claimed
+
+        monkeypatch.setattr(supervisor, "claim_try", claim_then_cancel)
+        [nap] = queue_tries(store_url, dag, ["long_nap"])
+        executor.submit([nap])
+        [event] = wait_events(executor, 1)
+    assert answers == [True]
+    assert event.outcome.state == TI.FAILED and "cancelled" in event.outcome.error
+
+
 def test_dask_worker_client_inside_a_task(store_url, dag):
     # The try runs in a process of its own: it reaches the cluster over TCP.
     with build("dask", dashboard_address="127.0.0.1:0",

@@ -240,15 +240,29 @@ class Supervisor:
         while the supervisor is closing, or if no process can be forked at all.
         """
         node = node or self.node
-        claimed = claim_try(request, node, self.executor, give_up=lambda: self._closing)
-        if claimed is None:
-            return TryOutcome(state=None, try_number=request.try_number, refused=True,
-                              error=REFUSED_CLAIM)
-        self.stats["tries"] += 1
+        # Known as running before the claim commits: a stop that comes as soon as the store
+        # says "running" (a cancel, a mark) finds it, and ends it before its child starts.
         watched = _Watched(request)
         key: TryKey = (request.dag_id, request.run_id, request.task_id, request.map_index)
         with self._lock:
-            self._running[key] = watched
+            # A duplicate request of a try running here is refused by the claim: it must
+            # not take the running one's place meanwhile.
+            early = key not in self._running
+            if early:
+                self._running[key] = watched
+        try:
+            claimed = claim_try(request, node, self.executor, give_up=lambda: self._closing)
+        except BaseException:
+            self._forget(key, watched)
+            raise
+        if claimed is None:
+            self._forget(key, watched)
+            return TryOutcome(state=None, try_number=request.try_number, refused=True,
+                              error=REFUSED_CLAIM)
+        self.stats["tries"] += 1
+        with self._lock:
+            if not early:
+                self._running[key] = watched
             closing = self._closing
         if closing:
             watched.request_stop(INTERRUPTED, counts=False)
@@ -262,10 +276,13 @@ class Supervisor:
             return self._supervise(request, claimed, watched, node, on_log_line, session)
         finally:
             heartbeats.remove(request.heartbeat_key)
-            with self._lock:
-                if self._running.get(key) is watched:
-                    del self._running[key]
-            watched.close()
+            self._forget(key, watched)
+
+    def _forget(self, key: TryKey, watched: _Watched) -> None:
+        with self._lock:
+            if self._running.get(key) is watched:
+                del self._running[key]
+        watched.close()
 
     def _acquire(self, request: TryRequest, session: Session | None) -> _Held:
         held = None
