@@ -7,14 +7,17 @@ scikit-learn's ``GridSearchCV``, whose fits joblib spreads over the cluster's wo
 the ``updraft[ml]`` and ``updraft[dataframe]`` extras; without them the tasks skip.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from updraft import DAG, task
 
 SAMPLES = 4000
 
+# joblib's Dask backend opens a client on each worker it uses; that connection can fail
+# on a loaded cluster (distributed's handshake), and a retry is the cure.
 with DAG("example_dask_ml", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
-         tags=["example", "dask"], doc_md=__doc__) as dag:
+         tags=["example", "dask"], doc_md=__doc__,
+         default_args={"retries": 2, "retry_delay": timedelta(seconds=3)}) as dag:
 
     @task.dask
     def make_data():
